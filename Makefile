@@ -1,0 +1,36 @@
+# quantgym: two commands do everything on a fresh machine.
+#   make train   -> create .venv, install, run the main Hydra training job on the shipped sample
+#   make test    -> create .venv, install, run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Torch is installed first and pinned so pip never resolves a multi-GB CUDA build by accident.
+# CPU-only machines elsewhere can use the official CPU index:
+#   make TORCH_INDEX=https://download.pytorch.org/whl/cpu train
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+TORCH_INDEX_ARG := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
+ARGS ?=
+
+.PHONY: install train test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_INDEX_ARG) "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+train: install
+	$(PY) scripts/train.py $(ARGS)
+
+test: install
+	$(PY) -m pytest -q $(ARGS)
+
+bench: install
+	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) bench/env_speed.py
+
+clean:
+	rm -rf $(VENV)
