@@ -1,0 +1,1 @@
+"""Agents: SB3 training, evaluation, tuning and paper trading."""

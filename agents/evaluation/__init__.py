@@ -1,0 +1,1 @@
+"""Evaluation: baselines, statistics of skill vs. luck, reports and plots."""

@@ -1,0 +1,1 @@
+"""Data side: Parquet store, downloads, cleaning and resampling of OHLCV bars."""

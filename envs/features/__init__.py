@@ -1,0 +1,1 @@
+"""Causal feature builders (every value at bar t uses bars <= t only)."""
