@@ -1,0 +1,193 @@
+"""`EnvConfig`: every setting of the trading environment, validated on construction.
+
+Field names and defaults are part of quantgym's public API (Hydra's ``env`` group mirrors them).
+Units: fractions are plain ratios (0.0005 = 0.05 %), ``*_bps`` are basis points (1 bp = 0.01 %),
+prices are quote currency per base unit, quantities base units (contracts for futures).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+ACTION_MODES = ("continuous", "discrete")
+SIZING_MODES = ("fixed", "vol_target", "risk_per_trade", "kelly")
+SLIPPAGE_MODELS = ("none", "fixed_bps", "spread", "volatility", "sqrt_impact")
+REWARDS = ("log_return", "differential_sharpe", "sortino")
+
+
+def _fail(name: str, value: object, allowed: str) -> None:
+    raise ValueError(f"env.{name}={value!r} is invalid: {allowed} (set it in EnvConfig or conf/env/*.yaml)")
+
+
+@dataclass(frozen=True, slots=True)
+class EnvConfig:
+    """Configuration of `TradingEnv` / `VecTradingEnv`.
+
+    Attributes:
+        window_size: bars in the observation window, >= 1.
+        initial_cash: starting cash in quote currency, > 0.
+        episode_length: None = one sequential pass from bar ``window_size - 1`` to the end
+            (evaluation); an int L >= 1 = random start in [W-1, n-1-L] drawn by the env's
+            ``np_random``, truncated after L steps.
+        max_drawdown: fraction in (0, 1]; equity drawdown from its peak (at closes) beyond which
+            the episode terminates. None = no limit.
+        action_mode: "continuous" (Box(-1, 1, (1,))) or "discrete" (Discrete(len(exposure_levels))).
+        exposure_levels: discrete target exposures (position value / equity), each within
+            [-max_leverage, max_leverage].
+        max_leverage: cap on |target exposure|, > 0.
+        long_only: clip target exposure to >= 0.
+        sizing: "fixed", "vol_target", "risk_per_trade" or "kelly" (see README, rule 2).
+        target_vol: annualised volatility target for "vol_target", fraction > 0 (0.5 = 50 %).
+        vol_lookback: bars of 1-bar log returns for the volatility/mean estimates, >= 2.
+        risk_per_trade: fraction of equity lost if the stop is hit, in (0, 1]; needs ``stop_loss``.
+        kelly_fraction: multiplier of the Kelly exposure mu/sigma^2, > 0.
+        lot_size: quantity step in base units; 0 = continuous quantities.
+        min_notional: smallest order notional in quote currency (measured at close t), >= 0.
+        rebalance_threshold: minimum |change of target exposure| that sends an order, >= 0.
+        taker_fee: fraction of fill notional charged on every market fill, in [0, 0.1).
+        slippage_model: "none", "fixed_bps", "spread", "volatility" or "sqrt_impact".
+        slippage_bps: slippage in basis points for "fixed_bps" (and "spread" without a spread
+            column), >= 0.
+        slippage_coef: coefficient for "volatility" and "sqrt_impact", >= 0.
+        max_participation: cap on |order quantity| as a fraction of the fill bar's volume, in
+            (0, 1]; None = no cap.
+        contract_multiplier: quote currency per price point per contract (ES = 50), > 0.
+        tick_size: price grid in quote currency; 0 = no rounding.
+        funding_rate: constant funding rate per funding interval (fraction), used when the data
+            has no ``funding_rate`` column. Longs pay a positive rate.
+        funding_interval_h: hours between funding times (UTC multiples since the epoch), > 0.
+        maintenance_margin_rate: fraction of position notional that equity must cover, in [0, 1).
+        liquidation_fee: fraction of notional at the liquidation price charged on liquidation.
+        stop_loss: fraction below (long) / above (short) the entry price, in (0, 1); None = off.
+        take_profit: fraction above (long) / below (short) the entry price, > 0; None = off.
+        trailing_stop: fraction from the best price since entry, in (0, 1); None = off.
+        reward: "log_return", "differential_sharpe" or "sortino".
+        reward_eta: adaptation rate of the differential Sharpe / Sortino moving moments, in (0, 1).
+        turnover_penalty: reward penalty per unit of turnover (traded notional / equity), >= 0.
+        drawdown_penalty: reward penalty per unit of current drawdown (fraction), >= 0.
+        obs_clip: bound on every observation value, > 0.
+    """
+
+    window_size: int = 32
+    initial_cash: float = 10000.0
+    episode_length: int | None = None
+    max_drawdown: float | None = None
+    action_mode: str = "continuous"
+    exposure_levels: tuple[float, ...] = (-1.0, 0.0, 1.0)
+    max_leverage: float = 1.0
+    long_only: bool = False
+    sizing: str = "fixed"
+    target_vol: float = 0.5
+    vol_lookback: int = 60
+    risk_per_trade: float = 0.01
+    kelly_fraction: float = 0.5
+    lot_size: float = 0.0
+    min_notional: float = 0.0
+    rebalance_threshold: float = 0.0
+    taker_fee: float = 0.0005
+    slippage_model: str = "fixed_bps"
+    slippage_bps: float = 1.0
+    slippage_coef: float = 0.1
+    max_participation: float | None = None
+    contract_multiplier: float = 1.0
+    tick_size: float = 0.0
+    funding_rate: float = 0.0
+    funding_interval_h: float = 8.0
+    maintenance_margin_rate: float = 0.005
+    liquidation_fee: float = 0.005
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    trailing_stop: float | None = None
+    reward: str = "log_return"
+    reward_eta: float = 0.01
+    turnover_penalty: float = 0.0
+    drawdown_penalty: float = 0.0
+    obs_clip: float = 10.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "exposure_levels", tuple(float(x) for x in self.exposure_levels))
+        for name in (f.name for f in fields(self)):
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                _fail(name, value, "must be a finite number")
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:  # noqa: C901 - a flat list of independent checks
+        if not isinstance(self.window_size, int) or self.window_size < 1:
+            _fail("window_size", self.window_size, "must be an integer >= 1 (bars)")
+        if self.initial_cash <= 0:
+            _fail("initial_cash", self.initial_cash, "must be > 0 (quote currency)")
+        if self.episode_length is not None and (
+            not isinstance(self.episode_length, int) or self.episode_length < 1
+        ):
+            _fail("episode_length", self.episode_length, "must be None or an integer >= 1 (steps)")
+        if self.max_drawdown is not None and not 0 < self.max_drawdown <= 1:
+            _fail("max_drawdown", self.max_drawdown, "must be None or a fraction in (0, 1]")
+        if self.action_mode not in ACTION_MODES:
+            _fail("action_mode", self.action_mode, f"must be one of {ACTION_MODES}")
+        if self.max_leverage <= 0:
+            _fail("max_leverage", self.max_leverage, "must be > 0 (1.0 = no leverage)")
+        if len(self.exposure_levels) < 2:
+            _fail("exposure_levels", self.exposure_levels, "needs at least 2 levels")
+        if any(abs(x) > self.max_leverage + 1e-12 for x in self.exposure_levels):
+            _fail("exposure_levels", self.exposure_levels, f"each level must lie in ±max_leverage={self.max_leverage}")
+        if self.sizing not in SIZING_MODES:
+            _fail("sizing", self.sizing, f"must be one of {SIZING_MODES}")
+        if self.target_vol <= 0:
+            _fail("target_vol", self.target_vol, "must be > 0 (annualised fraction, 0.5 = 50 %)")
+        if not isinstance(self.vol_lookback, int) or self.vol_lookback < 2:
+            _fail("vol_lookback", self.vol_lookback, "must be an integer >= 2 (bars)")
+        if not 0 < self.risk_per_trade <= 1:
+            _fail("risk_per_trade", self.risk_per_trade, "must be a fraction in (0, 1]")
+        if self.sizing == "risk_per_trade" and self.stop_loss is None:
+            _fail("stop_loss", None, "sizing='risk_per_trade' requires stop_loss (a fraction in (0, 1))")
+        if self.kelly_fraction <= 0:
+            _fail("kelly_fraction", self.kelly_fraction, "must be > 0")
+        for name in ("lot_size", "min_notional", "rebalance_threshold", "slippage_bps", "slippage_coef",
+                     "tick_size", "turnover_penalty", "drawdown_penalty", "liquidation_fee"):
+            if getattr(self, name) < 0:
+                _fail(name, getattr(self, name), "must be >= 0")
+        if not 0 <= self.taker_fee < 0.1:
+            _fail("taker_fee", self.taker_fee, "must be a fraction in [0, 0.1) (0.0005 = 5 bps)")
+        if self.slippage_model not in SLIPPAGE_MODELS:
+            _fail("slippage_model", self.slippage_model, f"must be one of {SLIPPAGE_MODELS}")
+        if self.max_participation is not None and not 0 < self.max_participation <= 1:
+            _fail("max_participation", self.max_participation, "must be None or a fraction in (0, 1]")
+        if self.contract_multiplier <= 0:
+            _fail("contract_multiplier", self.contract_multiplier, "must be > 0")
+        if abs(self.funding_rate) >= 0.1:
+            _fail("funding_rate", self.funding_rate, "must be a fraction per interval with |rate| < 0.1")
+        if self.funding_interval_h <= 0:
+            _fail("funding_interval_h", self.funding_interval_h, "must be > 0 (hours)")
+        if not 0 <= self.maintenance_margin_rate < 1:
+            _fail("maintenance_margin_rate", self.maintenance_margin_rate, "must be a fraction in [0, 1)")
+        for name in ("stop_loss", "trailing_stop"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value < 1:
+                _fail(name, value, "must be None or a fraction in (0, 1)")
+        if self.take_profit is not None and self.take_profit <= 0:
+            _fail("take_profit", self.take_profit, "must be None or a fraction > 0")
+        if self.reward not in REWARDS:
+            _fail("reward", self.reward, f"must be one of {REWARDS}")
+        if not 0 < self.reward_eta < 1:
+            _fail("reward_eta", self.reward_eta, "must be in (0, 1)")
+        if self.obs_clip <= 0:
+            _fail("obs_clip", self.obs_clip, "must be > 0")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, object]) -> EnvConfig:
+        """Build from a plain mapping (e.g. a resolved Hydra node), rejecting unknown keys by name."""
+        known = set(field_names())
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown env key(s) {unknown}; known keys: {sorted(known)}")
+        kwargs = dict(values)
+        if "exposure_levels" in kwargs:
+            kwargs["exposure_levels"] = tuple(kwargs["exposure_levels"])  # type: ignore[arg-type]
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+
+def field_names() -> list[str]:
+    """Public field names of `EnvConfig`."""
+    return [f.name for f in fields(EnvConfig)]

@@ -1,0 +1,409 @@
+"""The trading rules 2–8 as one compiled kernel, shared by `TradingEnv` (n = 1) and `VecTradingEnv`.
+
+Layouts (named row/column indices, not positional lists):
+- market matrix ``M`` (T, M_COLS) float64, one row per bar: open, high, low, close, volume, spread
+  (NaN without a column), sigma and mu (per-bar std / mean of 1-bar log returns over the vol
+  lookback ending at the bar), funding (rate x funding times inside the bar).
+- state ``S`` (S_ROWS, n) float64, one column per env; ``S[S_EQUITY]`` is a contiguous (n,) view.
+- params ``P`` (P_LEN,) float64 built once from `EnvConfig` by `make_params`.
+
+Per env and step (decision at bar t, see the README's execution semantics):
+  decode action -> size -> target quantity at close t -> (threshold / min notional / participation)
+  -> fill at open t+1 with slippage, tick rounding and taker fee -> funding amount on the
+  post-fill position -> liquidation / stop / take-profit against bar t+1's range -> funding
+  settled -> mark at close t+1 -> reward -> observation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+from envs.accounting import (
+    cash_after_fill,
+    liquidation_price,
+    mark_to_market,
+    round_qty_toward_zero,
+    target_quantity,
+    updated_entry_price,
+)
+from envs.config import EnvConfig
+from envs.execution import SLIPPAGE_CODES, fill_price, taker_fee_quote
+from envs.rewards import REWARD_CODES, shaped_reward
+
+# market matrix columns
+M_OPEN, M_HIGH, M_LOW, M_CLOSE, M_VOLUME, M_SPREAD, M_SIGMA, M_MU, M_FUNDING = range(9)
+M_COLS = 9
+
+# state rows
+(S_T, S_STEPS, S_CASH, S_POS, S_ENTRY_PX, S_BEST_PX, S_ENTRY_T, S_EQUITY, S_PEAK, S_DRAWDOWN,
+ S_EXPOSURE, S_PRICE, S_FILL_PX, S_TRADED_QTY, S_CLIPPED_QTY, S_FEES, S_SLIPPAGE, S_FUNDING,
+ S_N_TRADES, S_LIQUIDATED, S_REWARD, S_TERMINATED, S_TRUNCATED, S_EMA_A, S_EMA_B, S_EMA_DD2,
+ S_SUM_R, S_SUM_R2, S_SUM_DOWN2, S_N_R, S_SUM_TURNOVER, S_SUM_ABS_EXPOSURE, S_MAX_DD,
+ S_START_T) = range(34)
+S_ROWS = 34
+
+# params
+(P_DISCRETE, P_LONG_ONLY, P_MAX_LEV, P_SIZING, P_TARGET_VOL, P_BARS_PER_YEAR, P_RISK_PER_TRADE,
+ P_KELLY_FRACTION, P_LOT, P_MIN_NOTIONAL, P_REBALANCE, P_TAKER_FEE, P_SLIP_MODEL, P_SLIP_BPS,
+ P_SLIP_COEF, P_MAX_PART, P_MULT, P_TICK, P_MMR, P_LIQ_FEE, P_STOP, P_TP, P_TRAIL, P_REWARD,
+ P_REWARD_ETA, P_TURN_PEN, P_DD_PEN, P_MAX_DD, P_INIT_CASH, P_OBS_CLIP, P_WINDOW, P_EP_LEN,
+ P_N_BARS) = range(33)
+P_LEN = 33
+
+SIZING_CODES = {"fixed": 0, "vol_target": 1, "risk_per_trade": 2, "kelly": 3}
+SIZING_FIXED, SIZING_VOL_TARGET, SIZING_RISK, SIZING_KELLY = 0, 1, 2, 3
+#: number of account-state values appended to each observation
+N_ACCOUNT_OBS = 4
+
+
+def _opt(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
+def make_params(config: EnvConfig, bars_per_year: float, n_bars: int) -> npt.NDArray[np.float64]:
+    """Flatten a validated `EnvConfig` into the kernel's parameter vector."""
+    p = np.zeros(P_LEN)
+    p[P_DISCRETE] = 1.0 if config.action_mode == "discrete" else 0.0
+    p[P_LONG_ONLY] = float(config.long_only)
+    p[P_MAX_LEV] = config.max_leverage
+    p[P_SIZING] = SIZING_CODES[config.sizing]
+    p[P_TARGET_VOL] = config.target_vol
+    p[P_BARS_PER_YEAR] = bars_per_year
+    p[P_RISK_PER_TRADE] = config.risk_per_trade
+    p[P_KELLY_FRACTION] = config.kelly_fraction
+    p[P_LOT] = config.lot_size
+    p[P_MIN_NOTIONAL] = config.min_notional
+    p[P_REBALANCE] = config.rebalance_threshold
+    p[P_TAKER_FEE] = config.taker_fee
+    p[P_SLIP_MODEL] = SLIPPAGE_CODES[config.slippage_model]
+    p[P_SLIP_BPS] = config.slippage_bps
+    p[P_SLIP_COEF] = config.slippage_coef
+    p[P_MAX_PART] = _opt(config.max_participation)
+    p[P_MULT] = config.contract_multiplier
+    p[P_TICK] = config.tick_size
+    p[P_MMR] = config.maintenance_margin_rate
+    p[P_LIQ_FEE] = config.liquidation_fee
+    p[P_STOP] = _opt(config.stop_loss)
+    p[P_TP] = _opt(config.take_profit)
+    p[P_TRAIL] = _opt(config.trailing_stop)
+    p[P_REWARD] = REWARD_CODES[config.reward]
+    p[P_REWARD_ETA] = config.reward_eta
+    p[P_TURN_PEN] = config.turnover_penalty
+    p[P_DD_PEN] = config.drawdown_penalty
+    p[P_MAX_DD] = _opt(config.max_drawdown)
+    p[P_INIT_CASH] = config.initial_cash
+    p[P_OBS_CLIP] = config.obs_clip
+    p[P_WINDOW] = config.window_size
+    p[P_EP_LEN] = 0.0 if config.episode_length is None else float(config.episode_length)
+    p[P_N_BARS] = n_bars
+    return p
+
+
+@numba.njit(cache=True)
+def target_exposure(a: float, P: np.ndarray, levels: np.ndarray, sigma: float, mu: float) -> float:
+    """Rule 2: action value -> sized target exposure (position value / equity), capped."""
+    max_lev = P[P_MAX_LEV]
+    long_only = P[P_LONG_ONLY] > 0.0
+    if P[P_DISCRETE] > 0.0:
+        av = levels[int(a)]
+        if long_only and av < 0.0:
+            av = 0.0
+        e = av
+    else:
+        av = min(max(a, -1.0), 1.0)
+        if long_only and av < 0.0:
+            av = 0.0
+        e = av * max_lev
+    sizing = int(P[P_SIZING])
+    if sizing == SIZING_VOL_TARGET:
+        ann = sigma * math.sqrt(P[P_BARS_PER_YEAR])
+        e = e * P[P_TARGET_VOL] / ann if (ann > 0.0 and not math.isnan(ann)) else 0.0
+    elif sizing == SIZING_RISK:
+        e = av * P[P_RISK_PER_TRADE] / P[P_STOP]
+    elif sizing == SIZING_KELLY:
+        var = sigma * sigma
+        e = e * P[P_KELLY_FRACTION] * mu / var if (var > 0.0 and not math.isnan(var)) else 0.0
+    e = min(max(e, -max_lev), max_lev)
+    if long_only and e < 0.0:
+        e = 0.0
+    return e
+
+
+@numba.njit(cache=True)
+def _fill(S: np.ndarray, i: int, qty: float, px: float, ref_px: float, P: np.ndarray, bar: int) -> float:
+    """Apply a market fill of ``qty`` at ``px`` to env i; returns traded notional (quote)."""
+    mult = P[P_MULT]
+    fee = taker_fee_quote(abs(qty), px, mult, P[P_TAKER_FEE])
+    pos = S[S_POS, i]
+    new_pos = pos + qty
+    new_entry = updated_entry_price(pos, S[S_ENTRY_PX, i], qty, px)
+    if new_pos != 0.0 and (pos == 0.0 or (pos > 0.0) != (new_pos > 0.0)):
+        S[S_ENTRY_T, i] = bar
+        S[S_BEST_PX, i] = px
+    S[S_ENTRY_PX, i] = new_entry
+    S[S_CASH, i] = cash_after_fill(S[S_CASH, i], qty, px, mult, fee)
+    S[S_POS, i] = new_pos
+    S[S_FEES, i] += fee
+    S[S_SLIPPAGE, i] += abs(qty) * abs(px - ref_px) * mult
+    S[S_N_TRADES, i] += 1.0
+    S[S_FILL_PX, i] = px
+    S[S_TRADED_QTY, i] += qty
+    if new_pos == 0.0:
+        S[S_BEST_PX, i] = 0.0
+        S[S_ENTRY_T, i] = -1.0
+    return abs(qty) * px * mult
+
+
+@numba.njit(cache=True)
+def _liquidate(S: np.ndarray, i: int, px: float, P: np.ndarray) -> float:
+    """Close env i's position at ``px`` paying the liquidation fee (no taker fee, no slippage)."""
+    mult = P[P_MULT]
+    qty = -S[S_POS, i]
+    fee = abs(qty) * px * mult * P[P_LIQ_FEE]
+    S[S_CASH, i] = cash_after_fill(S[S_CASH, i], qty, px, mult, fee)
+    S[S_POS, i] = 0.0
+    S[S_ENTRY_PX, i] = 0.0
+    S[S_BEST_PX, i] = 0.0
+    S[S_ENTRY_T, i] = -1.0
+    S[S_FEES, i] += fee
+    S[S_N_TRADES, i] += 1.0
+    S[S_FILL_PX, i] = px
+    S[S_TRADED_QTY, i] += qty
+    S[S_LIQUIDATED, i] = 1.0
+    return abs(qty) * px * mult
+
+
+@numba.njit(cache=True)
+def _exits(S: np.ndarray, i: int, bar: int, M: np.ndarray, P: np.ndarray, sigma: float) -> float:
+    """Rules 7–8 on bar ``bar``: liquidation, stop / trailing stop, take-profit. Returns notional."""
+    pos = S[S_POS, i]
+    if pos == 0.0:
+        return 0.0
+    o = M[bar, M_OPEN]
+    hi = M[bar, M_HIGH]
+    lo = M[bar, M_LOW]
+    long = pos > 0.0
+    entry = S[S_ENTRY_PX, i]
+    best = S[S_BEST_PX, i]
+    stops_live = bar > S[S_ENTRY_T, i]
+    # adverse levels: stop (nearest of fixed and trailing) and liquidation
+    stop_lvl = math.nan
+    tp_lvl = math.nan
+    if stops_live:
+        if not math.isnan(P[P_STOP]):
+            stop_lvl = entry * (1.0 - P[P_STOP]) if long else entry * (1.0 + P[P_STOP])
+        if not math.isnan(P[P_TRAIL]):
+            trail = best * (1.0 - P[P_TRAIL]) if long else best * (1.0 + P[P_TRAIL])
+            if math.isnan(stop_lvl):
+                stop_lvl = trail
+            else:
+                stop_lvl = max(stop_lvl, trail) if long else min(stop_lvl, trail)
+        if not math.isnan(P[P_TP]):
+            tp_lvl = entry * (1.0 + P[P_TP]) if long else entry * (1.0 - P[P_TP])
+    liq_lvl = liquidation_price(S[S_CASH, i], pos, P[P_MULT], P[P_MMR])
+    if long:
+        stop_hit = (not math.isnan(stop_lvl)) and lo <= stop_lvl
+        liq_hit = (not math.isnan(liq_lvl)) and lo <= liq_lvl
+        tp_gap = (not math.isnan(tp_lvl)) and o >= tp_lvl
+        tp_hit = (not math.isnan(tp_lvl)) and hi >= tp_lvl
+    else:
+        stop_hit = (not math.isnan(stop_lvl)) and hi >= stop_lvl
+        liq_hit = (not math.isnan(liq_lvl)) and hi >= liq_lvl
+        tp_gap = (not math.isnan(tp_lvl)) and o <= tp_lvl
+        tp_hit = (not math.isnan(tp_lvl)) and lo <= tp_lvl
+    side = -1.0 if long else 1.0
+    qty = -pos
+    if tp_gap:
+        px = fill_price(side, o, abs(qty), int(P[P_SLIP_MODEL]), P[P_SLIP_BPS], P[P_SLIP_COEF], sigma,
+                        M[bar, M_SPREAD], M[bar, M_VOLUME], P[P_TICK])
+        return _fill(S, i, qty, px, o, P, bar)
+    if stop_hit or liq_hit:
+        # the level nearer the open on the adverse path happens first
+        stop_first = stop_hit and (not liq_hit or (stop_lvl >= liq_lvl if long else stop_lvl <= liq_lvl))
+        if stop_first:
+            ref = min(o, stop_lvl) if long else max(o, stop_lvl)
+            px = fill_price(side, ref, abs(qty), int(P[P_SLIP_MODEL]), P[P_SLIP_BPS], P[P_SLIP_COEF], sigma,
+                            M[bar, M_SPREAD], M[bar, M_VOLUME], P[P_TICK])
+            return _fill(S, i, qty, px, ref, P, bar)
+        ref = min(o, liq_lvl) if long else max(o, liq_lvl)
+        return _liquidate(S, i, ref, P)
+    if tp_hit:
+        px = fill_price(side, tp_lvl, abs(qty), int(P[P_SLIP_MODEL]), P[P_SLIP_BPS], P[P_SLIP_COEF], sigma,
+                        M[bar, M_SPREAD], M[bar, M_VOLUME], P[P_TICK])
+        return _fill(S, i, qty, px, tp_lvl, P, bar)
+    # still in position: extend the best price with this bar's range (all of it follows the open)
+    S[S_BEST_PX, i] = max(best, hi) if long else min(best, lo)
+    return 0.0
+
+
+@numba.njit(cache=True)
+def step_env(i: int, a: float, S: np.ndarray, M: np.ndarray, P: np.ndarray, levels: np.ndarray) -> None:
+    """Advance env i by one decision: decision at close t, fills in bar t+1, mark at close t+1."""
+    t = int(S[S_T, i])
+    nxt = t + 1
+    mult = P[P_MULT]
+    eq_t = S[S_EQUITY, i]
+    c_t = M[t, M_CLOSE]
+    sigma = M[t, M_SIGMA]
+    S[S_FILL_PX, i] = 0.0
+    S[S_TRADED_QTY, i] = 0.0
+    S[S_CLIPPED_QTY, i] = 0.0
+    S[S_LIQUIDATED, i] = 0.0
+    notional = 0.0
+
+    # rules 2-3: target exposure and quantity, decided at close t
+    e = target_exposure(a, P, levels, sigma, M[t, M_MU])
+    pos = S[S_POS, i]
+    q_target = target_quantity(e, eq_t, c_t, mult, P[P_LOT])
+    dq = q_target - pos
+    cur_e = pos * c_t * mult / eq_t if eq_t > 0.0 else 0.0
+    send = dq != 0.0 and abs(e - cur_e) >= P[P_REBALANCE] and abs(dq) * c_t * mult >= P[P_MIN_NOTIONAL]
+    if send and not math.isnan(P[P_MAX_PART]):
+        cap = P[P_MAX_PART] * M[nxt, M_VOLUME]
+        if abs(dq) > cap:
+            clipped = round_qty_toward_zero(math.copysign(cap, dq), P[P_LOT])
+            S[S_CLIPPED_QTY, i] = abs(dq) - abs(clipped)
+            dq = clipped
+            send = dq != 0.0
+    # rule 4-5: fill at the open of t+1
+    if send:
+        o = M[nxt, M_OPEN]
+        side = 1.0 if dq > 0.0 else -1.0
+        px = fill_price(side, o, abs(dq), int(P[P_SLIP_MODEL]), P[P_SLIP_BPS], P[P_SLIP_COEF], sigma,
+                        M[nxt, M_SPREAD], M[nxt, M_VOLUME], P[P_TICK])
+        notional += _fill(S, i, dq, px, o, P, nxt)
+    # rule 6: funding on the position after the open fill, at close t+1 prices
+    c_next = M[nxt, M_CLOSE]
+    funding = S[S_POS, i] * c_next * mult * M[nxt, M_FUNDING]
+    # rules 7-8: liquidation, stops and take-profit inside bar t+1
+    notional += _exits(S, i, nxt, M, P, sigma)
+    S[S_CASH, i] -= funding
+    S[S_FUNDING, i] += funding
+
+    # mark at close t+1
+    eq = mark_to_market(S[S_CASH, i], S[S_POS, i], c_next, mult)
+    S[S_EQUITY, i] = eq
+    S[S_PRICE, i] = c_next
+    if eq > S[S_PEAK, i]:
+        S[S_PEAK, i] = eq
+    dd = 1.0 - eq / S[S_PEAK, i] if S[S_PEAK, i] > 0.0 else 1.0
+    S[S_DRAWDOWN, i] = dd
+    S[S_EXPOSURE, i] = S[S_POS, i] * c_next * mult / eq if eq > 0.0 else 0.0
+    S[S_T, i] = nxt
+    S[S_STEPS, i] += 1.0
+
+    # reward
+    floor = 1e-6 * P[P_INIT_CASH]
+    log_ret = math.log(max(eq, floor) / max(eq_t, floor))
+    turnover = notional / eq_t if eq_t > 0.0 else 0.0
+    a_prev = S[S_EMA_A, i]
+    b_prev = S[S_EMA_B, i]
+    dd2_prev = S[S_EMA_DD2, i]
+    S[S_REWARD, i] = shaped_reward(int(P[P_REWARD]), log_ret, a_prev, b_prev, dd2_prev, turnover, dd,
+                                   P[P_TURN_PEN], P[P_DD_PEN])
+    eta = P[P_REWARD_ETA]
+    S[S_EMA_A, i] = a_prev + eta * (log_ret - a_prev)
+    S[S_EMA_B, i] = b_prev + eta * (log_ret * log_ret - b_prev)
+    down = min(log_ret, 0.0)
+    S[S_EMA_DD2, i] = dd2_prev + eta * (down * down - dd2_prev)
+
+    # running episode statistics (simple returns), no per-step history
+    r = max(eq, floor) / max(eq_t, floor) - 1.0
+    S[S_SUM_R, i] += r
+    S[S_SUM_R2, i] += r * r
+    S[S_SUM_DOWN2, i] += min(r, 0.0) ** 2
+    S[S_N_R, i] += 1.0
+    S[S_SUM_TURNOVER, i] += turnover
+    S[S_SUM_ABS_EXPOSURE, i] += abs(S[S_EXPOSURE, i])
+    if dd > S[S_MAX_DD, i]:
+        S[S_MAX_DD, i] = dd
+
+    # episode end
+    terminated = eq <= 0.0 or ((not math.isnan(P[P_MAX_DD])) and dd > P[P_MAX_DD])
+    truncated = nxt >= P[P_N_BARS] - 1 or (P[P_EP_LEN] > 0.0 and S[S_STEPS, i] >= P[P_EP_LEN])
+    S[S_TERMINATED, i] = 1.0 if terminated else 0.0
+    S[S_TRUNCATED, i] = 1.0 if truncated else 0.0
+
+
+@numba.njit(cache=True)
+def reset_env(i: int, start: int, S: np.ndarray, M: np.ndarray, P: np.ndarray) -> None:
+    """Put env i flat with initial cash at decision bar ``start``."""
+    for k in range(S_ROWS):
+        S[k, i] = 0.0
+    cash = P[P_INIT_CASH]
+    S[S_T, i] = start
+    S[S_START_T, i] = start
+    S[S_CASH, i] = cash
+    S[S_EQUITY, i] = cash
+    S[S_PEAK, i] = cash
+    S[S_ENTRY_T, i] = -1.0
+    S[S_PRICE, i] = M[start, M_CLOSE]
+
+
+@numba.njit(cache=True)
+def write_obs(i: int, S: np.ndarray, M: np.ndarray, F: np.ndarray, P: np.ndarray, out: np.ndarray) -> None:
+    """Observation of env i into ``out[i]``: features of bars t-W+1..t, then 4 account values.
+
+    Account values: exposure, unrealised P&L / equity, bars since entry / W, drawdown — all
+    clipped to ±obs_clip (features were clipped when the matrix was built).
+    """
+    t = int(S[S_T, i])
+    w = int(P[P_WINDOW])
+    nf = F.shape[1]
+    k = 0
+    for b in range(t - w + 1, t + 1):
+        for f in range(nf):
+            out[i, k] = F[b, f]
+            k += 1
+    clip = P[P_OBS_CLIP]
+    eq = S[S_EQUITY, i]
+    pos = S[S_POS, i]
+    upnl = 0.0
+    since = 0.0
+    if pos != 0.0 and eq > 0.0:
+        upnl = pos * (M[t, M_CLOSE] - S[S_ENTRY_PX, i]) * P[P_MULT] / eq
+        since = (t - S[S_ENTRY_T, i]) / w
+    vals = (S[S_EXPOSURE, i], upnl, since, S[S_DRAWDOWN, i])
+    for v in vals:
+        out[i, k] = min(max(v, -clip), clip)
+        k += 1
+
+
+@numba.njit(cache=True)
+def step_batch(actions: np.ndarray, S: np.ndarray, M: np.ndarray, P: np.ndarray, levels: np.ndarray,
+               F: np.ndarray, obs: np.ndarray) -> None:
+    """Step every env (column of S) with its action and write its next observation."""
+    for i in range(S.shape[1]):
+        step_env(i, actions[i], S, M, P, levels)
+        write_obs(i, S, M, F, P, obs)
+
+
+@numba.njit(cache=True)
+def reset_batch(idx: np.ndarray, starts: np.ndarray, S: np.ndarray, M: np.ndarray, P: np.ndarray,
+                F: np.ndarray, obs: np.ndarray) -> None:
+    """Reset envs ``idx`` to decision bars ``starts`` and write their first observations."""
+    for j in range(idx.shape[0]):
+        reset_env(idx[j], starts[j], S, M, P)
+        write_obs(idx[j], S, M, F, P, obs)
+
+
+def build_market_matrix(
+    open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray,
+    spread: np.ndarray | None, sigma: np.ndarray, mu: np.ndarray, funding: np.ndarray,
+) -> npt.NDArray[np.float64]:
+    """Stack per-bar arrays into the kernel's (T, M_COLS) market matrix."""
+    m = np.empty((close.shape[0], M_COLS), dtype=np.float64)
+    m[:, M_OPEN] = open_
+    m[:, M_HIGH] = high
+    m[:, M_LOW] = low
+    m[:, M_CLOSE] = close
+    m[:, M_VOLUME] = volume
+    m[:, M_SPREAD] = np.nan if spread is None else spread
+    m[:, M_SIGMA] = sigma
+    m[:, M_MU] = mu
+    m[:, M_FUNDING] = funding
+    return m

@@ -1,0 +1,155 @@
+"""Set-up shared by `TradingEnv` and `VecTradingEnv`: arrays prepared once, info and summaries.
+
+Everything the kernels read is built here at construction; ``step()`` only indexes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from envs import kernels as K
+from envs import metrics
+from envs.config import EnvConfig
+from envs.market_data import FeatureNormalizer, MarketData
+
+#: info keys of every reset()/step(), in order (see the README's info table)
+INFO_KEYS = (
+    "timestamp", "price", "equity", "cash", "position", "exposure", "fill_price", "traded_qty",
+    "fees_paid", "slippage_paid", "funding_paid", "n_trades", "liquidated", "drawdown",
+    "participation_clipped",
+)
+_FLOAT_ROWS = (K.S_PRICE, K.S_EQUITY, K.S_CASH, K.S_POS, K.S_EXPOSURE, K.S_FILL_PX, K.S_TRADED_QTY,
+               K.S_FEES, K.S_SLIPPAGE, K.S_FUNDING)
+#: account arrays exposed by `VecTradingEnv.account` (state row per info key)
+ACCOUNT_ROWS = {
+    "price": K.S_PRICE, "equity": K.S_EQUITY, "cash": K.S_CASH, "position": K.S_POS,
+    "exposure": K.S_EXPOSURE, "fill_price": K.S_FILL_PX, "traded_qty": K.S_TRADED_QTY,
+    "fees_paid": K.S_FEES, "slippage_paid": K.S_SLIPPAGE, "funding_paid": K.S_FUNDING,
+    "n_trades": K.S_N_TRADES, "liquidated": K.S_LIQUIDATED, "drawdown": K.S_DRAWDOWN,
+    "participation_clipped": K.S_CLIPPED_QTY,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Simulation:
+    """Arrays and constants for the kernels, built once from data + config.
+
+    Attributes:
+        config: the validated env config.
+        data: the market data.
+        market: (T, kernels.M_COLS) float64 market matrix.
+        features: (T, F) float32 observation features (normalised, clipped, finite).
+        params: kernel parameter vector.
+        levels: discrete exposure levels (float64).
+        timestamps: int64 bar open times, ms UTC.
+        bars_per_year: annualisation factor from the median bar spacing (24/7 calendar).
+        obs_dim: observation length W x F + 4.
+    """
+
+    config: EnvConfig
+    data: MarketData
+    market: npt.NDArray[np.float64]
+    features: npt.NDArray[np.float32]
+    params: npt.NDArray[np.float64]
+    levels: npt.NDArray[np.float64]
+    timestamps: npt.NDArray[np.int64]
+    bars_per_year: float
+    obs_dim: int
+
+    @classmethod
+    def build(
+        cls,
+        data: pd.DataFrame | str | MarketData,
+        config: EnvConfig,
+        normalizer: FeatureNormalizer | None = None,
+    ) -> Simulation:
+        """Validate data against config and prepare every array the kernels use."""
+        if not isinstance(config, EnvConfig):
+            raise TypeError(f"config must be an envs.EnvConfig, got {type(config).__name__}")
+        md = MarketData.load(data)
+        n = len(md)
+        w = config.window_size
+        if n < w + 1:
+            raise ValueError(
+                f"env.window_size={w} is invalid for {n} bars: the data needs at least window_size + 1 "
+                f"bars (one decision and one bar to fill in); lower window_size or use more data"
+            )
+        if config.episode_length is not None and n - 1 - config.episode_length < w - 1:
+            raise ValueError(
+                f"env.episode_length={config.episode_length} is invalid: with window_size={w} and {n} bars "
+                f"it must be <= {n - w} (starts are drawn from [window_size-1, n-1-episode_length])"
+            )
+        mu, sigma = md.log_return_stats(config.vol_lookback)
+        funding = md.funding_per_bar(config.funding_rate, config.funding_interval_h)
+        market = K.build_market_matrix(md.open, md.high, md.low, md.close, md.volume, md.spread, sigma, mu, funding)
+        bpy = metrics.bars_per_year(md.timestamp)
+        return cls(
+            config=config,
+            data=md,
+            market=market,
+            features=md.observation_features(config.obs_clip, normalizer),
+            params=K.make_params(config, bpy, n),
+            levels=np.asarray(config.exposure_levels, dtype=np.float64),
+            timestamps=md.timestamp,
+            bars_per_year=bpy,
+            obs_dim=w * md.raw_features.shape[1] + K.N_ACCOUNT_OBS,
+        )
+
+    @property
+    def first_decision_bar(self) -> int:
+        """Bar index of the first decision (window_size - 1)."""
+        return self.config.window_size - 1
+
+    def draw_start(self, rng: np.random.Generator) -> int:
+        """Start bar: W-1 for a full pass, else uniform in [W-1, n-1-L] from ``rng``."""
+        if self.config.episode_length is None:
+            return self.first_decision_bar
+        hi = len(self.data) - 1 - self.config.episode_length
+        return int(rng.integers(self.first_decision_bar, hi + 1))
+
+    def info(self, S: npt.NDArray[np.float64], i: int) -> dict[str, object]:
+        """The info dict of env i (plain Python scalars; keys `INFO_KEYS`)."""
+        col = S[:, i].tolist()
+        return {
+            "timestamp": int(self.timestamps[int(col[K.S_T])]),
+            "price": col[K.S_PRICE],
+            "equity": col[K.S_EQUITY],
+            "cash": col[K.S_CASH],
+            "position": col[K.S_POS],
+            "exposure": col[K.S_EXPOSURE],
+            "fill_price": col[K.S_FILL_PX],
+            "traded_qty": col[K.S_TRADED_QTY],
+            "fees_paid": col[K.S_FEES],
+            "slippage_paid": col[K.S_SLIPPAGE],
+            "funding_paid": col[K.S_FUNDING],
+            "n_trades": int(col[K.S_N_TRADES]),
+            "liquidated": col[K.S_LIQUIDATED] > 0.0,
+            "drawdown": col[K.S_DRAWDOWN],
+            "participation_clipped": col[K.S_CLIPPED_QTY],
+        }
+
+    def episode_summary(self, S: npt.NDArray[np.float64], i: int) -> dict[str, float]:
+        """Episode statistics of env i from its running sums (no per-step history kept)."""
+        col = S[:, i].tolist()
+        n = int(col[K.S_N_R])
+        ppy = self.bars_per_year
+        initial = self.config.initial_cash
+        return {
+            "n_steps": float(n),
+            "total_return": col[K.S_EQUITY] / initial - 1.0,
+            "final_equity": col[K.S_EQUITY],
+            "sharpe": metrics.sharpe_from_moments(col[K.S_SUM_R], col[K.S_SUM_R2], n, ppy),
+            "sortino": metrics.sortino_from_moments(col[K.S_SUM_R], col[K.S_SUM_DOWN2], n, ppy),
+            "max_drawdown": col[K.S_MAX_DD],
+            "turnover": col[K.S_SUM_TURNOVER],  # sum over steps of traded notional / equity
+            "avg_exposure": col[K.S_SUM_ABS_EXPOSURE] / n if n else 0.0,
+            "fees_paid": col[K.S_FEES],
+            "slippage_paid": col[K.S_SLIPPAGE],
+            "funding_paid": col[K.S_FUNDING],
+            "n_trades": col[K.S_N_TRADES],
+            "liquidated": col[K.S_LIQUIDATED],
+        }

@@ -1,0 +1,142 @@
+"""`TradingEnv`: a single-asset Gymnasium trading environment with realistic execution."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from gymnasium import spaces
+
+from envs import kernels as K
+from envs.config import EnvConfig
+from envs.market_data import FeatureNormalizer, MarketData
+from envs.simulation import Simulation
+
+
+def make_spaces(sim: Simulation) -> tuple[spaces.Space, spaces.Box]:
+    """Action and observation spaces for a prepared simulation."""
+    cfg = sim.config
+    if cfg.action_mode == "discrete":
+        action_space: spaces.Space = spaces.Discrete(len(cfg.exposure_levels))
+    else:
+        action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+    clip = np.float32(cfg.obs_clip)
+    observation_space = spaces.Box(-clip, clip, shape=(sim.obs_dim,), dtype=np.float32)
+    return action_space, observation_space
+
+
+class TradingEnv(gym.Env):
+    """Trade one asset from bars, with fees, slippage, sizing, leverage, funding, liquidation and stops.
+
+    ## Description
+    Each step the agent chooses a target exposure (position value / equity). The order is sized
+    at the decision bar's close and filled at the next bar's open through the execution model.
+
+    ## Timing (no lookahead)
+    At step t the observation uses bars <= t only. Within bar t+1, in this order: the order fills
+    at the open; stops, take-profit and liquidation are checked against the bar's range; funding
+    is settled; the account is marked at the close. The reward measures close t -> close t+1.
+    The first decision is at bar ``window_size - 1``; the episode is truncated when no next bar
+    remains (or after ``episode_length`` steps).
+
+    ## Action Space
+    ``continuous``: ``Box(-1, 1, (1,), float32)``; exposure = a x max_leverage (max(a, 0) when
+    long_only). ``discrete``: ``Discrete(len(exposure_levels))``; exposure = the chosen level.
+    Sizing (fixed / vol_target / risk_per_trade / kelly) then scales it, capped at ±max_leverage.
+
+    ## Observation Space
+    ``Box(-obs_clip, obs_clip, (window_size * F + 4,), float32)``:
+
+    | index | observation |
+    |---|---|
+    | 0 .. W*F-1 | features of bars t-W+1 .. t, row-major (bar, feature); names in ``feature_names`` |
+    | W*F | exposure (signed position value / equity) |
+    | W*F+1 | unrealised P&L / equity |
+    | W*F+2 | bars since entry / window_size |
+    | W*F+3 | drawdown from the equity peak (fraction) |
+
+    ## Costs
+    Taker fee on every fill (fraction of notional); slippage by model (none, fixed_bps, spread,
+    volatility, sqrt_impact); tick rounding against the trader; funding for perpetuals; the
+    liquidation fee on liquidation.
+
+    ## Rewards
+    ``log_return`` (log of equity ratio), ``differential_sharpe`` or ``sortino`` (Moody & Saffell),
+    minus ``turnover_penalty`` x turnover and ``drawdown_penalty`` x drawdown.
+
+    ## Episode End
+    Terminated: equity <= 0 (reward computed on equity floored at 1e-6 x initial_cash) or drawdown
+    beyond ``max_drawdown``. Truncated: end of data or ``episode_length`` steps.
+
+    ## Arguments
+    ``data``: DataFrame, Parquet path or `MarketData`; ``config``: `EnvConfig`;
+    ``normalizer``: optional `FeatureNormalizer` fitted on a training split.
+
+    Example:
+        >>> from envs import TradingEnv, EnvConfig
+        >>> env = TradingEnv("data/sample/btcusdt_1h.parquet", EnvConfig(episode_length=100))
+        >>> obs, info = env.reset(seed=0)
+        >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        data: pd.DataFrame | str | MarketData,
+        config: EnvConfig | None = None,
+        normalizer: FeatureNormalizer | None = None,
+    ) -> None:
+        self.sim = Simulation.build(data, config if config is not None else EnvConfig(), normalizer)
+        self.config = self.sim.config
+        self.action_space, self.observation_space = make_spaces(self.sim)
+        self.feature_names = self.sim.data.feature_names
+        self._state = np.zeros((K.S_ROWS, 1), dtype=np.float64)
+        self._obs = np.zeros((1, self.sim.obs_dim), dtype=np.float32)
+        self._act = np.zeros(1, dtype=np.float64)
+        self._idx0 = np.zeros(1, dtype=np.int64)
+        self._start = np.zeros(1, dtype=np.int64)
+        self._discrete = self.config.action_mode == "discrete"
+        self._ready = False
+
+    @property
+    def account(self) -> dict[str, float]:
+        """Current account state (same values as the last info)."""
+        return self.sim.info(self._state, 0)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
+        """Start an episode (flat, ``initial_cash``); returns the first observation and info."""
+        super().reset(seed=seed)
+        self._start[0] = self.sim.draw_start(self.np_random)
+        K.reset_batch(self._idx0, self._start, self._state, self.sim.market, self.sim.params,
+                      self.sim.features, self._obs)
+        self._ready = True
+        return self._obs[0].copy(), self.sim.info(self._state, 0)
+
+    def step(
+        self, action: npt.ArrayLike
+    ) -> tuple[npt.NDArray[np.float32], float, bool, bool, dict[str, Any]]:
+        """Decide at the current close; fill, check exits and mark in the next bar."""
+        if not self._ready:
+            raise RuntimeError("Call reset before using step method (the episode has ended or not started).")
+        if self._discrete:
+            a = int(action)  # type: ignore[call-overload]
+            if not 0 <= a < len(self.config.exposure_levels):
+                raise ValueError(f"action {a} outside Discrete({len(self.config.exposure_levels)})")
+            self._act[0] = a
+        else:
+            self._act[0] = np.asarray(action, dtype=np.float64).reshape(-1)[0]
+        S = self._state
+        K.step_batch(self._act, S, self.sim.market, self.sim.params, self.sim.levels, self.sim.features, self._obs)
+        terminated = bool(S[K.S_TERMINATED, 0])
+        truncated = bool(S[K.S_TRUNCATED, 0])
+        info = self.sim.info(S, 0)
+        if terminated or truncated:
+            info["episode_summary"] = self.sim.episode_summary(S, 0)
+            self._ready = False
+        return self._obs[0].copy(), float(S[K.S_REWARD, 0]), terminated, truncated, info

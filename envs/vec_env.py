@@ -1,0 +1,142 @@
+"""`VecTradingEnv`: n trading envs stepped together in compiled code, as an SB3 `VecEnv`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from gymnasium.utils import seeding
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
+
+from envs import kernels as K
+from envs.config import EnvConfig
+from envs.market_data import FeatureNormalizer, MarketData
+from envs.simulation import ACCOUNT_ROWS, Simulation
+from envs.trading_env import make_spaces
+
+
+class VecTradingEnv(VecEnv):
+    """A natively vectorized `TradingEnv` for Stable-Baselines3.
+
+    Env i behaves exactly as ``TradingEnv(data, config)`` reset with ``seed + i``; each auto-reset
+    draws its start from env i's own generator, as an unseeded ``reset()`` would. The rules run in
+    the same compiled kernel as `TradingEnv` (one implementation), looping over envs.
+
+    Per-step account state is exposed without building dicts: ``vec.account["equity"]`` etc. are
+    (n_envs,) arrays (views, updated in place each step; after an auto-reset they show the new
+    episode — the finished episode's last values are in that env's info). Infos are empty dicts
+    except at episode ends, which carry every `TradingEnv` info key, ``episode_summary``,
+    ``terminal_observation`` and ``TimeLimit.truncated``; ``full_info=True`` fills every info.
+
+    Args:
+        data: DataFrame, Parquet path or `MarketData` (shared by all envs, converted once).
+        config: `EnvConfig`.
+        n_envs: number of envs, >= 1.
+        seed: base seed (env i uses seed + i); None = unseeded.
+        full_info: build the complete info dict for every env every step (slower).
+        normalizer: optional `FeatureNormalizer` fitted on a training split.
+    """
+
+    def __init__(
+        self,
+        data: pd.DataFrame | str | MarketData,
+        config: EnvConfig | None = None,
+        n_envs: int = 1,
+        seed: int | None = None,
+        full_info: bool = False,
+        normalizer: FeatureNormalizer | None = None,
+    ) -> None:
+        if not isinstance(n_envs, int) or n_envs < 1:
+            raise ValueError(f"n_envs={n_envs!r} is invalid: must be an integer >= 1")
+        self.sim = Simulation.build(data, config if config is not None else EnvConfig(), normalizer)
+        self.config = self.sim.config
+        action_space, observation_space = make_spaces(self.sim)
+        super().__init__(n_envs, observation_space, action_space)
+        self.feature_names = self.sim.data.feature_names
+        self.full_info = full_info
+        self._rngs = [seeding.np_random(None if seed is None else seed + i)[0] for i in range(n_envs)]
+        self._state = np.zeros((K.S_ROWS, n_envs), dtype=np.float64)
+        self._obs = np.zeros((n_envs, self.sim.obs_dim), dtype=np.float32)
+        self._actions = np.zeros(n_envs, dtype=np.float64)
+        self._all = np.arange(n_envs, dtype=np.int64)
+        self._timestamp = np.zeros(n_envs, dtype=np.int64)
+        self.account: dict[str, npt.NDArray[Any]] = {k: self._state[row] for k, row in ACCOUNT_ROWS.items()}
+        self.account["timestamp"] = self._timestamp
+        self._ready = False
+
+    # --- VecEnv API -------------------------------------------------------------------------
+    def reset(self) -> npt.NDArray[np.float32]:
+        """Reset every env (seeds set through ``seed()`` apply once); returns stacked observations."""
+        for i, s in enumerate(self._seeds):
+            if s is not None:
+                self._rngs[i] = seeding.np_random(s)[0]
+        self._reset_seeds()
+        self._reset_options()
+        starts = np.array([self.sim.draw_start(rng) for rng in self._rngs], dtype=np.int64)
+        K.reset_batch(self._all, starts, self._state, self.sim.market, self.sim.params, self.sim.features, self._obs)
+        np.take(self.sim.timestamps, self._state[K.S_T].astype(np.int64), out=self._timestamp)
+        self.reset_infos = [self.sim.info(self._state, i) for i in range(self.num_envs)]
+        self._ready = True
+        return self._obs.copy()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """Store actions: (n,) ints for discrete, (n, 1) or (n,) floats for continuous."""
+        self._actions[:] = np.asarray(actions, dtype=np.float64).reshape(self.num_envs)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        """Step all envs in one kernel call; auto-reset finished ones (SB3 convention)."""
+        if not self._ready:
+            raise RuntimeError("Call reset before using step method.")
+        S = self._state
+        K.step_batch(self._actions, S, self.sim.market, self.sim.params, self.sim.levels, self.sim.features, self._obs)
+        rewards = S[K.S_REWARD].astype(np.float32)
+        terminated = S[K.S_TERMINATED] > 0.0
+        truncated = S[K.S_TRUNCATED] > 0.0
+        dones = terminated | truncated
+        np.take(self.sim.timestamps, S[K.S_T].astype(np.int64), out=self._timestamp)
+        if self.full_info:
+            infos = [self.sim.info(S, i) for i in range(self.num_envs)]
+        else:
+            infos = [{} for _ in range(self.num_envs)]
+        if dones.any():
+            done_idx = np.flatnonzero(dones)
+            for i in done_idx:
+                info = infos[i]
+                if not self.full_info:
+                    info.update(self.sim.info(S, i))
+                info["episode_summary"] = self.sim.episode_summary(S, i)
+                info["terminal_observation"] = self._obs[i].copy()
+                info["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
+            starts = np.array([self.sim.draw_start(self._rngs[i]) for i in done_idx], dtype=np.int64)
+            K.reset_batch(done_idx.astype(np.int64), starts, S, self.sim.market, self.sim.params,
+                          self.sim.features, self._obs)
+            np.take(self.sim.timestamps, S[K.S_T].astype(np.int64), out=self._timestamp)
+        return self._obs.copy(), rewards, dones, infos
+
+    def close(self) -> None:
+        """Nothing to release (no subprocesses)."""
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        """Attribute of the (shared) simulator, once per requested index."""
+        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        """Set an attribute on the shared simulator (applies to every env)."""
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None,
+                   **method_kwargs: Any) -> list[Any]:
+        """Call a method of the shared simulator once per requested index."""
+        return [getattr(self, method_name)(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
+        """No env is wrapped individually."""
+        return [False for _ in self._get_indices(indices)]
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        """No rendering."""
+        return [None for _ in range(self.num_envs)]
