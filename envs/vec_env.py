@@ -55,6 +55,7 @@ class VecTradingEnv(VecEnv):
         self.sim = Simulation.build(data, config if config is not None else EnvConfig(), normalizer)
         self.config = self.sim.config
         action_space, observation_space = make_spaces(self.sim)
+        self.render_mode = None  # read by VecEnv.__init__ through get_attr
         super().__init__(n_envs, observation_space, action_space)
         self.feature_names = self.sim.data.feature_names
         self.full_info = full_info

@@ -1,0 +1,233 @@
+"""Environment speed and memory benchmark (run by hand; results go in the README).
+
+    python bench/env_speed.py [--bars 1000000] [--peer-bars 100000] [--no-peers]
+
+Measures on real BTC/USDT minute bars (../shared/data; falls back to the shipped one-week sample
+tiled with continuing timestamps, and says so):
+  1. single TradingEnv steps/s with random actions, every realism feature on;
+  2. VecTradingEnv aggregate steps/s at n_envs 1, 16, 256 (default infos);
+  3. PPO rollout collection: our VecTradingEnv vs. a do-nothing VecEnv with the same spaces;
+  4. memory per bar beyond the feature matrix;
+  5. with the `bench` extra: gym-anytrading and Gym-Trading-Env on the same bars, each in its own
+     subprocess (importing gym-trading-env turns every warning into an error), and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_1M = REPO.parent / "shared" / "data" / "binance_BTCUSDT_1m.parquet"
+SAMPLE_1M = REPO / "data" / "sample" / "btcusdt_1m_2024-06-01_07.parquet"
+
+REALISM = dict(
+    window_size=32, taker_fee=0.0005, slippage_model="volatility", slippage_coef=0.1, max_leverage=3.0,
+    funding_rate=0.0001, maintenance_margin_rate=0.005, stop_loss=0.02, take_profit=0.04, trailing_stop=0.015,
+)
+
+
+def load_bars(n: int) -> tuple[pd.DataFrame, str]:
+    """n real minute bars, and a note on where they came from."""
+    if SHARED_1M.exists():
+        df = pd.read_parquet(SHARED_1M).iloc[:n].reset_index(drop=True)
+        return df, f"{len(df):,} BTC/USDT 1m bars from ../shared/data"
+    base = pd.read_parquet(SAMPLE_1M)
+    reps = -(-n // len(base))
+    parts = []
+    for r in range(reps):
+        part = base.copy()
+        part["timestamp"] = part["timestamp"] + r * (len(base) * 60_000)
+        parts.append(part)
+    df = pd.concat(parts, ignore_index=True).iloc[:n]
+    return df, f"{len(df):,} bars: the shipped 1-week sample tiled (../shared/data absent)"
+
+
+def bench_single(df: pd.DataFrame, steps: int) -> float:
+    from envs import EnvConfig, TradingEnv
+
+    env = TradingEnv(df, EnvConfig(**REALISM))
+    env.reset(seed=0)
+    actions = np.random.default_rng(0).uniform(-1, 1, (steps, 1)).astype(np.float32)
+    for a in actions[:1000]:  # warm-up (numba cache load)
+        env.step(a)
+    env.reset(seed=0)
+    t0 = time.perf_counter()
+    for a in actions:
+        _, _, terminated, truncated, _ = env.step(a)
+        if terminated or truncated:
+            env.reset()
+    return steps / (time.perf_counter() - t0)
+
+
+def bench_vec(df: pd.DataFrame, n_envs: int, seconds: float = 3.0) -> float:
+    from envs import EnvConfig, VecTradingEnv
+
+    vec = VecTradingEnv(df, EnvConfig(**REALISM, episode_length=10_000), n_envs=n_envs, seed=0)
+    vec.reset()
+    rng = np.random.default_rng(0)
+    actions = [rng.uniform(-1, 1, (n_envs, 1)).astype(np.float32) for _ in range(64)]
+    for a in actions:
+        vec.step(a)
+    n = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for a in actions:
+            vec.step(a)
+        n += len(actions)
+    return n * n_envs / (time.perf_counter() - t0)
+
+
+def bench_ppo_rollout(df: pd.DataFrame, n_envs: int = 16, n_steps: int = 512, repeats: int = 3) -> tuple[float, float]:
+    """Frames/s of PPO.collect_rollouts with VecTradingEnv and with a do-nothing VecEnv."""
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
+    from envs import EnvConfig, VecTradingEnv
+
+    torch.set_num_threads(1)
+
+    class NullVecEnv(VecEnv):
+        def __init__(self, like: VecEnv) -> None:
+            super().__init__(like.num_envs, like.observation_space, like.action_space)
+            self._obs = np.zeros((like.num_envs, *like.observation_space.shape), dtype=np.float32)
+
+        def reset(self):  # noqa: D102
+            return self._obs.copy()
+
+        def step_async(self, actions):  # noqa: D102
+            pass
+
+        def step_wait(self):  # noqa: D102
+            return self._obs.copy(), np.zeros(self.num_envs, np.float32), np.zeros(self.num_envs, bool), [
+                {} for _ in range(self.num_envs)]
+
+        def close(self): ...  # noqa: D102
+
+        def get_attr(self, attr_name, indices=None): return [None] * self.num_envs  # noqa: D102
+
+        def set_attr(self, attr_name, value, indices=None): ...  # noqa: D102
+
+        def env_method(self, *a, **k): return [None] * self.num_envs  # noqa: D102
+
+        def env_is_wrapped(self, wrapper_class, indices=None): return [False] * self.num_envs  # noqa: D102
+
+    ours = VecTradingEnv(df, EnvConfig(**REALISM, episode_length=10_000), n_envs=n_envs, seed=0)
+    results = []
+    for venv in (ours, NullVecEnv(ours)):
+        model = PPO("MlpPolicy", venv, n_steps=n_steps, batch_size=256, device="cpu", seed=0)
+        _, callback = model._setup_learn(total_timesteps=10**9, callback=None)
+        callback.on_training_start(locals(), globals())
+        best = 0.0
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=n_steps)
+            best = max(best, n_steps * n_envs / (time.perf_counter() - t0))
+        results.append(best)
+    return results[0], results[1]
+
+
+def memory_per_bar(df: pd.DataFrame) -> tuple[float, float]:
+    """(bytes per bar beyond the observation feature matrix, feature matrix bytes per bar)."""
+    from envs import EnvConfig, TradingEnv
+
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    env = TradingEnv(df, EnvConfig(**REALISM))
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    retained = sum(s.size_diff for s in after.compare_to(before, "filename"))
+    feats = env.sim.features.nbytes
+    return (retained - feats) / len(df), feats / len(df)
+
+
+PEER_SCRIPT = r"""
+import json, sys, time, warnings
+import numpy as np, pandas as pd
+df = pd.read_parquet(sys.argv[2])
+steps = int(sys.argv[3])
+name = sys.argv[1]
+rng = np.random.default_rng(0)
+if name == "gym-anytrading":
+    import gymnasium as gym, gym_anytrading  # noqa: F401
+    frame = df.rename(columns=str.capitalize)
+    env = gym.make("stocks-v0", df=frame, window_size=32, frame_bound=(32, len(frame))).unwrapped
+elif name == "gym-trading-env":
+    import gymnasium as gym, gym_trading_env  # noqa: F401
+    frame = df.copy()
+    frame.index = pd.to_datetime(frame.timestamp, unit="ms")
+    frame["feature_close"] = frame.close.pct_change().fillna(0)
+    frame["feature_volume"] = frame.volume / frame.volume.max()
+    env = gym.make("TradingEnv", df=frame, positions=[-1, 0, 1], trading_fees=0.0005,
+                   borrow_interest_rate=0.0001, windows=32, verbose=0).unwrapped
+env.reset(seed=0)
+n = env.action_space.n
+acts = rng.integers(0, n, steps)
+t0 = time.perf_counter()
+for a in acts:
+    _, _, term, trunc, _ = env.step(int(a))
+    if term or trunc:
+        env.reset()
+print(json.dumps({"steps_per_s": steps / (time.perf_counter() - t0)}))
+"""
+
+
+def bench_peer(name: str, path: Path, steps: int) -> float | None:
+    proc = subprocess.run([sys.executable, "-c", PEER_SCRIPT, name, str(path), str(steps)],
+                          capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        print(f"  {name}: not measured ({proc.stderr.strip().splitlines()[-1] if proc.stderr else 'failed'});"
+              " install with: pip install -e '.[bench]'")
+        return None
+    return float(json.loads(proc.stdout.strip().splitlines()[-1])["steps_per_s"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bars", type=int, default=1_000_000)
+    parser.add_argument("--peer-bars", type=int, default=100_000)
+    parser.add_argument("--single-steps", type=int, default=500_000)
+    parser.add_argument("--no-peers", action="store_true")
+    args = parser.parse_args()
+
+    df, note = load_bars(args.bars)
+    print(f"data: {note}")
+    rows = []
+    single = bench_single(df, args.single_steps)
+    rows.append(("TradingEnv (1 env, all realism on)", single))
+    for n in (1, 16, 256):
+        rows.append((f"VecTradingEnv n_envs={n} (aggregate)", bench_vec(df, n)))
+    ours, null = bench_ppo_rollout(df)
+    rows.append(("PPO collect_rollouts, VecTradingEnv x16", ours))
+    rows.append(("PPO collect_rollouts, do-nothing VecEnv x16", null))
+    extra, feats = memory_per_bar(df)
+    peers: dict[str, float | None] = {}
+    if not args.no_peers:
+        peer_path = Path("/tmp/quantgym_peer_bars.parquet")
+        df.iloc[: args.peer_bars].to_parquet(peer_path)
+        for name in ("gym-anytrading", "gym-trading-env"):
+            peers[name] = bench_peer(name, peer_path, min(args.peer_bars - 100, 200_000))
+            if peers[name]:
+                rows.append((f"{name} (subprocess, {args.peer_bars:,} bars)", peers[name]))
+
+    print("\n| what | steps/s |\n|---|---:|")
+    for what, sps in rows:
+        print(f"| {what} | {sps:,.0f} |")
+    print(f"\nPPO rollout overhead of our env vs do-nothing env: {100 * (1 - ours / null):.1f} %")
+    print(f"memory: {extra:.0f} bytes/bar beyond the feature matrix ({feats:.0f} bytes/bar of features)")
+    for name, sps in peers.items():
+        if sps:
+            print(f"TradingEnv / {name}: {single / sps:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
