@@ -1,0 +1,561 @@
+"""A Parquet store of bars and funding rates, partitioned by month, with atomic appends.
+
+Layout (one *series* per exchange, symbol and timeframe)::
+
+    <root>/<exchange>/<symbol with '/' and ':' replaced by '-'>/<timeframe>/YYYY-MM.parquet
+    <root>/<exchange>/<symbol ...>/<timeframe>/manifest.json
+
+e.g. ``data/store/binance/BTC-USDT/1m/2024-06.parquet`` and
+``data/store/binanceusdm/BTC-USDT-USDT/funding/2024-06.parquet``. A partition holds the rows whose
+``timestamp`` (bar OPEN time, int64 ms UTC) falls in that calendar month (UTC). Bars use the quantgym
+bar format (``timestamp``, ``open``, ``high``, ``low``, ``close`` in quote currency, ``volume`` in base
+units); funding series use timeframe name ``funding`` and columns ``timestamp``, ``funding_rate``
+(fraction per funding interval).
+
+Duplicate rule (applied by ``ParquetStore.append`` and reported in ``AppendResult``):
+
+1. Within the incoming frame, rows are sorted by timestamp and for a repeated timestamp the LAST
+   occurrence wins; the dropped ones are counted in ``incoming_duplicates``.
+2. An incoming row whose timestamp is already stored and whose values are identical is skipped and
+   counted in ``duplicates``.
+3. An incoming row whose timestamp is already stored but whose values differ is NOT written: the
+   stored row is kept, the row is counted in ``conflicts`` and a warning names the first ones.
+   Stored data is never overwritten or lost by ``append``; to replace data, delete the partition.
+
+Crash safety: each partition is written to a temp file in the same directory and moved into place
+with ``os.replace`` (atomic on POSIX), so a crash mid-write leaves the previous partition intact. The
+manifest is written the same way. Before partitions change, the manifest is marked ``dirty``; a
+manifest found dirty (a crash between the partition and manifest writes) is rebuilt from the
+partitions' Parquet footers. One writer per series at a time is enforced with an ``fcntl`` lock file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from envs.validation import OHLCV_COLUMNS, find_violations
+
+try:  # POSIX only; on other platforms appends are not guarded against concurrent writers
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+logger = logging.getLogger(__name__)
+
+FUNDING_TIMEFRAME = "funding"
+FUNDING_COLUMNS: tuple[str, ...] = ("timestamp", "funding_rate")
+MANIFEST_NAME = "manifest.json"
+_PARTITION_RE = re.compile(r"^(\d{4})-(\d{2})\.parquet$")
+
+TimeLike = int | str | pd.Timestamp | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """Where the store lives.
+
+    Attributes:
+        root: directory of the store (created on first append); relative paths are taken from the
+            current working directory.
+    """
+
+    root: str = "data/store"
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What one ``ParquetStore.append`` did (see the module docstring for the duplicate rule).
+
+    Attributes:
+        rows_added: new rows written.
+        duplicates: incoming rows identical to a stored row (skipped).
+        conflicts: incoming rows whose timestamp is stored with different values (stored kept).
+        incoming_duplicates: rows dropped because a later incoming row had the same timestamp.
+        partitions_written: month keys (``YYYY-MM``) rewritten.
+    """
+
+    rows_added: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    incoming_duplicates: int = 0
+    partitions_written: tuple[str, ...] = ()
+
+    def __add__(self, other: AppendResult) -> AppendResult:
+        """Sum two results (partitions are merged, sorted)."""
+        return AppendResult(
+            self.rows_added + other.rows_added,
+            self.duplicates + other.duplicates,
+            self.conflicts + other.conflicts,
+            self.incoming_duplicates + other.incoming_duplicates,
+            tuple(sorted(set(self.partitions_written) | set(other.partitions_written))),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesInfo:
+    """Summary of one stored series, read from its manifest.
+
+    Attributes:
+        exchange: exchange id, e.g. ``binance``.
+        symbol: unified symbol, e.g. ``BTC/USDT`` or ``BTC/USDT:USDT``.
+        timeframe: e.g. ``1m``, ``1h`` or ``funding``.
+        first_timestamp: first stored timestamp (ms UTC), None when empty.
+        last_timestamp: last stored timestamp (ms UTC), None when empty.
+        rows: number of stored rows.
+        partitions: rows per month partition (``YYYY-MM`` -> count).
+        updated_at: ISO time (UTC) of the last manifest write.
+    """
+
+    exchange: str
+    symbol: str
+    timeframe: str
+    first_timestamp: int | None
+    last_timestamp: int | None
+    rows: int
+    partitions: dict[str, int]
+    updated_at: str
+
+
+def symbol_dirname(symbol: str) -> str:
+    """Directory name of a unified symbol: ``BTC/USDT`` -> ``BTC-USDT``, ``BTC/USDT:USDT`` -> ``BTC-USDT-USDT``."""
+    name = symbol.replace("/", "-").replace(":", "-")
+    if not name or name in (".", "..") or os.sep in name:
+        raise ValueError(f"symbol {symbol!r} cannot be used as a directory name")
+    return name
+
+
+def to_ms(value: int | str | pd.Timestamp | np.integer, name: str = "time") -> int:
+    """Convert ms ints, ISO strings (UTC unless an offset is given) or pd.Timestamp to int64 ms UTC.
+
+    Raises:
+        ValueError: when ``value`` cannot be parsed; the message names ``name``.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{name}={value!r} is not a time; give ms since epoch (UTC), an ISO date or a Timestamp")
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as e:
+        raise ValueError(
+            f"{name}={value!r} is not a valid time; use ms since epoch (UTC), e.g. 1717200000000, "
+            "or an ISO date such as '2024-06-01' / '2024-06-01T12:00:00Z'"
+        ) from e
+    if ts is pd.NaT:
+        raise ValueError(f"{name}={value!r} is not a valid time (NaT)")
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")
+    return int(ts.value // 1_000_000)
+
+
+def month_key(ts_ms: int) -> str:
+    """``YYYY-MM`` (UTC) of a ms timestamp."""
+    return str(np.datetime64(int(ts_ms), "ms").astype("datetime64[M]"))
+
+
+def _month_keys(ts: np.ndarray) -> np.ndarray:
+    return ts.astype("datetime64[ms]").astype("datetime64[M]").astype(str)
+
+
+def _month_start_ms(key: str) -> int:
+    return int(np.datetime64(key, "M").astype("datetime64[ms]").astype(np.int64))
+
+
+def _next_month_start_ms(key: str) -> int:
+    return int((np.datetime64(key, "M") + 1).astype("datetime64[ms]").astype(np.int64))
+
+
+def _utc_now_iso() -> str:
+    return pd.Timestamp.now(tz="UTC").isoformat()
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        pq.write_table(table, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class ParquetStore:
+    """Month-partitioned Parquet store of bar and funding series (see module docstring).
+
+    Args:
+        root: store directory (created on first append).
+
+    Example:
+        >>> store = ParquetStore("data/store")  # doctest: +SKIP
+        >>> store.append("binance", "BTC/USDT", "1m", bars).rows_added  # doctest: +SKIP
+        >>> store.read("binance", "BTC/USDT", "1m", start="2024-06-01", end="2024-06-02")  # doctest: +SKIP
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    @classmethod
+    def from_config(cls, cfg: StoreConfig) -> ParquetStore:
+        """Build from a ``StoreConfig``."""
+        return cls(cfg.root)
+
+    # ------------------------------------------------------------------ paths
+    def series_dir(self, exchange: str, symbol: str, timeframe: str) -> Path:
+        """Directory holding the partitions of one series."""
+        for name, value in (("exchange", exchange), ("timeframe", timeframe)):
+            if not value or "/" in value or value in (".", ".."):
+                raise ValueError(f"{name}={value!r} cannot be used as a directory name")
+        return self.root / exchange / symbol_dirname(symbol) / timeframe
+
+    def partition_path(self, exchange: str, symbol: str, timeframe: str, key: str) -> Path:
+        """Path of the ``YYYY-MM`` partition of a series."""
+        return self.series_dir(exchange, symbol, timeframe) / f"{key}.parquet"
+
+    # ------------------------------------------------------------------ manifest
+    def _partition_keys_on_disk(self, sdir: Path) -> list[str]:
+        if not sdir.is_dir():
+            return []
+        keys = []
+        for p in sdir.iterdir():
+            m = _PARTITION_RE.match(p.name)
+            if m:
+                keys.append(f"{m.group(1)}-{m.group(2)}")
+        return sorted(keys)
+
+    def _rebuild_manifest(self, exchange: str, symbol: str, timeframe: str) -> dict:
+        sdir = self.series_dir(exchange, symbol, timeframe)
+        parts: dict[str, dict[str, int]] = {}
+        for key in self._partition_keys_on_disk(sdir):
+            ts = pq.read_table(sdir / f"{key}.parquet", columns=["timestamp"])["timestamp"].to_numpy()
+            if len(ts):
+                parts[key] = {"rows": int(len(ts)), "first": int(ts[0]), "last": int(ts[-1])}
+        return self._manifest_from_parts(exchange, symbol, timeframe, parts)
+
+    @staticmethod
+    def _manifest_from_parts(exchange: str, symbol: str, timeframe: str, parts: dict) -> dict:
+        keys = sorted(parts)
+        return {
+            "exchange": exchange,
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "first_timestamp": parts[keys[0]]["first"] if keys else None,
+            "last_timestamp": parts[keys[-1]]["last"] if keys else None,
+            "rows": int(sum(p["rows"] for p in parts.values())),
+            "partitions": {k: parts[k] for k in keys},
+            "updated_at": _utc_now_iso(),
+            "dirty": False,
+        }
+
+    def _load_manifest(self, exchange: str, symbol: str, timeframe: str) -> dict | None:
+        sdir = self.series_dir(exchange, symbol, timeframe)
+        path = sdir / MANIFEST_NAME
+        if path.is_file():
+            try:
+                man = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                logger.warning("manifest %s is unreadable; rebuilding it from the partitions", path)
+                man = None
+            if man is not None and not man.get("dirty") and sorted(man["partitions"]) == self._partition_keys_on_disk(
+                sdir
+            ):
+                return man
+            if man is not None:
+                logger.warning("manifest %s is stale (interrupted write); rebuilding it from the partitions", path)
+        if not self._partition_keys_on_disk(sdir):
+            return None
+        return self._rebuild_manifest(exchange, symbol, timeframe)
+
+    def _write_manifest(self, sdir: Path, manifest: dict) -> None:
+        _atomic_write_bytes(sdir / MANIFEST_NAME, json.dumps(manifest, indent=1).encode())
+
+    def info(self, exchange: str, symbol: str, timeframe: str) -> SeriesInfo | None:
+        """Manifest summary of one series, or None when nothing is stored."""
+        man = self._load_manifest(exchange, symbol, timeframe)
+        if man is None:
+            return None
+        return SeriesInfo(
+            exchange=man["exchange"],
+            symbol=man["symbol"],
+            timeframe=man["timeframe"],
+            first_timestamp=man["first_timestamp"],
+            last_timestamp=man["last_timestamp"],
+            rows=int(man["rows"]),
+            partitions={k: int(v["rows"]) for k, v in man["partitions"].items()},
+            updated_at=man["updated_at"],
+        )
+
+    def series(self) -> list[SeriesInfo]:
+        """All series in the store, sorted by (exchange, symbol, timeframe)."""
+        out = []
+        if not self.root.is_dir():
+            return out
+        for man_path in sorted(self.root.glob(f"*/*/*/{MANIFEST_NAME}")):
+            try:
+                man = json.loads(man_path.read_text())
+                info = self.info(man["exchange"], man["symbol"], man["timeframe"])
+            except (json.JSONDecodeError, KeyError):
+                logger.warning("skipping unreadable manifest %s", man_path)
+                continue
+            if info is not None:
+                out.append(info)
+        return sorted(out, key=lambda s: (s.exchange, s.symbol, s.timeframe))
+
+    def last_timestamp(
+        self, exchange: str, symbol: str, timeframe: str, before: TimeLike = None
+    ) -> int | None:
+        """Last stored timestamp (ms UTC) of a series, or None when nothing is stored.
+
+        Args:
+            exchange: exchange id.
+            symbol: unified symbol.
+            timeframe: timeframe or ``funding``.
+            before: if given, the last stored timestamp strictly before this time (opens at most
+                the partitions at or before its month; the manifest answers the common case).
+        """
+        man = self._load_manifest(exchange, symbol, timeframe)
+        if man is None:
+            return None
+        if before is None:
+            return man["last_timestamp"]
+        before_ms = to_ms(before, "before")
+        sdir = self.series_dir(exchange, symbol, timeframe)
+        for key in sorted(man["partitions"], reverse=True):
+            part = man["partitions"][key]
+            if part["first"] >= before_ms:
+                continue
+            if part["last"] < before_ms:
+                return int(part["last"])
+            ts = pq.read_table(sdir / f"{key}.parquet", columns=["timestamp"])["timestamp"].to_numpy()
+            return int(ts[ts < before_ms].max())
+        return None
+
+    # ------------------------------------------------------------------ write
+    @contextlib.contextmanager
+    def _lock(self, sdir: Path) -> Iterator[None]:
+        sdir.mkdir(parents=True, exist_ok=True)
+        if fcntl is None:  # pragma: no cover
+            yield
+            return
+        with open(sdir / ".lock", "a+b") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    @staticmethod
+    def _columns(timeframe: str) -> tuple[str, ...]:
+        return FUNDING_COLUMNS if timeframe == FUNDING_TIMEFRAME else OHLCV_COLUMNS
+
+    def _normalise(self, timeframe: str, df: pd.DataFrame) -> pd.DataFrame:
+        cols = self._columns(timeframe)
+        missing = [c for c in cols if c not in df.columns]
+        if missing:
+            raise ValueError(
+                f"cannot append to timeframe {timeframe!r}: missing column(s) {missing}; expected {list(cols)} "
+                "(timestamp = int64 ms UTC)"
+            )
+        if not pd.api.types.is_integer_dtype(df["timestamp"]):
+            raise ValueError(
+                f"column 'timestamp' has dtype {df['timestamp'].dtype}; expected int64 ms since the Unix epoch (UTC)"
+            )
+        out = pd.DataFrame({c: df[c].to_numpy(dtype=np.int64 if c == "timestamp" else np.float64) for c in cols})
+        return out
+
+    def append(self, exchange: str, symbol: str, timeframe: str, df: pd.DataFrame) -> AppendResult:
+        """Merge ``df`` into the series, month partition by month partition, atomically.
+
+        Args:
+            exchange: exchange id (directory name), e.g. ``binance``.
+            symbol: unified symbol, e.g. ``BTC/USDT``; ``/`` and ``:`` become ``-`` on disk.
+            timeframe: bar timeframe such as ``1m``, or ``funding`` for funding rates.
+            df: bars in the bar format (``timestamp`` int64 ms UTC bar open time; prices in quote
+                currency; volume in base units) or, for ``funding``, ``timestamp`` + ``funding_rate``.
+                Extra columns are ignored; order does not matter.
+
+        Returns:
+            Counts of added rows, duplicates and conflicts (see the module docstring for the rule).
+
+        Raises:
+            ValueError: when required columns are missing or ``timestamp`` is not integer.
+        """
+        new = self._normalise(timeframe, df)
+        if new.empty:
+            return AppendResult()
+        # rule 1: within incoming, last occurrence wins
+        new = new.iloc[np.argsort(new["timestamp"].to_numpy(), kind="stable")]
+        n_before = len(new)
+        new = new.drop_duplicates("timestamp", keep="last").reset_index(drop=True)
+        incoming_dups = n_before - len(new)
+        if timeframe != FUNDING_TIMEFRAME:
+            for v in find_violations(new):
+                logger.warning("%s %s %s: appending bars that break a rule: %s", exchange, symbol, timeframe, v.message())
+
+        sdir = self.series_dir(exchange, symbol, timeframe)
+        result = AppendResult(incoming_duplicates=incoming_dups)
+        with self._lock(sdir):
+            manifest = self._load_manifest(exchange, symbol, timeframe) or self._manifest_from_parts(
+                exchange, symbol, timeframe, {}
+            )
+            keys = _month_keys(new["timestamp"].to_numpy())
+            written: dict[str, dict[str, int]] = {}
+            marked_dirty = False
+            for key in np.unique(keys):
+                chunk = new[keys == key]
+                path = sdir / f"{key}.parquet"
+                old = pd.read_parquet(path) if path.is_file() else None
+                merged, res = self._merge(old, chunk, exchange, symbol, timeframe)
+                result = result + res
+                if res.rows_added == 0:
+                    continue
+                if not marked_dirty:  # a crash from here on makes the next reader rebuild the manifest
+                    self._write_manifest(sdir, {**manifest, "dirty": True})
+                    marked_dirty = True
+                _atomic_write_parquet(path, merged)
+                ts = merged["timestamp"].to_numpy()
+                written[str(key)] = {"rows": int(len(ts)), "first": int(ts[0]), "last": int(ts[-1])}
+            if written:
+                parts = {**manifest["partitions"], **written}
+                self._write_manifest(sdir, self._manifest_from_parts(exchange, symbol, timeframe, parts))
+        result = AppendResult(
+            result.rows_added, result.duplicates, result.conflicts, result.incoming_duplicates, tuple(sorted(written))
+        )
+        logger.debug("%s %s %s append: %s", exchange, symbol, timeframe, result)
+        return result
+
+    @staticmethod
+    def _merge(
+        old: pd.DataFrame | None, new: pd.DataFrame, exchange: str, symbol: str, timeframe: str
+    ) -> tuple[pd.DataFrame, AppendResult]:
+        if old is None or old.empty:
+            return new.reset_index(drop=True), AppendResult(rows_added=len(new))
+        old_ts = old["timestamp"].to_numpy()
+        new_ts = new["timestamp"].to_numpy()
+        is_known = np.isin(new_ts, old_ts)
+        known = new[is_known]
+        n_dup = n_conf = 0
+        if len(known):
+            pos = np.searchsorted(old_ts, known["timestamp"].to_numpy())
+            a = old.iloc[pos].to_numpy(dtype=np.float64)
+            b = known.to_numpy(dtype=np.float64)
+            same = ((a == b) | (np.isnan(a) & np.isnan(b))).all(axis=1)
+            n_dup = int(same.sum())
+            n_conf = int((~same).sum())
+            if n_conf:
+                first = known["timestamp"].to_numpy()[~same][:3].tolist()
+                logger.warning(
+                    "%s %s %s: %d incoming row(s) differ from stored rows with the same timestamp "
+                    "(first at %s); kept the stored rows. Delete the partition to replace them.",
+                    exchange, symbol, timeframe, n_conf, first,
+                )
+        added = new[~is_known]
+        if added.empty:
+            return old, AppendResult(duplicates=n_dup, conflicts=n_conf)
+        merged = pd.concat([old, added], ignore_index=True)
+        merged = merged.iloc[np.argsort(merged["timestamp"].to_numpy(), kind="stable")].reset_index(drop=True)
+        return merged, AppendResult(rows_added=len(added), duplicates=n_dup, conflicts=n_conf)
+
+    # ------------------------------------------------------------------ read
+    def partitions_for(
+        self, exchange: str, symbol: str, timeframe: str, start: TimeLike = None, end: TimeLike = None
+    ) -> list[Path]:
+        """Partition files overlapping [start, end), oldest first."""
+        sdir = self.series_dir(exchange, symbol, timeframe)
+        start_ms = None if start is None else to_ms(start, "start")
+        end_ms = None if end is None else to_ms(end, "end")
+        out = []
+        for key in self._partition_keys_on_disk(sdir):
+            if start_ms is not None and _next_month_start_ms(key) <= start_ms:
+                continue
+            if end_ms is not None and _month_start_ms(key) >= end_ms:
+                continue
+            out.append(sdir / f"{key}.parquet")
+        return out
+
+    def read(
+        self, exchange: str, symbol: str, timeframe: str, start: TimeLike = None, end: TimeLike = None
+    ) -> pd.DataFrame:
+        """Read a span of a series, opening only the month partitions it overlaps.
+
+        Args:
+            exchange: exchange id.
+            symbol: unified symbol.
+            timeframe: timeframe or ``funding``.
+            start: first timestamp to include (ms UTC int, ISO string or Timestamp); None = from the start.
+            end: first timestamp to exclude; None = to the end.
+
+        Returns:
+            Rows in the bar format (or funding format), strictly increasing ``timestamp``, fresh
+            RangeIndex; empty with the right columns and dtypes when nothing matches.
+        """
+        start_ms = None if start is None else to_ms(start, "start")
+        end_ms = None if end is None else to_ms(end, "end")
+        cols = self._columns(timeframe)
+        frames = []
+        for path in self.partitions_for(exchange, symbol, timeframe, start_ms, end_ms):
+            df = pd.read_parquet(path)
+            ts = df["timestamp"].to_numpy()
+            mask = np.ones(len(df), dtype=bool)
+            if start_ms is not None:
+                mask &= ts >= start_ms
+            if end_ms is not None:
+                mask &= ts < end_ms
+            frames.append(df[mask])
+        if not frames:
+            return pd.DataFrame({c: np.array([], dtype=np.int64 if c == "timestamp" else np.float64) for c in cols})
+        out = pd.concat(frames, ignore_index=True)[list(cols)]
+        return out.astype({"timestamp": np.int64})
+
+
+def wait_for_manifest_rows(store: ParquetStore, exchange: str, symbol: str, timeframe: str, rows: int,
+                           timeout_s: float = 30.0) -> int:
+    """Poll a series' manifest until it holds at least ``rows`` rows; return the count (for tests/tools).
+
+    Raises:
+        TimeoutError: when ``timeout_s`` seconds pass first.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            info = store.info(exchange, symbol, timeframe)
+        except (OSError, ValueError):
+            info = None
+        n = 0 if info is None else info.rows
+        if n >= rows:
+            return n
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{exchange} {symbol} {timeframe}: {n} rows after {timeout_s}s, wanted {rows}")
+        time.sleep(0.02)
