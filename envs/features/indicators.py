@@ -1,0 +1,227 @@
+"""Technical indicators (thin wrapper over ``ta`` 0.11 classes) and own numpy return/time features.
+
+Every function is strictly causal: the value at row t uses rows <= t only (rolling windows end at
+t, EWMs run forward, no centring, no whole-series normalisation, no backfill). Inputs are reset
+to a RangeIndex before ``ta`` sees them (``ta`` is slow with a DatetimeIndex, see STACK.md §5).
+Warm-up rows are NaN (``ta`` returns 0 there for ATR/ADX; we overwrite those with NaN). Every
+output is scale-free (fractions of price, log returns, 0..1 oscillators), so one model can see
+different assets and price eras.
+
+Warm-up (rows that are NaN at the start), with the defaults in brackets:
+
+- ``logret_{w}``: w; ``logret_1_lag{l}``: 1 + l; ``vol_{w}``: w.
+- ``rsi``: window - 1 [13]; ``macd_*``: slow + signal - 2 [33], ``macd_hist_slope`` one more [34].
+- ``bb_width``: window - 1 [19]; ``bb_squeeze``: window + squeeze_window - 2 [138].
+- ``atr_frac``: window - 1 [13]; ``adx``: 2 * window - 1 [27].
+- ``obv_roc``: window [60]; ``vwap_dist``: window - 1 [59]; time encodings: none.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import ta
+
+logger = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
+WEEK_DAYS = 7
+
+
+def _series(values: np.ndarray) -> pd.Series:
+    return pd.Series(np.asarray(values, dtype=np.float64))
+
+
+def _check_window(name: str, window: int, minimum: int = 1) -> None:
+    if int(window) < minimum:
+        raise ValueError(f"features.{name}={window} is invalid: must be >= {minimum} bars")
+
+
+def log_return_features(
+    close: np.ndarray,
+    windows: tuple[int, ...] = (1, 5, 15, 60),
+    lags: tuple[int, ...] = (1, 2),
+    vol_windows: tuple[int, ...] = (30, 120),
+) -> pd.DataFrame:
+    """Rolling and lagged log returns and rolling volatility of close prices.
+
+    Args:
+        close: close prices (quote currency), > 0.
+        windows: w >= 1 for ``logret_{w} = ln(close_t / close_{t-w})``.
+        lags: l >= 1 for ``logret_1_lag{l}`` = the 1-bar log return of bar t - l.
+        vol_windows: w >= 2 for ``vol_{w}`` = sample std (ddof=1) of the last w 1-bar log
+            returns (per-bar volatility, not annualised).
+
+    Returns:
+        DataFrame (RangeIndex, float64) with one column per window/lag.
+    """
+    c = np.asarray(close, dtype=np.float64)
+    lc = np.log(c)
+    n = c.size
+    out: dict[str, np.ndarray] = {}
+    r1 = np.full(n, np.nan)
+    r1[1:] = lc[1:] - lc[:-1]
+    for w in windows:
+        _check_window("return_windows", w)
+        r = np.full(n, np.nan)
+        r[w:] = lc[w:] - lc[:-w]
+        out[f"logret_{w}"] = r
+    for lag in lags:
+        _check_window("return_lags", lag)
+        r = np.full(n, np.nan)
+        r[lag:] = r1[:-lag] if lag < n else r[lag:]
+        out[f"logret_1_lag{lag}"] = r
+    s1 = _series(r1)
+    for w in vol_windows:
+        _check_window("vol_windows", w, 2)
+        out[f"vol_{w}"] = s1.rolling(w, min_periods=w).std(ddof=1).to_numpy()
+    return pd.DataFrame(out)
+
+
+def time_features(timestamp_ms: np.ndarray) -> pd.DataFrame:
+    """Time-of-day and day-of-week of the bar OPEN time as sin/cos pairs (UTC).
+
+    Args:
+        timestamp_ms: bar open times, int64 ms UTC.
+
+    Returns:
+        DataFrame with ``tod_sin``, ``tod_cos`` (period 1 day) and ``dow_sin``, ``dow_cos``
+        (period 7 days, Monday = 0), each in [-1, 1].
+    """
+    ts = np.asarray(timestamp_ms, dtype=np.int64)
+    tod = 2.0 * np.pi * (ts % DAY_MS) / DAY_MS
+    dow = 2.0 * np.pi * (((ts // DAY_MS) + 3) % WEEK_DAYS) / WEEK_DAYS  # 1970-01-01 was a Thursday
+    return pd.DataFrame({"tod_sin": np.sin(tod), "tod_cos": np.cos(tod), "dow_sin": np.sin(dow), "dow_cos": np.cos(dow)})
+
+
+def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, window: int = 14) -> np.ndarray:
+    """Wilder's Average True Range (``ta.volatility.AverageTrueRange``), quote currency.
+
+    Returns:
+        float64 array; NaN for the first ``window - 1`` rows (warm-up).
+    """
+    _check_window("atr_window", window)
+    n = len(close)
+    if n < window:
+        return np.full(n, np.nan)
+    a = ta.volatility.AverageTrueRange(_series(high), _series(low), _series(close), window=window).average_true_range()
+    a = a.to_numpy(dtype=np.float64).copy()
+    a[: window - 1] = np.nan
+    return a
+
+
+def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, window: int = 14) -> np.ndarray:
+    """Average Directional Index (``ta.trend.ADXIndicator``) scaled to [0, 1].
+
+    Returns:
+        float64 array; NaN for the first ``2 * window - 1`` rows (warm-up) or when the series
+        is too short.
+    """
+    _check_window("adx_window", window, 2)
+    n = len(close)
+    if n < 2 * window + 1:
+        return np.full(n, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = ta.trend.ADXIndicator(_series(high), _series(low), _series(close), window=window).adx()
+    a = a.to_numpy(dtype=np.float64).copy() / 100.0
+    a[: 2 * window - 1] = np.nan
+    return a
+
+
+def indicator_features(
+    df: pd.DataFrame,
+    *,
+    rsi_window: int = 14,
+    macd_fast: int = 12,
+    macd_slow: int = 26,
+    macd_signal: int = 9,
+    bb_window: int = 20,
+    bb_dev: float = 2.0,
+    squeeze_window: int = 120,
+    atr_window: int = 14,
+    adx_window: int = 14,
+    obv_window: int = 60,
+    vwap_window: int = 60,
+    atr_values: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Scale-free technical indicators of OHLCV bars.
+
+    Columns: ``rsi`` (0..1), ``macd_frac``, ``macd_signal_frac``, ``macd_hist_frac`` (MACD lines
+    divided by close), ``macd_hist_slope`` (1-bar change of ``macd_hist_frac``), ``bb_width``
+    (Bollinger band width / middle band, fraction), ``bb_squeeze`` (1.0 when ``bb_width`` is at
+    its lowest of the last ``squeeze_window`` bars, else 0.0), ``atr_frac`` (ATR / close),
+    ``adx`` (0..1), ``obv_roc`` (change of on-balance volume over ``obv_window`` bars divided by
+    the volume traded in them, -1..1; 0 when no volume), ``vwap_dist`` (ln(close / rolling VWAP
+    of typical price over ``vwap_window`` bars); 0 when no volume).
+
+    Args:
+        df: bars with ``high``, ``low``, ``close``, ``volume`` (any index; positions are used).
+        rsi_window: RSI window in bars, >= 1.
+        macd_fast: MACD fast EMA span in bars, >= 1, < ``macd_slow``.
+        macd_slow: MACD slow EMA span in bars.
+        macd_signal: MACD signal EMA span in bars, >= 1.
+        bb_window: Bollinger window in bars, >= 2.
+        bb_dev: Bollinger band width in standard deviations, > 0.
+        squeeze_window: look-back of the squeeze flag in bars, >= 1.
+        atr_window: ATR window in bars, >= 1.
+        adx_window: ADX window in bars, >= 2.
+        obv_window: OBV rate-of-change window in bars, >= 1.
+        vwap_window: rolling VWAP window in bars, >= 1.
+        atr_values: precomputed ``atr(high, low, close, atr_window)`` to avoid recomputing it.
+
+    Returns:
+        DataFrame (RangeIndex, float64).
+    """
+    for name, w, m in (
+        ("rsi_window", rsi_window, 1),
+        ("macd_fast", macd_fast, 1),
+        ("macd_signal", macd_signal, 1),
+        ("bb_window", bb_window, 2),
+        ("squeeze_window", squeeze_window, 1),
+        ("obv_window", obv_window, 1),
+        ("vwap_window", vwap_window, 1),
+    ):
+        _check_window(name, w, m)
+    if macd_fast >= macd_slow:
+        raise ValueError(f"features.macd_fast={macd_fast} must be < features.macd_slow={macd_slow}")
+    if not bb_dev > 0:
+        raise ValueError(f"features.bb_dev={bb_dev} is invalid: must be > 0 standard deviations")
+    h = df["high"].to_numpy(dtype=np.float64)
+    lo = df["low"].to_numpy(dtype=np.float64)
+    c = df["close"].to_numpy(dtype=np.float64)
+    v = df["volume"].to_numpy(dtype=np.float64)
+    cs, vs = _series(c), _series(v)
+    out: dict[str, np.ndarray] = {}
+    out["rsi"] = ta.momentum.RSIIndicator(cs, window=rsi_window).rsi().to_numpy() / 100.0
+    macd = ta.trend.MACD(cs, window_slow=macd_slow, window_fast=macd_fast, window_sign=macd_signal)
+    out["macd_frac"] = macd.macd().to_numpy() / c
+    out["macd_signal_frac"] = macd.macd_signal().to_numpy() / c
+    hist = macd.macd_diff().to_numpy() / c
+    out["macd_hist_frac"] = hist
+    slope = np.full(c.size, np.nan)
+    slope[1:] = hist[1:] - hist[:-1]
+    out["macd_hist_slope"] = slope
+    bb = ta.volatility.BollingerBands(cs, window=bb_window, window_dev=bb_dev)  # type: ignore[arg-type]
+    width = bb.bollinger_wband().to_numpy() / 100.0
+    out["bb_width"] = width
+    wmin = _series(width).rolling(squeeze_window, min_periods=squeeze_window).min().to_numpy()
+    with np.errstate(invalid="ignore"):
+        out["bb_squeeze"] = np.where(np.isnan(wmin), np.nan, (width <= wmin).astype(np.float64))
+    a = atr(h, lo, c, atr_window) if atr_values is None else atr_values
+    out["atr_frac"] = a / c
+    out["adx"] = adx(h, lo, c, adx_window)
+    obv = ta.volume.OnBalanceVolumeIndicator(cs, vs).on_balance_volume().to_numpy(dtype=np.float64)
+    d_obv = np.full(c.size, np.nan)
+    d_obv[obv_window:] = obv[obv_window:] - obv[:-obv_window]
+    vol_sum = vs.rolling(obv_window, min_periods=obv_window).sum().to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # rolling sum of the window (t-w, t] matches obv_t - obv_{t-w}
+        out["obv_roc"] = np.where(vol_sum > 0, d_obv / np.where(vol_sum > 0, vol_sum, 1.0), np.where(np.isnan(d_obv), np.nan, 0.0))
+        tp = (h + lo + c) / 3.0
+        pv = _series(tp * v).rolling(vwap_window, min_periods=vwap_window).sum().to_numpy()
+        vv = vs.rolling(vwap_window, min_periods=vwap_window).sum().to_numpy()
+        vwap = np.where(vv > 0, pv / np.where(vv > 0, vv, 1.0), c)
+        out["vwap_dist"] = np.where(np.isnan(vv), np.nan, np.log(c / vwap))
+    return pd.DataFrame(out)

@@ -1,0 +1,220 @@
+"""Support/resistance levels from confirmed swing points, and Fibonacci retracements (numba).
+
+Causality rules:
+
+- A swing high at bar s (``high[s]`` > the ``k`` highs before it and >= the ``k`` highs after it)
+  is CONFIRMED at bar ``s + k``, the first bar at which the ``k`` later bars exist. It is used by
+  features from bar ``s + k`` on, never before. Swing lows mirror this with lows.
+- Levels: each confirmed swing price joins the nearest existing level within
+  ``cluster_atr * ATR_t`` (the level becomes the mean of its swing prices and its touch count
+  grows) or starts a new level; at most ``max_levels`` levels are kept (the least recently
+  touched one is dropped). Support = the highest level <= close, resistance = the lowest level >
+  close.
+- Fibonacci: retracement levels (23.6/38.2/50/61.8/78.6 %) of the latest confirmed swing high H
+  and latest confirmed swing low L. Up-leg (L confirmed swing before H): levels H - r (H - L);
+  down-leg: L + r (H - L).
+
+Features (distances in ATR units, ATR from ``envs.features.indicators.atr``):
+
+- ``sr_support_dist``: (support - close) / ATR, in [-max_dist_atr, 0] (-max_dist_atr when there is
+  no level below close); ``sr_resistance_dist``: (resistance - close) / ATR in [0, max_dist_atr].
+- ``sr_support_touches``, ``sr_resistance_touches``: swing count of those levels (0 when absent).
+- ``fib_dist``: (close - nearest Fibonacci level) / ATR, clipped to +-max_dist_atr.
+- ``fib_pos``: (close - min(H, L)) / |H - L|, clipped to [-2, 3] (0.5 when H == L).
+
+Warm-up is data dependent: S/R features are NaN until ATR exists and a first swing is confirmed,
+Fibonacci features until both a swing high and a swing low are confirmed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numba
+import numpy as np
+import pandas as pd
+
+from envs.features.indicators import atr as atr_indicator
+
+logger = logging.getLogger(__name__)
+
+FIB_RATIOS: tuple[float, ...] = (0.236, 0.382, 0.5, 0.618, 0.786)
+FIB_POS_CLIP: tuple[float, float] = (-2.0, 3.0)
+
+
+@numba.njit(cache=True)
+def _is_swing(x: np.ndarray, s: int, k: int, sign: float) -> bool:  # pragma: no cover - numba
+    # sign=+1: swing high (x[s] > left, >= right); sign=-1: swing low.
+    p = sign * x[s]
+    for j in range(s - k, s):
+        if sign * x[j] >= p:
+            return False
+    for j in range(s + 1, s + k + 1):
+        if sign * x[j] > p:
+            return False
+    return True
+
+
+@numba.njit(cache=True)
+def swing_confirmations(high: np.ndarray, low: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+    """Swing price confirmed AT each bar (NaN when none): swing highs and swing lows.
+
+    Element t holds ``high[t - k]`` when bar t - k is a swing high (confirmed at t), else NaN.
+    """
+    n = high.shape[0]
+    sh = np.full(n, np.nan)
+    sl = np.full(n, np.nan)
+    for t in range(2 * k, n):
+        s = t - k
+        if _is_swing(high, s, k, 1.0):
+            sh[t] = high[s]
+        if _is_swing(low, s, k, -1.0):
+            sl[t] = low[s]
+    return sh, sl
+
+
+@numba.njit(cache=True)
+def _add_level(levels: np.ndarray, counts: np.ndarray, touched: np.ndarray, n_lv: int, p: float, tol: float, t: int) -> int:  # pragma: no cover
+    best = -1
+    best_d = np.inf
+    for j in range(n_lv):
+        d = abs(levels[j] - p)
+        if d <= tol and d < best_d:
+            best, best_d = j, d
+    if best >= 0:
+        levels[best] = (levels[best] * counts[best] + p) / (counts[best] + 1.0)
+        counts[best] += 1.0
+        touched[best] = t
+        return n_lv
+    if n_lv < levels.shape[0]:
+        j = n_lv
+        n_lv += 1
+    else:
+        j = 0
+        for i in range(1, n_lv):
+            if touched[i] < touched[j]:
+                j = i
+    levels[j] = p
+    counts[j] = 1.0
+    touched[j] = t
+    return n_lv
+
+
+@numba.njit(cache=True)
+def _levels_kernel(
+    close: np.ndarray,
+    atr: np.ndarray,
+    sh: np.ndarray,
+    sl: np.ndarray,
+    k: int,
+    max_levels: int,
+    cluster_atr: float,
+    max_dist: float,
+    ratios: np.ndarray,
+    pos_lo: float,
+    pos_hi: float,
+) -> np.ndarray:  # pragma: no cover - numba
+    n = close.shape[0]
+    out = np.full((n, 6), np.nan)
+    levels = np.zeros(max_levels)
+    counts = np.zeros(max_levels)
+    touched = np.zeros(max_levels, dtype=np.int64)
+    n_lv = 0
+    hi_px = np.nan
+    lo_px = np.nan
+    hi_at = -1
+    lo_at = -1
+    for t in range(n):
+        a = atr[t]
+        tol = cluster_atr * a if a == a else 0.0
+        if sh[t] == sh[t]:
+            n_lv = _add_level(levels, counts, touched, n_lv, sh[t], tol, t)
+            hi_px = sh[t]
+            hi_at = t - k
+        if sl[t] == sl[t]:
+            n_lv = _add_level(levels, counts, touched, n_lv, sl[t], tol, t)
+            lo_px = sl[t]
+            lo_at = t - k
+        if not (a == a and a > 0.0):
+            continue
+        c = close[t]
+        if n_lv > 0:
+            sup = -np.inf
+            sup_n = 0.0
+            res = np.inf
+            res_n = 0.0
+            for j in range(n_lv):
+                lv = levels[j]
+                if lv <= c:
+                    if lv > sup:
+                        sup, sup_n = lv, counts[j]
+                elif lv < res:
+                    res, res_n = lv, counts[j]
+            out[t, 0] = max((sup - c) / a, -max_dist) if sup > -np.inf else -max_dist
+            out[t, 1] = min((res - c) / a, max_dist) if res < np.inf else max_dist
+            out[t, 2] = sup_n
+            out[t, 3] = res_n
+        if hi_at >= 0 and lo_at >= 0:
+            top = max(hi_px, lo_px)
+            bot = min(hi_px, lo_px)
+            rng = top - bot
+            best = np.inf
+            for r in ratios:
+                lv = top - r * rng if lo_at < hi_at else bot + r * rng
+                d = c - lv
+                if abs(d) < abs(best):
+                    best = d
+            out[t, 4] = min(max(best / a, -max_dist), max_dist)
+            out[t, 5] = min(max((c - bot) / rng, pos_lo), pos_hi) if rng > 0.0 else 0.5
+    return out
+
+
+def level_features(
+    df: pd.DataFrame,
+    *,
+    swing_k: int = 5,
+    max_levels: int = 20,
+    cluster_atr: float = 0.5,
+    max_dist_atr: float = 10.0,
+    atr_window: int = 14,
+    atr_values: np.ndarray | None = None,
+    support_resistance: bool = True,
+    fibonacci: bool = True,
+) -> pd.DataFrame:
+    """Support/resistance and Fibonacci features (see the module docstring for definitions).
+
+    Args:
+        df: bars with ``high``, ``low``, ``close`` (positions are used).
+        swing_k: bars on each side of a swing point, >= 1; a swing is confirmed k bars later.
+        max_levels: most levels kept at once, >= 2.
+        cluster_atr: swing prices within ``cluster_atr * ATR`` of a level join it, >= 0.
+        max_dist_atr: clip of distances in ATR units, > 0.
+        atr_window: ATR window in bars when ``atr_values`` is None.
+        atr_values: precomputed ATR (quote currency, NaN in warm-up).
+        support_resistance: include the ``sr_*`` columns.
+        fibonacci: include the ``fib_*`` columns.
+
+    Returns:
+        DataFrame (RangeIndex, float64).
+    """
+    if int(swing_k) < 1:
+        raise ValueError(f"features.swing_k={swing_k} is invalid: must be >= 1 bar")
+    if int(max_levels) < 2:
+        raise ValueError(f"features.max_levels={max_levels} is invalid: must be >= 2")
+    if not cluster_atr >= 0:
+        raise ValueError(f"features.cluster_atr={cluster_atr} is invalid: must be >= 0 (ATR units)")
+    if not max_dist_atr > 0:
+        raise ValueError(f"features.max_dist_atr={max_dist_atr} is invalid: must be > 0 (ATR units)")
+    h = np.ascontiguousarray(df["high"].to_numpy(dtype=np.float64))
+    lo = np.ascontiguousarray(df["low"].to_numpy(dtype=np.float64))
+    c = np.ascontiguousarray(df["close"].to_numpy(dtype=np.float64))
+    a = atr_indicator(h, lo, c, atr_window) if atr_values is None else np.asarray(atr_values, dtype=np.float64)
+    sh, sl = swing_confirmations(h, lo, int(swing_k))
+    res = _levels_kernel(
+        c, np.ascontiguousarray(a), sh, sl, int(swing_k), int(max_levels), float(cluster_atr),
+        float(max_dist_atr), np.asarray(FIB_RATIOS), FIB_POS_CLIP[0], FIB_POS_CLIP[1],
+    )
+    names = ["sr_support_dist", "sr_resistance_dist", "sr_support_touches", "sr_resistance_touches", "fib_dist", "fib_pos"]
+    out = pd.DataFrame(res, columns=names)
+    keep = (names[:4] if support_resistance else []) + (names[4:] if fibonacci else [])
+    return out[keep]

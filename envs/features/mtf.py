@@ -1,0 +1,83 @@
+"""Multi-timeframe features: compute on resampled bars, join onto base bars without look-ahead.
+
+Visibility rule: a higher-timeframe (HTF) bar with open time T and interval D closes at T + D.
+Its features become visible from the first base bar whose OPEN time is >= T + D, i.e. only after
+the HTF bar has fully closed. (For 1m base bars and 1h HTF bars, the hour 00:00-01:00 is first
+seen by the 01:00 bar; the 00:59 bar still sees the hour 23:00-00:00.) An HTF bucket that is
+only partly covered (a gap, or the unfinished last hour) is used as it is, once its close time
+has passed. Base bars before the first visible HTF bar get NaN.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from envs.data.resample import parse_timeframe, resample
+
+logger = logging.getLogger(__name__)
+
+
+def visible_index(base_timestamp_ms: np.ndarray, htf_timestamp_ms: np.ndarray, timeframe_ms: int) -> np.ndarray:
+    """For each base bar, the row of the latest HTF bar that has closed by the base bar's open.
+
+    Args:
+        base_timestamp_ms: base bar open times, int64 ms UTC, increasing.
+        htf_timestamp_ms: HTF bar open times, int64 ms UTC, increasing.
+        timeframe_ms: HTF bar interval, ms.
+
+    Returns:
+        int64 array of HTF row positions, -1 where no HTF bar is visible yet.
+    """
+    close_ms = np.asarray(htf_timestamp_ms, dtype=np.int64) + int(timeframe_ms)
+    return np.searchsorted(close_ms, np.asarray(base_timestamp_ms, dtype=np.int64), side="right") - 1
+
+
+def join_higher_timeframe(
+    base_timestamp_ms: np.ndarray, htf_features: pd.DataFrame, htf_timestamp_ms: np.ndarray, timeframe_ms: int
+) -> pd.DataFrame:
+    """Align HTF feature rows to base bars under the visibility rule of this module.
+
+    Args:
+        base_timestamp_ms: base bar open times (ms UTC).
+        htf_features: one row per HTF bar (numeric columns).
+        htf_timestamp_ms: HTF bar open times (ms UTC), same length as ``htf_features``.
+        timeframe_ms: HTF interval in ms.
+
+    Returns:
+        DataFrame with one row per base bar (RangeIndex), float64, NaN where nothing is visible.
+    """
+    j = visible_index(base_timestamp_ms, htf_timestamp_ms, timeframe_ms)
+    vals = htf_features.to_numpy(dtype=np.float64)
+    out = np.full((j.size, vals.shape[1]), np.nan)
+    ok = j >= 0
+    out[ok] = vals[j[ok]]
+    return pd.DataFrame(out, columns=list(htf_features.columns))
+
+
+def mtf_features(
+    df: pd.DataFrame,
+    timeframe: str | int,
+    builder: Callable[[pd.DataFrame], pd.DataFrame],
+    prefix: str | None = None,
+) -> pd.DataFrame:
+    """Resample ``df`` to ``timeframe``, run ``builder`` there and join the result causally.
+
+    Args:
+        df: base bars (``timestamp`` ms UTC open time, OHLCV), strictly increasing.
+        timeframe: HTF interval (``"1h"``, ``"4h"``, ms, ...), larger than the base interval.
+        builder: causal feature function of an OHLCV frame (RangeIndex) returning one row per bar.
+        prefix: column prefix; default ``"mtf_<timeframe>_"``.
+
+    Returns:
+        Features aligned to ``df`` rows (RangeIndex), columns prefixed.
+    """
+    tf = parse_timeframe(timeframe)
+    htf = resample(df, tf)
+    feats = builder(htf)
+    prefix = f"mtf_{timeframe}_" if prefix is None else prefix
+    joined = join_higher_timeframe(df["timestamp"].to_numpy(dtype=np.int64), feats, htf["timestamp"].to_numpy(), tf)
+    return joined.add_prefix(prefix)

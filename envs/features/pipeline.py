@@ -1,0 +1,345 @@
+"""Feature pipeline: ``FeatureConfig`` -> ``build_features`` (+ a Parquet ``FeatureCache``).
+
+``build_features(df, config)`` returns the bar columns of ``df`` followed by the feature columns
+of the enabled families (see ``envs.features.indicators``, ``levels`` and ``mtf``), all
+strictly causal. Feature columns are ``config.dtype`` (float32 by default). NaN appear only in a
+prefix of warm-up rows; the actual count is ``df.attrs["warmup_bars"]`` (rows before the first
+row where every feature is finite) and ``nominal_warmup_bars(config)`` gives the bound for the
+deterministic families (levels/Fibonacci warm-up depends on when the first swings confirm).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from envs.data.resample import parse_timeframe
+from envs.features.indicators import atr, indicator_features, log_return_features, time_features
+from envs.features.levels import level_features
+from envs.features.mtf import mtf_features
+
+logger = logging.getLogger(__name__)
+
+#: Bump when a feature definition changes, so cached Parquet files are not reused.
+FEATURE_VERSION = "1"
+MTF_FAMILIES: tuple[str, ...] = ("returns", "indicators", "levels")
+BAR_COLUMNS: tuple[str, ...] = ("timestamp", "open", "high", "low", "close", "volume")
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureConfig:
+    """Which feature families to build and their windows (all windows in bars of that frame).
+
+    Attributes:
+        returns: log returns, lagged returns and rolling volatility.
+        return_windows: w >= 1 of ``logret_{w}``.
+        return_lags: l >= 1 of ``logret_1_lag{l}``.
+        vol_windows: w >= 2 of ``vol_{w}``.
+        time: time-of-day / day-of-week sin/cos.
+        indicators: RSI, MACD, Bollinger, ATR, ADX, OBV, VWAP distance.
+        rsi_window: bars, >= 1.
+        macd_fast: bars, >= 1, < macd_slow.
+        macd_slow: bars.
+        macd_signal: bars, >= 1.
+        bb_window: bars, >= 2.
+        bb_dev: Bollinger width in standard deviations, > 0.
+        squeeze_window: bars of the squeeze look-back, >= 1.
+        atr_window: bars, >= 1 (also the ATR unit of the level features).
+        adx_window: bars, >= 2.
+        obv_window: bars, >= 1.
+        vwap_window: bars, >= 1.
+        levels: support/resistance from confirmed swings.
+        fibonacci: Fibonacci retracement features.
+        swing_k: bars each side of a swing point (confirmation delay), >= 1.
+        max_levels: levels kept at once, >= 2.
+        cluster_atr: clustering tolerance in ATR units, >= 0.
+        max_dist_atr: clip of level distances in ATR units, > 0.
+        mtf_timeframes: higher timeframes (``"1h"``, ``"4h"``, ...) joined causally; () = none.
+        mtf_families: families computed on each higher timeframe (subset of ``MTF_FAMILIES``).
+        mtf_return_windows: ``return_windows`` on the higher timeframes (HTF bars); no lags there.
+        mtf_vol_windows: ``vol_windows`` on the higher timeframes (HTF bars).
+        mtf_squeeze_window: ``squeeze_window`` on the higher timeframes (HTF bars).
+        mtf_volume_window: ``obv_window`` and ``vwap_window`` on the higher timeframes (HTF bars).
+        dtype: ``"float32"`` or ``"float64"`` for the feature columns.
+    """
+
+    returns: bool = True
+    return_windows: tuple[int, ...] = (1, 5, 15, 60)
+    return_lags: tuple[int, ...] = (1, 2)
+    vol_windows: tuple[int, ...] = (30, 120)
+    time: bool = True
+    indicators: bool = True
+    rsi_window: int = 14
+    macd_fast: int = 12
+    macd_slow: int = 26
+    macd_signal: int = 9
+    bb_window: int = 20
+    bb_dev: float = 2.0
+    squeeze_window: int = 120
+    atr_window: int = 14
+    adx_window: int = 14
+    obv_window: int = 60
+    vwap_window: int = 60
+    levels: bool = True
+    fibonacci: bool = True
+    swing_k: int = 5
+    max_levels: int = 20
+    cluster_atr: float = 0.5
+    max_dist_atr: float = 10.0
+    mtf_timeframes: tuple[str, ...] = ("1h",)
+    mtf_families: tuple[str, ...] = ("returns", "indicators")
+    mtf_return_windows: tuple[int, ...] = (1, 4, 24)
+    mtf_vol_windows: tuple[int, ...] = (24,)
+    mtf_squeeze_window: int = 24
+    mtf_volume_window: int = 24
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        for name in (
+            "return_windows",
+            "return_lags",
+            "vol_windows",
+            "mtf_timeframes",
+            "mtf_families",
+            "mtf_return_windows",
+            "mtf_vol_windows",
+        ):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        bad = [f for f in self.mtf_families if f not in MTF_FAMILIES]
+        if bad:
+            raise ValueError(f"features.mtf_families has {bad}: allowed {list(MTF_FAMILIES)} (conf/features/*.yaml)")
+        for tf in self.mtf_timeframes:
+            parse_timeframe(tf)
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"features.dtype={self.dtype!r} is invalid: use 'float32' or 'float64'")
+        if self.macd_fast >= self.macd_slow:
+            raise ValueError(f"features.macd_fast={self.macd_fast} must be < features.macd_slow={self.macd_slow}")
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, object]) -> FeatureConfig:
+        """Build from a plain mapping (a Hydra ``features`` node); unknown keys raise ``ValueError``."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(mapping) - names)
+        if unknown:
+            raise ValueError(f"unknown features key(s) {unknown}; allowed: {sorted(names)}")
+        return cls(**dict(mapping))  # type: ignore[arg-type]
+
+    def htf_config(self) -> FeatureConfig:
+        """The config used on higher-timeframe bars (``mtf_*`` windows, no lags, no MTF)."""
+        return replace(
+            self,
+            return_windows=self.mtf_return_windows,
+            return_lags=(),
+            vol_windows=self.mtf_vol_windows,
+            squeeze_window=self.mtf_squeeze_window,
+            obv_window=self.mtf_volume_window,
+            vwap_window=self.mtf_volume_window,
+            mtf_timeframes=(),
+        )
+
+    @classmethod
+    def none(cls) -> FeatureConfig:
+        """No features at all (bar columns only)."""
+        return cls(returns=False, time=False, indicators=False, levels=False, fibonacci=False, mtf_timeframes=())
+
+
+def _family_frames(bars: pd.DataFrame, cfg: FeatureConfig, families: set[str]) -> list[pd.DataFrame]:
+    h = bars["high"].to_numpy(dtype=np.float64)
+    lo = bars["low"].to_numpy(dtype=np.float64)
+    c = bars["close"].to_numpy(dtype=np.float64)
+    frames: list[pd.DataFrame] = []
+    need_atr = "indicators" in families or "levels" in families or "fibonacci" in families
+    a = atr(h, lo, c, cfg.atr_window) if need_atr else None
+    if "returns" in families:
+        frames.append(log_return_features(c, cfg.return_windows, cfg.return_lags, cfg.vol_windows))
+    if "time" in families:
+        frames.append(time_features(bars["timestamp"].to_numpy(dtype=np.int64)))
+    if "indicators" in families:
+        frames.append(
+            indicator_features(
+                bars,
+                rsi_window=cfg.rsi_window,
+                macd_fast=cfg.macd_fast,
+                macd_slow=cfg.macd_slow,
+                macd_signal=cfg.macd_signal,
+                bb_window=cfg.bb_window,
+                bb_dev=cfg.bb_dev,
+                squeeze_window=cfg.squeeze_window,
+                atr_window=cfg.atr_window,
+                adx_window=cfg.adx_window,
+                obv_window=cfg.obv_window,
+                vwap_window=cfg.vwap_window,
+                atr_values=a,
+            )
+        )
+    sr, fib = "levels" in families, "fibonacci" in families
+    if sr or fib:
+        frames.append(
+            level_features(
+                bars,
+                swing_k=cfg.swing_k,
+                max_levels=cfg.max_levels,
+                cluster_atr=cfg.cluster_atr,
+                max_dist_atr=cfg.max_dist_atr,
+                atr_values=a,
+                support_resistance=sr,
+                fibonacci=fib,
+            )
+        )
+    return frames
+
+
+def _enabled(cfg: FeatureConfig) -> set[str]:
+    return {f for f in ("returns", "time", "indicators", "levels", "fibonacci") if getattr(cfg, f)}
+
+
+def compute_features(df: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
+    """Feature columns only (no caching), one row per bar of ``df``, RangeIndex, float64."""
+    bars = df.reset_index(drop=True)
+    frames = _family_frames(bars, config, _enabled(config))
+    mtf_fams = set(config.mtf_families)
+    if "levels" in mtf_fams:
+        mtf_fams.add("fibonacci")
+    htf_cfg = config.htf_config()
+    for tf in config.mtf_timeframes:
+        frames.append(mtf_features(bars, tf, lambda htf: pd.concat(_family_frames(htf, htf_cfg, mtf_fams), axis=1)))
+    if not frames:
+        return pd.DataFrame(index=pd.RangeIndex(len(bars)))
+    return pd.concat(frames, axis=1)
+
+
+def warmup_rows(features: pd.DataFrame) -> int:
+    """Rows before the first row from which every feature value is finite (len(df) if none)."""
+    if features.shape[1] == 0:
+        return 0
+    bad = ~np.isfinite(features.to_numpy(dtype=np.float64)).all(axis=1)
+    idx = np.flatnonzero(bad)
+    return 0 if idx.size == 0 else int(idx[-1]) + 1
+
+
+def nominal_warmup_bars(config: FeatureConfig, base_interval_ms: int = 60_000) -> int:
+    """Warm-up bound (rows) of the deterministic families: returns, time, indicators, mtf.
+
+    The MTF part is ``(htf_warmup + 2) * ratio`` base bars (one extra HTF bar for a partial first
+    bucket, one for the close-time delay), ratio = HTF interval / base interval.
+    """
+
+    def single(cfg: FeatureConfig, fams: set[str]) -> int:
+        w = [0]
+        if "returns" in fams:
+            w += [max(cfg.return_windows, default=0), 1 + max(cfg.return_lags, default=0), max(cfg.vol_windows, default=0)]
+        if "indicators" in fams:
+            w += [
+                cfg.rsi_window - 1,
+                cfg.macd_slow + cfg.macd_signal - 1,
+                cfg.bb_window + cfg.squeeze_window - 2,
+                2 * cfg.adx_window - 1,
+                cfg.obv_window,
+                cfg.vwap_window - 1,
+            ]
+        return max(w)
+
+    out = single(config, _enabled(config))
+    for tf in config.mtf_timeframes:
+        ratio = -(-parse_timeframe(tf) // int(base_interval_ms))
+        out = max(out, (single(config.htf_config(), set(config.mtf_families)) + 2) * ratio)
+    return out
+
+
+def data_hash(df: pd.DataFrame) -> str:
+    """blake2b hex digest of the timestamp/OHLCV (and ``filled``) arrays' bytes."""
+    h = hashlib.blake2b(digest_size=16)
+    for col in (*BAR_COLUMNS, "filled"):
+        if col in df.columns:
+            arr = np.ascontiguousarray(df[col].to_numpy(dtype=np.int64 if col in ("timestamp", "filled") else np.float64))
+            h.update(col.encode())
+            h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+class FeatureCache:
+    """Parquet cache of feature frames keyed by data content + ``FeatureConfig`` + version.
+
+    Attributes:
+        directory: folder holding ``features_<key>.parquet`` files (created on first save).
+        hits: lookups served from disk.
+        misses: lookups that had to compute.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(df: pd.DataFrame, config: FeatureConfig) -> str:
+        """Cache key of ``(df, config)``: hash of data bytes, config fields and FEATURE_VERSION."""
+        cfg = json.dumps(asdict(config), sort_keys=True, default=list)
+        h = hashlib.blake2b(digest_size=16)
+        h.update(f"{FEATURE_VERSION}|{data_hash(df)}|{cfg}".encode())
+        return h.hexdigest()
+
+    def path(self, key: str) -> Path:
+        """File of ``key``."""
+        return self.directory / f"features_{key}.parquet"
+
+    def load(self, key: str) -> pd.DataFrame | None:
+        """Cached frame of ``key`` or None."""
+        p = self.path(key)
+        if not p.exists():
+            return None
+        return pd.read_parquet(p)
+
+    def save(self, key: str, frame: pd.DataFrame) -> Path:
+        """Write ``frame`` atomically (temp file + rename) and return its path."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        p = self.path(key)
+        tmp = p.with_suffix(".tmp")
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(p)
+        return p
+
+
+def build_features(df: pd.DataFrame, config: FeatureConfig | None = None, cache: FeatureCache | None = None) -> pd.DataFrame:
+    """Bar columns of ``df`` followed by the configured feature columns.
+
+    Args:
+        df: clean bars (``timestamp`` strictly increasing, OHLCV; ``filled`` and other extra
+            columns are passed through as bar columns).
+        config: feature selection; None = ``FeatureConfig()`` (the ``default`` preset).
+        cache: optional ``FeatureCache``; a hit skips all computation.
+
+    Returns:
+        DataFrame with RangeIndex; ``attrs["warmup_bars"]`` = rows with any NaN feature (a
+        prefix) and ``attrs["feature_columns"]`` = the feature column names.
+    """
+    config = config or FeatureConfig()
+    key = FeatureCache.key(df, config) if cache is not None else ""
+    feats: pd.DataFrame | None = None
+    if cache is not None:
+        feats = cache.load(key)
+        if feats is not None:
+            cache.hits += 1
+            logger.info("features: cache hit %s", cache.path(key))
+        else:
+            cache.misses += 1
+    if feats is None:
+        feats = compute_features(df, config).astype(config.dtype)
+        if cache is not None:
+            logger.info("features: cached to %s", cache.save(key, feats))
+    bars = df.reset_index(drop=True)
+    out = pd.concat([bars, feats], axis=1)
+    warm = warmup_rows(feats)
+    tail_nan = feats.shape[1] and not np.isfinite(feats.iloc[warm:].to_numpy(dtype=np.float64)).all()
+    assert not tail_nan, "NaN after the warm-up prefix"
+    out.attrs["warmup_bars"] = warm
+    out.attrs["feature_columns"] = list(feats.columns)
+    logger.info("features: %d columns, %d warm-up rows of %d", feats.shape[1], warm, len(out))
+    return out
