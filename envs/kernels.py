@@ -43,8 +43,8 @@ M_COLS = 9
  S_EXPOSURE, S_PRICE, S_FILL_PX, S_TRADED_QTY, S_CLIPPED_QTY, S_FEES, S_SLIPPAGE, S_FUNDING,
  S_N_TRADES, S_LIQUIDATED, S_REWARD, S_TERMINATED, S_TRUNCATED, S_EMA_A, S_EMA_B, S_EMA_DD2,
  S_SUM_R, S_SUM_R2, S_SUM_DOWN2, S_N_R, S_SUM_TURNOVER, S_SUM_ABS_EXPOSURE, S_MAX_DD,
- S_START_T) = range(34)
-S_ROWS = 34
+ S_START_T, S_STEP_NOTIONAL) = range(35)
+S_ROWS = 35
 
 # params
 (P_DISCRETE, P_LONG_ONLY, P_MAX_LEV, P_SIZING, P_TARGET_VOL, P_BARS_PER_YEAR, P_RISK_PER_TRADE,
@@ -300,6 +300,7 @@ def step_env(i: int, a: float, S: np.ndarray, M: np.ndarray, P: np.ndarray, leve
     floor = 1e-6 * P[P_INIT_CASH]
     log_ret = math.log(max(eq, floor) / max(eq_t, floor))
     turnover = notional / eq_t if eq_t > 0.0 else 0.0
+    S[S_STEP_NOTIONAL, i] = notional
     a_prev = S[S_EMA_A, i]
     b_prev = S[S_EMA_B, i]
     dd2_prev = S[S_EMA_DD2, i]

@@ -103,6 +103,16 @@ class TradingEnv(gym.Env):
         self._ready = False
 
     @property
+    def bar_index(self) -> int:
+        """Index (into the data) of the current decision bar t."""
+        return int(self._state[K.S_T, 0])
+
+    @property
+    def step_notional(self) -> float:
+        """Traded notional of the last step in quote currency (all fills, exits included)."""
+        return float(self._state[K.S_STEP_NOTIONAL, 0])
+
+    @property
     def account(self) -> dict[str, float]:
         """Current account state (same values as the last info)."""
         return self.sim.info(self._state, 0)
