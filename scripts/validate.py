@@ -1,0 +1,105 @@
+"""Validate bars from a Parquet file or the store; print the report; exit 1 if a `raise` rule breaks.
+
+Example:
+    python scripts/validate.py data.path=data/sample/btcusdt_1h.parquet
+    python scripts/validate.py data.store_root=data/store data.symbol=BTC/USDT data.timeframe=1m
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+
+import hydra
+import pandas as pd
+from hydra.core.config_store import ConfigStore
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+
+from envs.data.cleaning import CleaningConfig, clean
+from envs.data.resample import parse_timeframe
+from envs.validation import validate
+
+
+@dataclass(frozen=True, slots=True)
+class ValidateDataConfig:
+    """Where the bars come from: ``path`` (a Parquet file) or the store (``store_root`` + series)."""
+
+    path: str | None = None
+    timeframe: str | None = None
+    store_root: str | None = None
+    exchange: str = "binance"
+    symbol: str | None = None
+    start: str | None = None
+    end: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ValidateAppConfig:
+    """Schema of ``conf/validate.yaml``."""
+
+    data: ValidateDataConfig = field(default_factory=ValidateDataConfig)
+    cleaning: CleaningConfig = field(default_factory=CleaningConfig)
+    format: str = "text"
+    clean_output: str | None = None
+    log_level: str = "WARNING"
+
+
+def _writable(node: DictConfig) -> DictConfig:
+    """Frozen dataclasses give read-only nodes, which Hydra cannot merge overrides into."""
+    node._set_flag("readonly", None)
+    for key in node.keys():
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            _writable(child)
+        elif child is not None:
+            child._set_flag("readonly", None)
+    return node
+
+
+ConfigStore.instance().store(name="validate_schema", node=_writable(OmegaConf.structured(ValidateAppConfig)))
+
+
+def load_bars(data: ValidateDataConfig) -> pd.DataFrame:
+    """Read the bars named by ``data`` (file or store span)."""
+    if data.path is not None:
+        path = to_absolute_path(data.path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"data.path={data.path} not found ({path}); give a Parquet file of bars")
+        return pd.read_parquet(path)
+    if data.store_root is None or data.symbol is None or data.timeframe is None:
+        raise ValueError("set data.path=<parquet file>, or data.store_root, data.symbol and data.timeframe")
+    from envs.data.store import ParquetStore
+
+    store = ParquetStore(to_absolute_path(data.store_root))
+    return store.read(data.exchange, data.symbol, data.timeframe, data.start, data.end)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="validate")
+def main(cfg: DictConfig) -> None:
+    """Load, validate, print; optionally write the cleaned bars."""
+    try:
+        app: ValidateAppConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+        tf_ms = None if app.data.timeframe is None else parse_timeframe(app.data.timeframe)
+        if app.format not in ("text", "markdown"):
+            raise ValueError(f"format={app.format!r} is invalid: use 'text' or 'markdown'")
+        df = load_bars(app.data)
+        logging.getLogger().setLevel(app.log_level)
+        report = validate(df, tf_ms, policy=app.cleaning)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        print(f"validate: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(report.to_markdown() if app.format == "markdown" else report.to_text())
+    if not report.ok:
+        sys.exit(1)
+    if app.clean_output is not None:
+        cleaned, crep = clean(df, app.cleaning, tf_ms)
+        print(crep.to_markdown() if app.format == "markdown" else crep.to_text())
+        cleaned.to_parquet(to_absolute_path(app.clean_output), index=False)
+        print(f"cleaned bars written to {app.clean_output}")
+
+
+if __name__ == "__main__":
+    main()
