@@ -1,0 +1,146 @@
+"""SB3 callbacks: trading metrics to TensorBoard, validation with best-model keeping, resume state."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecNormalize
+
+from agents.evaluation.runner import EpisodeRecord
+
+logger = logging.getLogger(__name__)
+
+#: summary keys of finished training episodes logged under trading/ (mean over the episodes)
+EPISODE_KEYS = ("total_return", "sharpe", "max_drawdown", "turnover", "fees_paid", "n_trades", "avg_exposure")
+#: metrics of a validation pass logged under eval/
+EVAL_KEYS = ("total_return", "sharpe", "sortino", "max_drawdown", "turnover", "fees_paid", "n_trades",
+             "avg_exposure", "annual_volatility", "win_rate")
+_NOT_STDOUT = ("stdout", "log", "json", "csv")
+
+
+class TradingMetricsCallback(BaseCallback):
+    """Logs ``trading/*`` scalars and histograms of actions and exposure.
+
+    Reads the finished episodes' ``episode_summary`` from infos and the live account arrays of
+    `VecTradingEnv` (no per-step dicts). Values are recorded at rollout ends, at most once per
+    ``min_steps_between`` environment steps (off-policy algorithms end a rollout every step).
+    """
+
+    def __init__(self, min_steps_between: int = 512, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self.min_steps_between = min_steps_between
+        self._episodes: list[dict[str, float]] = []
+        self._actions: list[np.ndarray] = []
+        self._exposure: list[np.ndarray] = []
+        self._last_record = 0
+
+    def _account(self) -> dict[str, np.ndarray]:
+        return self.training_env.unwrapped.account  # type: ignore[attr-defined]
+
+    def _on_step(self) -> bool:
+        infos = self.locals.get("infos", [])
+        dones = self.locals.get("dones")
+        if dones is not None and np.any(dones):
+            for i in np.flatnonzero(dones):
+                summary = infos[i].get("episode_summary")
+                if summary is not None:
+                    self._episodes.append(summary)
+        actions = self.locals.get("actions")
+        if actions is not None:
+            self._actions.append(np.asarray(actions, dtype=np.float32).reshape(-1))
+        self._exposure.append(self._account()["exposure"].astype(np.float32))
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self.num_timesteps - self._last_record < self.min_steps_between:
+            return
+        self._last_record = self.num_timesteps
+        account = self._account()
+        self.logger.record("trading/equity", float(np.mean(account["equity"])))
+        self.logger.record("trading/exposure", float(np.mean(np.abs(account["exposure"]))))
+        if self._episodes:
+            self.logger.record("trading/episodes", len(self._episodes))
+            for key in EPISODE_KEYS:
+                values = np.array([e[key] for e in self._episodes], dtype=np.float64)
+                name = "episode_return" if key == "total_return" else key
+                self.logger.record(f"trading/{name}", float(np.nanmean(values)))
+            self._episodes.clear()
+        if self._actions:
+            self.logger.record("trading/actions_hist", np.concatenate(self._actions), exclude=_NOT_STDOUT)
+            self._actions.clear()
+        if self._exposure:
+            self.logger.record("trading/exposure_hist", np.concatenate(self._exposure), exclude=_NOT_STDOUT)
+            self._exposure.clear()
+
+
+class ValidationCallback(BaseCallback):
+    """Every ``eval_freq`` env steps: one deterministic pass on the validation split.
+
+    Logs ``eval/*``, keeps the model with the best validation Sharpe (``best_model.zip`` and, when
+    rewards are normalised, ``best_vecnormalize.pkl``) and appends to ``eval_history.json`` so a
+    resumed run keeps its best score. ``evaluate`` maps the model to an `EpisodeRecord`.
+    """
+
+    def __init__(
+        self,
+        evaluate: Callable[[Any], EpisodeRecord],
+        eval_freq: int,
+        run_dir: Path,
+        calendar: str = "24/7",
+        on_result: Callable[[dict[str, float], int], None] | None = None,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__(verbose)
+        self.evaluate = evaluate
+        self.eval_freq = eval_freq
+        self.run_dir = Path(run_dir)
+        self.calendar = calendar
+        self.on_result = on_result
+        self.history_path = self.run_dir / "eval_history.json"
+        self.history: list[dict[str, float]] = []
+        if self.history_path.exists():
+            self.history = json.loads(self.history_path.read_text())
+        self.best_sharpe = max((h["sharpe"] for h in self.history if h.get("sharpe") is not None),
+                               default=-np.inf)
+        self._next_eval = 0
+
+    def _on_training_start(self) -> None:
+        self._next_eval = (self.num_timesteps // self.eval_freq + 1) * self.eval_freq
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self._next_eval:
+            self._next_eval += self.eval_freq
+            self.run_validation()
+        return True
+
+    def run_validation(self) -> dict[str, float]:
+        """Evaluate now, log, keep the best model; returns the metrics."""
+        record = self.evaluate(self.model)
+        summary = record.summary(self.calendar)
+        for key in EVAL_KEYS:
+            self.logger.record(f"eval/{key}", float(summary[key]))
+        self.logger.record("eval/equity", float(record.equity[-1]))
+        sharpe = float(summary["sharpe"]) if np.isfinite(summary["sharpe"]) else -np.inf
+        entry = {"timesteps": int(self.num_timesteps), **{k: _finite(summary[k]) for k in EVAL_KEYS}}
+        self.history.append(entry)
+        if sharpe > self.best_sharpe:
+            self.best_sharpe = sharpe
+            self.model.save(self.run_dir / "best_model.zip")
+            venv = self.model.get_vec_normalize_env()
+            if isinstance(venv, VecNormalize):
+                venv.save(str(self.run_dir / "best_vecnormalize.pkl"))
+            logger.info("new best validation Sharpe %.3f at %d steps", sharpe, self.num_timesteps)
+        self.history_path.write_text(json.dumps(self.history, indent=1))
+        if self.on_result is not None:
+            self.on_result(summary, self.num_timesteps)
+        return summary
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None

@@ -1,0 +1,295 @@
+"""Typed run configuration: Hydra schemas (ConfigStore) and their conversion to frozen dataclasses.
+
+The Hydra tree (conf/config.yaml) is validated twice: by OmegaConf against the schemas below
+(unknown keys and wrong types fail at composition, naming the key) and by the frozen dataclasses'
+own checks when `to_run_config` converts it (impossible values fail at start-up, naming the key).
+Below ``scripts/`` no function takes a DictConfig.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional  # noqa: UP035 - OmegaConf schemas
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from envs.config import EnvConfig
+
+logger = logging.getLogger(__name__)
+
+CONTINUOUS_ONLY = ("sac", "td3", "ddpg")
+DISCRETE_ONLY = ("dqn",)
+
+
+def _env_schema() -> type:
+    """An OmegaConf-friendly mirror of `EnvConfig` (tuples become lists), built from its fields."""
+    hints = typing.get_type_hints(EnvConfig)
+    specs: list[tuple[str, Any, Any]] = []
+    for f in dataclasses.fields(EnvConfig):
+        typ: Any = hints[f.name]
+        args = typing.get_args(typ)
+        if type(None) in args:  # `X | None` -> Optional[X] (OmegaConf spells unions this way)
+            typ = Optional[next(a for a in args if a is not type(None))]  # noqa: UP045
+        if f.name == "exposure_levels":
+            specs.append((f.name, List[float], field(default_factory=lambda d=f.default: list(d))))  # noqa: UP006
+        else:
+            specs.append((f.name, typ, field(default=f.default)))
+    return dataclasses.make_dataclass("EnvSchema", specs)
+
+
+EnvSchema = _env_schema()
+
+
+@dataclass
+class SplitSchema:
+    """Chronological train/validation/test split (fractions of bars, or ISO dates)."""
+
+    train_frac: float = 0.7
+    val_frac: float = 0.15
+    val_start: Optional[str] = None
+    test_start: Optional[str] = None
+    embargo_bars: int = 0
+
+
+@dataclass
+class DataSchema:
+    """Where the bars come from and how they are split."""
+
+    path: str = "data/sample/btcusdt_1h.parquet"
+    symbol: str = "BTC/USDT"
+    timeframe: str = "1h"
+    funding_path: Optional[str] = None
+    calendar: str = "24/7"
+    start: Optional[str] = None
+    end: Optional[str] = None
+    split: SplitSchema = field(default_factory=SplitSchema)
+
+
+@dataclass
+class AgentSchema:
+    """An SB3 algorithm: ``algo_kwargs`` and ``policy_kwargs`` go unchanged to its constructor."""
+
+    name: str = "ppo"
+    policy: str = "MlpPolicy"
+    algo_kwargs: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006
+    policy_kwargs: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006
+
+
+@dataclass
+class TrainSchema:
+    """Run-level settings of training."""
+
+    total_timesteps: int = 50_000
+    n_envs: int = 8
+    seed: int = 0
+    device: str = "cpu"
+    episode_length: int = 1024
+    normalize_reward: bool = True
+    eval_freq: int = 10_000
+    checkpoint_freq: int = 20_000
+    resume_from: Optional[str] = None
+    torch_threads: int = 1
+    progress_bar: bool = True
+
+
+@dataclass
+class EvaluationSchema:
+    """Evaluation and report settings."""
+
+    n_random_seeds: int = 10
+    ma_fast: int = 24
+    ma_slow: int = 96
+    n_boot: int = 1000
+    block_len: Optional[int] = None
+    alpha: float = 0.05
+    n_trials: int = 1
+    walk_forward_folds: int = 0
+
+
+@dataclass
+class RunSchema:
+    """The whole training run."""
+
+    task_name: str = "train"
+    data: DataSchema = field(default_factory=DataSchema)
+    env: Any = field(default_factory=EnvSchema)
+    agent: AgentSchema = field(default_factory=AgentSchema)
+    train: TrainSchema = field(default_factory=TrainSchema)
+    evaluation: EvaluationSchema = field(default_factory=EvaluationSchema)
+
+
+def register_configs() -> None:
+    """Register the schemas in Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="run_schema", node=RunSchema)
+    cs.store(group="env", name="env_schema", node=EnvSchema)
+    cs.store(group="data", name="data_schema", node=DataSchema)
+    cs.store(group="agent", name="agent_schema", node=AgentSchema)
+    cs.store(group="train", name="train_schema", node=TrainSchema)
+    cs.store(group="evaluation", name="evaluation_schema", node=EvaluationSchema)
+
+
+# ---------------------------------------------------------------------------------------------
+# frozen, validated run config
+
+
+def _fail(key: str, value: object, allowed: str) -> None:
+    raise ValueError(f"{key}={value!r} is invalid: {allowed}")
+
+
+@dataclass(frozen=True, slots=True)
+class SplitConfig:
+    """Chronological split: fractions of bars, or ISO dates (UTC) where validation/test start.
+
+    Attributes:
+        train_frac: fraction of bars in the training split, in (0, 1).
+        val_frac: fraction in the validation split, in (0, 1); test gets the rest.
+        val_start, test_start: ISO dates overriding the fractions (both or neither).
+        embargo_bars: bars dropped between consecutive splits, >= 0.
+    """
+
+    train_frac: float = 0.7
+    val_frac: float = 0.15
+    val_start: str | None = None
+    test_start: str | None = None
+    embargo_bars: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.train_frac < 1:
+            _fail("data.split.train_frac", self.train_frac, "must be a fraction in (0, 1)")
+        if not 0 < self.val_frac < 1 or self.train_frac + self.val_frac >= 1:
+            _fail("data.split.val_frac", self.val_frac, "must be in (0, 1) with train_frac + val_frac < 1")
+        if (self.val_start is None) != (self.test_start is None):
+            _fail("data.split.val_start/test_start", (self.val_start, self.test_start), "give both dates or neither")
+        if self.embargo_bars < 0:
+            _fail("data.split.embargo_bars", self.embargo_bars, "must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class DataConfig:
+    """Market data of a run. Paths are absolute after `to_run_config`."""
+
+    path: str
+    symbol: str = "BTC/USDT"
+    timeframe: str = "1h"
+    funding_path: str | None = None
+    calendar: str = "24/7"
+    start: str | None = None
+    end: str | None = None
+    split: SplitConfig = SplitConfig()
+
+    def __post_init__(self) -> None:
+        if self.calendar not in ("24/7", "sessions"):
+            _fail("data.calendar", self.calendar, "must be '24/7' (crypto) or 'sessions' (equities/futures)")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """SB3 algorithm name, policy and constructor kwargs (passed unchanged)."""
+
+    name: str = "ppo"
+    policy: str = "MlpPolicy"
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    policy_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """Run-level training settings (see conf/train/default.yaml)."""
+
+    total_timesteps: int = 50_000
+    n_envs: int = 8
+    seed: int = 0
+    device: str = "cpu"
+    episode_length: int = 1024
+    normalize_reward: bool = True
+    eval_freq: int = 10_000
+    checkpoint_freq: int = 20_000
+    resume_from: str | None = None
+    torch_threads: int = 1
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        for key in ("total_timesteps", "n_envs", "episode_length", "eval_freq", "checkpoint_freq", "torch_threads"):
+            if getattr(self, key) < 1:
+                _fail(f"train.{key}", getattr(self, key), "must be >= 1")
+        if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
+            _fail("train.device", self.device, "must be 'cpu', 'cuda', 'cuda:N' or 'auto'")
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationConfig:
+    """Baselines, bootstrap and walk-forward settings."""
+
+    n_random_seeds: int = 10
+    ma_fast: int = 24
+    ma_slow: int = 96
+    n_boot: int = 1000
+    block_len: int | None = None
+    alpha: float = 0.05
+    n_trials: int = 1
+    walk_forward_folds: int = 0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.ma_fast < self.ma_slow:
+            _fail("evaluation.ma_fast", self.ma_fast, f"must be >= 1 and < evaluation.ma_slow={self.ma_slow}")
+        if not 0 < self.alpha < 0.5:
+            _fail("evaluation.alpha", self.alpha, "must be in (0, 0.5)")
+        for key in ("n_random_seeds", "n_boot", "n_trials"):
+            if getattr(self, key) < 1:
+                _fail(f"evaluation.{key}", getattr(self, key), "must be >= 1")
+        if self.walk_forward_folds < 0 or self.walk_forward_folds == 1:
+            _fail("evaluation.walk_forward_folds", self.walk_forward_folds, "must be 0 (off) or >= 2")
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """Everything a training run needs, validated."""
+
+    data: DataConfig
+    env: EnvConfig
+    agent: AgentConfig
+    train: TrainConfig
+    evaluation: EvaluationConfig
+    task_name: str = "train"
+
+    def __post_init__(self) -> None:
+        name = self.agent.name
+        mode = self.env.action_mode
+        if name in CONTINUOUS_ONLY and mode != "continuous":
+            _fail("agent", name, f"{name.upper()} needs a continuous action space; set env.action_mode=continuous "
+                                 "or use agent=ppo/a2c/dqn")
+        if name in DISCRETE_ONLY and mode != "discrete":
+            _fail("agent", name, f"{name.upper()} needs a discrete action space; set env.action_mode=discrete")
+
+
+def to_run_config(cfg: DictConfig | dict[str, Any], base_dir: str | None = None) -> RunConfig:
+    """Convert a composed Hydra config (or plain dict) into a validated `RunConfig`.
+
+    Args:
+        cfg: the composed config.
+        base_dir: directory relative data paths are resolved against (the repo / launch dir).
+    """
+    from pathlib import Path
+
+    raw = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    assert isinstance(raw, dict)
+    data = dict(raw["data"])
+    split = SplitConfig(**data.pop("split", {}))
+    for key in ("path", "funding_path"):
+        if data.get(key) is not None and base_dir is not None and not Path(data[key]).is_absolute():
+            data[key] = str(Path(base_dir) / data[key])
+    env_values = dict(raw["env"])
+    env = EnvConfig.from_dict(env_values)
+    return RunConfig(
+        data=DataConfig(split=split, **data),
+        env=env,
+        agent=AgentConfig(**raw["agent"]),
+        train=TrainConfig(**raw["train"]),
+        evaluation=EvaluationConfig(**raw.get("evaluation", {})),
+        task_name=raw.get("task_name", "train"),
+    )

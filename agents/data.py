@@ -1,0 +1,125 @@
+"""Loading a run's bars and cutting chronological train / validation / test splits.
+
+Features are computed causally on the whole series once (a value at bar t uses bars <= t), so a
+split can take its observation warm-up (``window_size - 1`` bars) from the span before it: the
+first *decision* of each split is at its own first bar, and no split ever sees a later bar.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from agents.config import DataConfig, SplitConfig
+from envs.market_data import MarketData, attach_funding
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+def _to_ms(value: str) -> int:
+    ts = pd.Timestamp(value)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return int(ts.value // 1_000_000)
+
+
+def load_frame(cfg: DataConfig) -> pd.DataFrame:
+    """Read the run's bars (Parquet), restrict to [start, end), attach funding if configured."""
+    path = Path(cfg.path)
+    if not path.exists():
+        raise ValueError(
+            f"data.path={cfg.path!r} not found; point it at a Parquet file of bars (the repo ships "
+            "data/sample/btcusdt_1h.parquet) or download one with scripts/download.py"
+        )
+    df = pd.read_parquet(path)
+    if cfg.start is not None:
+        df = df[df["timestamp"] >= _to_ms(cfg.start)]
+    if cfg.end is not None:
+        df = df[df["timestamp"] < _to_ms(cfg.end)]
+    df = df.reset_index(drop=True)
+    if df.empty:
+        raise ValueError(f"no bars in data.path={cfg.path!r} between data.start={cfg.start} and data.end={cfg.end}")
+    if cfg.funding_path is not None:
+        fpath = Path(cfg.funding_path)
+        if not fpath.exists():
+            raise ValueError(f"data.funding_path={cfg.funding_path!r} not found (a Parquet of timestamp, funding_rate)")
+        df = attach_funding(df, pd.read_parquet(fpath))
+    return df
+
+
+@dataclass(frozen=True, slots=True)
+class SplitBounds:
+    """Bar index ranges [first decision bar, end) of each split, plus the warm-up start."""
+
+    name: str
+    warmup_start: int
+    start: int
+    end: int
+
+    @property
+    def n_bars(self) -> int:
+        """Bars in the split (decisions run from ``start`` to ``end - 2``)."""
+        return self.end - self.start
+
+
+def split_bounds(timestamps: np.ndarray, split: SplitConfig, window_size: int) -> dict[str, SplitBounds]:
+    """Chronological train / val / test index ranges with ``embargo_bars`` dropped between them.
+
+    Raises:
+        ValueError: when a split is too short for ``window_size`` (needs >= 2 bars to trade and a
+            warm-up of window_size - 1 bars before the first decision).
+    """
+    n = len(timestamps)
+    if split.val_start is not None and split.test_start is not None:
+        val_at = int(np.searchsorted(timestamps, _to_ms(split.val_start)))
+        test_at = int(np.searchsorted(timestamps, _to_ms(split.test_start)))
+    else:
+        val_at = int(n * split.train_frac)
+        test_at = int(n * (split.train_frac + split.val_frac))
+    emb = split.embargo_bars
+    edges = {"train": (0, val_at), "val": (val_at + emb, test_at), "test": (test_at + emb, n)}
+    out = {}
+    for name, (start, end) in edges.items():
+        first = max(start, window_size - 1) if name == "train" else start
+        if end - first < 2:
+            raise ValueError(
+                f"the {name} split has {max(end - first, 0)} usable bars (of {n}); with "
+                f"env.window_size={window_size} and data.split={split} it needs at least 2. "
+                "Use more data, a smaller window or other split fractions/dates"
+            )
+        out[name] = SplitBounds(name=name, warmup_start=max(first - (window_size - 1), 0), start=first, end=end)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Splits:
+    """The run's market data and its three splits (each a `MarketData` including its warm-up)."""
+
+    full: MarketData
+    bounds: dict[str, SplitBounds]
+
+    def get(self, name: str) -> MarketData:
+        """Split ``name`` as `MarketData`: warm-up bars, then the split's own bars."""
+        b = self.bounds[name]
+        return self.full.slice(b.warmup_start, b.end)
+
+    def describe(self) -> dict[str, dict[str, object]]:
+        """Spans of each split (ISO UTC) for logs and reports."""
+        ts = self.full.timestamp
+
+        def iso(i: int) -> str:
+            return pd.Timestamp(int(ts[i]), unit="ms", tz="UTC").isoformat()
+
+        return {k: {"first_decision": iso(b.start), "last_bar": iso(b.end - 1), "bars": b.n_bars}
+                for k, b in self.bounds.items()}
+
+
+def make_splits(df: pd.DataFrame, split: SplitConfig, window_size: int) -> Splits:
+    """Validate and convert bars once, then cut the chronological splits."""
+    full = MarketData.load(df)
+    return Splits(full=full, bounds=split_bounds(full.timestamp, split, window_size))

@@ -1,0 +1,188 @@
+"""Training: SB3 on `VecTradingEnv`, validation-based model selection, checkpoints, resume, test report.
+
+Run folder layout (``run_dir``)::
+
+    .hydra/                Hydra's resolved config and overrides (written by scripts/train.py)
+    tb/run_1/              TensorBoard events (SB3 losses, trading/*, eval/*)
+    checkpoints/           model_<steps>_steps.zip (+ replay buffer, vecnormalize) every checkpoint_freq
+    normalizer.json        feature normalisation fitted on the training split only
+    best_model.zip         best validation Sharpe (+ best_vecnormalize.pkl)
+    final_model.zip        last weights (+ vecnormalize.pkl)
+    eval_history.json      every validation result
+    report.md, metrics.json, *.png   the test-split evaluation against baselines
+    splits.json            spans of train / val / test
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
+
+from agents.callbacks import TradingMetricsCallback, ValidationCallback
+from agents.config import RunConfig
+from agents.data import Splits, load_frame, make_splits
+from agents.evaluation.runner import Policy, evaluation_env, run_policy
+from agents.evaluation.suite import evaluate_policy
+from agents.sb3 import build_model, load_model
+from envs.market_data import FeatureNormalizer
+from envs.vec_env import VecTradingEnv
+
+logger = logging.getLogger(__name__)
+
+TB_NAME = "run"
+_CKPT = re.compile(r"model_(\d+)_steps\.zip$")
+
+
+def sb3_policy(model: BaseAlgorithm) -> Policy:
+    """Deterministic policy of an SB3 model, in the evaluator's policy signature."""
+    return lambda obs, info, t: model.predict(obs, deterministic=True)[0]
+
+
+class ConfigTextCallback(BaseCallback):
+    """Logs the resolved run config once as a markdown table (TensorBoard's text tab)."""
+
+    def __init__(self, config: RunConfig) -> None:
+        super().__init__()
+        rows = []
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}" if prefix else k, v)
+            else:
+                rows.append(f"|{prefix}|{value}|")
+
+        walk("", asdict(config))
+        self.text = "|key|value|\n|-|-|\n" + "\n".join(rows)
+
+    def _on_training_start(self) -> None:
+        self.logger.record("config", self.text, exclude=("stdout", "log", "json", "csv"))
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def latest_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
+    """The newest checkpoint zip of a run and its step count (None when there is none)."""
+    found = []
+    for p in (run_dir / "checkpoints").glob("model_*_steps.zip"):
+        m = _CKPT.search(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    if not found:
+        return None
+    steps, path = max(found)
+    return path, steps
+
+
+def _wrap(vec: VecTradingEnv, cfg: RunConfig) -> VecEnv:
+    venv: VecEnv = VecMonitor(vec)
+    if cfg.train.normalize_reward:
+        gamma = float(cfg.agent.algo_kwargs.get("gamma", 0.99))
+        venv = VecNormalize(venv, norm_obs=False, norm_reward=True, gamma=gamma)
+    return venv
+
+
+def prepare(cfg: RunConfig) -> tuple[Splits, FeatureNormalizer]:
+    """Load bars, cut splits and fit the feature normaliser on the training split only."""
+    splits = make_splits(load_frame(cfg.data), cfg.data.split, cfg.env.window_size)
+    normalizer = FeatureNormalizer.fit(splits.get("train"))
+    return splits, normalizer
+
+
+def _resume_model(cfg: RunConfig, run_dir: Path, vec: VecTradingEnv) -> tuple[BaseAlgorithm, VecEnv]:
+    found = latest_checkpoint(run_dir)
+    if found is None:
+        raise ValueError(
+            f"train.resume_from={str(run_dir)!r} has no checkpoints/model_*_steps.zip to resume from; "
+            "start a new run instead (checkpoints are written every train.checkpoint_freq steps)"
+        )
+    path, steps = found
+    venv: VecEnv = VecMonitor(vec)
+    vn_path = run_dir / "checkpoints" / f"model_vecnormalize_{steps}_steps.pkl"
+    if cfg.train.normalize_reward:
+        if not vn_path.exists():
+            raise ValueError(f"checkpoint {path.name} lacks its reward normalisation {vn_path.name}")
+        venv = VecNormalize.load(str(vn_path), venv)
+    model = load_model(cfg.agent.name, path, env=venv, device=cfg.train.device)
+    rb_path = run_dir / "checkpoints" / f"model_replay_buffer_{steps}_steps.pkl"
+    if rb_path.exists() and hasattr(model, "load_replay_buffer"):
+        model.load_replay_buffer(str(rb_path))
+    logger.info("resuming %s from %s at %d steps", cfg.agent.name, path.name, model.num_timesteps)
+    return model, venv
+
+
+def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str, Any]:
+    """Train, validate, checkpoint and evaluate on the test split; returns the test metrics.
+
+    Args:
+        cfg: the validated run config.
+        run_dir: the run folder (Hydra's output dir, or the folder being resumed).
+        resume: continue from the newest checkpoint in ``run_dir`` (same config, same TensorBoard run).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.train.torch_threads)
+    splits, normalizer = prepare(cfg)
+    (run_dir / "normalizer.json").write_text(json.dumps(normalizer.to_dict()))
+    (run_dir / "splits.json").write_text(json.dumps(splits.describe(), indent=1))
+    logger.info("splits: %s", splits.describe())
+    train_md, val_md = splits.get("train"), splits.get("val")
+
+    vec = VecTradingEnv(train_md, cfg.env, n_envs=cfg.train.n_envs, seed=cfg.train.seed, normalizer=normalizer)
+    if resume:
+        model, venv = _resume_model(cfg, run_dir, vec)
+    else:
+        venv = _wrap(vec, cfg)
+        model = build_model(cfg.agent, venv, cfg.train.seed, cfg.train.device, str(run_dir / "tb"))
+    model.tensorboard_log = str(run_dir / "tb")
+
+    val_env = evaluation_env(val_md, cfg.env, normalizer)
+    validation = ValidationCallback(lambda m: run_policy(val_env, sb3_policy(m)), cfg.train.eval_freq, run_dir,
+                                    cfg.data.calendar)
+    checkpoints = CheckpointCallback(
+        save_freq=max(cfg.train.checkpoint_freq // cfg.train.n_envs, 1), save_path=str(run_dir / "checkpoints"),
+        name_prefix="model", save_replay_buffer=True, save_vecnormalize=True,
+    )
+    callbacks = CallbackList([ConfigTextCallback(cfg), TradingMetricsCallback(), validation, checkpoints])
+    remaining = cfg.train.total_timesteps - (model.num_timesteps if resume else 0)
+    if remaining > 0:
+        model.learn(total_timesteps=remaining, callback=callbacks, tb_log_name=TB_NAME,
+                    reset_num_timesteps=not resume, progress_bar=cfg.train.progress_bar)
+    if not validation.history or validation.history[-1]["timesteps"] < model.num_timesteps:
+        validation.run_validation()  # the final weights are a candidate too
+        model.logger.dump(model.num_timesteps)
+    model.save(run_dir / "final_model.zip")
+    if isinstance(venv, VecNormalize):
+        venv.save(str(run_dir / "vecnormalize.pkl"))
+
+    best_path = run_dir / "best_model.zip"
+    best = load_model(cfg.agent.name, best_path, device=cfg.train.device)
+    result = evaluate_policy(
+        sb3_policy(best), splits.get("test"), cfg.env, normalizer, cfg.evaluation, run_dir, cfg.data.calendar,
+        title=f"{cfg.agent.name.upper()} on {cfg.data.symbol} {cfg.data.timeframe}: test split",
+        seed=cfg.train.seed,
+        extra_sections={
+            "Data splits": "\n".join(f"- **{k}**: {v}" for k, v in splits.describe().items()),
+            "Model selection": f"best validation Sharpe {validation.best_sharpe:.3f} over "
+                               f"{len(validation.history)} evaluations; the test split was never used for "
+                               "selection.",
+        },
+    )
+    result.pop("agent_record", None)
+    result["best_validation_sharpe"] = validation.best_sharpe
+    result["num_timesteps"] = int(model.num_timesteps)
+    result["run_dir"] = str(run_dir)
+    test_sharpe = result["results"]["agent"]["sharpe"]
+    result["test_sharpe"] = float(test_sharpe) if np.isfinite(test_sharpe) else None
+    return result

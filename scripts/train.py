@@ -1,0 +1,47 @@
+"""Train an agent: `python scripts/train.py [agent=sac env=perp train.total_timesteps=200000 ...]`.
+
+Resume an interrupted run: `python scripts/train.py train.resume_from=outputs/train/<run>`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from agents.config import register_configs, to_run_config  # noqa: E402
+
+register_configs()
+logger = logging.getLogger("quantgym.train")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    """Compose, validate, train, evaluate; returns the test Sharpe (for sweepers)."""
+    from agents.train import run
+
+    base = hydra.utils.get_original_cwd()
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    resume_from = cfg.train.resume_from
+    if resume_from:
+        run_dir = Path(hydra.utils.to_absolute_path(resume_from))
+        saved = run_dir / ".hydra" / "config.yaml"
+        if not saved.exists():
+            raise SystemExit(f"train.resume_from={resume_from}: {saved} not found; is this a quantgym run folder?")
+        cfg = OmegaConf.load(saved)
+        print(f"Resuming {run_dir} with its saved config")
+    run_cfg = to_run_config(cfg, base_dir=base)
+    print(f"Run folder: {run_dir}\nWatch it:   tensorboard --logdir {run_dir / 'tb'}")
+    result = run(run_cfg, run_dir, resume=bool(resume_from))
+    print(f"\nTest split: {result['judgement']['verdict']}")
+    print(f"Report: {result['report']}\nTensorBoard: tensorboard --logdir {run_dir / 'tb'}")
+    return result["test_sharpe"]
+
+
+if __name__ == "__main__":
+    main()
