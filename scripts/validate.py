@@ -77,28 +77,37 @@ def load_bars(data: ValidateDataConfig) -> pd.DataFrame:
     return store.read(data.exchange, data.symbol, data.timeframe, data.start, data.end)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="validate")
-def main(cfg: DictConfig) -> None:
-    """Load, validate, print; optionally write the cleaned bars."""
+def run(cfg: DictConfig) -> int:
+    """Load, validate and print; optionally write the cleaned bars. Returns the exit code.
+
+    0 = no rule with policy ``raise`` broken, 1 = at least one broken, 2 = config or input error.
+    """
     try:
         app: ValidateAppConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
         tf_ms = None if app.data.timeframe is None else parse_timeframe(app.data.timeframe)
         if app.format not in ("text", "markdown"):
             raise ValueError(f"format={app.format!r} is invalid: use 'text' or 'markdown'")
-        df = load_bars(app.data)
         logging.getLogger().setLevel(app.log_level)
+        df = load_bars(app.data)
         report = validate(df, tf_ms, policy=app.cleaning)
     except (ValueError, FileNotFoundError, OSError) as e:
         print(f"validate: {e}", file=sys.stderr)
-        sys.exit(2)
+        return 2
     print(report.to_markdown() if app.format == "markdown" else report.to_text())
     if not report.ok:
-        sys.exit(1)
+        return 1
     if app.clean_output is not None:
         cleaned, crep = clean(df, app.cleaning, tf_ms)
         print(crep.to_markdown() if app.format == "markdown" else crep.to_text())
         cleaned.to_parquet(to_absolute_path(app.clean_output), index=False)
         print(f"cleaned bars written to {app.clean_output}")
+    return 0
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="validate")
+def main(cfg: DictConfig) -> None:
+    """Entry point: exit with ``run``'s code."""
+    sys.exit(run(cfg))
 
 
 if __name__ == "__main__":
