@@ -150,16 +150,19 @@ def to_ms(value: int | str | pd.Timestamp | np.integer, name: str = "time") -> i
         return int(value)
     try:
         ts = pd.Timestamp(value)
-    except (ValueError, TypeError) as e:
+        if ts is pd.NaT:
+            raise ValueError("NaT")
+        if ts.tzinfo is None:
+            ts = ts.tz_localize("UTC")
+        ms = int((ts - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "ms"))
+        if not 0 <= ms < 4_102_444_800_000:  # 1970-01-01 .. 2100-01-01
+            raise ValueError("out of range")
+        return ms
+    except (ValueError, TypeError, OverflowError) as e:
         raise ValueError(
             f"{name}={value!r} is not a valid time; use ms since epoch (UTC), e.g. 1717200000000, "
-            "or an ISO date such as '2024-06-01' / '2024-06-01T12:00:00Z'"
+            "or an ISO date between 1970 and 2100 such as '2024-06-01' / '2024-06-01T12:00:00Z'"
         ) from e
-    if ts is pd.NaT:
-        raise ValueError(f"{name}={value!r} is not a valid time (NaT)")
-    if ts.tzinfo is None:
-        ts = ts.tz_localize("UTC")
-    return int(ts.value // 1_000_000)
 
 
 def month_key(ts_ms: int) -> str:
@@ -377,6 +380,14 @@ class ParquetStore:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     @staticmethod
+    def _remove_stale_temp_files(sdir: Path) -> None:
+        """Delete temp files left by a writer killed mid-write (safe: we hold the series lock)."""
+        for tmp in sdir.glob(".*.tmp"):
+            logger.info("removing %s left by an interrupted write", tmp)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    @staticmethod
     def _columns(timeframe: str) -> tuple[str, ...]:
         return FUNDING_COLUMNS if timeframe == FUNDING_TIMEFRAME else OHLCV_COLUMNS
 
@@ -427,6 +438,7 @@ class ParquetStore:
         sdir = self.series_dir(exchange, symbol, timeframe)
         result = AppendResult(incoming_duplicates=incoming_dups)
         with self._lock(sdir):
+            self._remove_stale_temp_files(sdir)
             manifest = self._load_manifest(exchange, symbol, timeframe) or self._manifest_from_parts(
                 exchange, symbol, timeframe, {}
             )
