@@ -92,6 +92,11 @@ def split_bounds(timestamps: np.ndarray, split: SplitConfig, window_size: int) -
                 f"env.window_size={window_size} and data.split={split} it needs at least 2. "
                 "Use more data, a smaller window or other split fractions/dates"
             )
+        if end - first < window_size:
+            raise ValueError(
+                f"env.window_size={window_size} is larger than the {name} split ({end - first} bars of {n}); "
+                "lower env.window_size or give the split more data (data.split.*)"
+            )
         out[name] = SplitBounds(name=name, warmup_start=max(first - (window_size - 1), 0), start=first, end=end)
     return out
 
@@ -123,3 +128,8 @@ def make_splits(df: pd.DataFrame, split: SplitConfig, window_size: int) -> Split
     """Validate and convert bars once, then cut the chronological splits."""
     full = MarketData.load(df)
     return Splits(full=full, bounds=split_bounds(full.timestamp, split, window_size))
+
+
+def load_splits(cfg: DataConfig, window_size: int) -> Splits:
+    """Load the configured bars and cut the configured splits."""
+    return make_splits(load_frame(cfg), cfg.split, window_size)

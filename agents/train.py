@@ -24,13 +24,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
 from agents.callbacks import TradingMetricsCallback, ValidationCallback
 from agents.config import RunConfig
-from agents.data import Splits, load_frame, make_splits
+from agents.data import Splits, load_splits
 from agents.evaluation.runner import Policy, evaluation_env, run_policy
 from agents.evaluation.suite import evaluate_policy
 from agents.sb3 import build_model, load_model
@@ -95,7 +96,7 @@ def _wrap(vec: VecTradingEnv, cfg: RunConfig) -> VecEnv:
 
 def prepare(cfg: RunConfig) -> tuple[Splits, FeatureNormalizer]:
     """Load bars, cut splits and fit the feature normaliser on the training split only."""
-    splits = make_splits(load_frame(cfg.data), cfg.data.split, cfg.env.window_size)
+    splits = load_splits(cfg.data, cfg.env.window_size)
     normalizer = FeatureNormalizer.fit(splits.get("train"))
     return splits, normalizer
 
@@ -133,6 +134,10 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str, 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.train.torch_threads)
+    saved_cfg = run_dir / ".hydra" / "config.yaml"
+    if not saved_cfg.exists():  # library use (tests, tune trials): keep the config beside the run
+        saved_cfg.parent.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(OmegaConf.create(asdict(cfg)), saved_cfg)
     splits, normalizer = prepare(cfg)
     (run_dir / "normalizer.json").write_text(json.dumps(normalizer.to_dict()))
     (run_dir / "splits.json").write_text(json.dumps(splits.describe(), indent=1))

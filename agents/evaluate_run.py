@@ -1,0 +1,61 @@
+"""Re-evaluate a finished run folder on any split or data file (deterministic policy, one pass)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from agents.config import RunConfig, to_run_config
+from agents.data import load_splits
+from agents.evaluation.suite import evaluate_policy
+from agents.sb3 import load_model
+from agents.train import sb3_policy
+from envs.market_data import FeatureNormalizer, MarketData
+
+logger = logging.getLogger(__name__)
+
+
+def load_run(run_dir: str | Path, base_dir: str | None = None) -> tuple[RunConfig, FeatureNormalizer]:
+    """The saved config and feature normaliser of a run folder."""
+    run = Path(run_dir)
+    saved = run / ".hydra" / "config.yaml"
+    if not saved.exists():
+        raise ValueError(f"{saved} not found: run_dir must be a quantgym training run folder (outputs/train/<run>)")
+    cfg = to_run_config(OmegaConf.load(saved), base_dir=base_dir)
+    norm_path = run / "normalizer.json"
+    if not norm_path.exists():
+        raise ValueError(f"{norm_path} not found: the run did not finish its set-up; retrain or resume it")
+    return cfg, FeatureNormalizer.from_dict(json.loads(norm_path.read_text()))
+
+
+def evaluate_run(run_dir: str | Path, split: str = "test", data_path: str | None = None, model: str = "best",
+                 out_dir: str | Path | None = None, base_dir: str | None = None) -> dict[str, Any]:
+    """Evaluate the run's ``best`` (or ``final``) model on ``split`` of its data, or on ``data_path``.
+
+    With ``data_path`` the whole file is one evaluation span (its features are normalised with the
+    run's training statistics). Writes the report into ``out_dir`` (default ``<run>/eval_<name>``).
+    """
+    run = Path(run_dir)
+    cfg, normalizer = load_run(run, base_dir)
+    if data_path is not None:
+        data = MarketData.load(pd.read_parquet(data_path))
+        name = Path(data_path).stem
+    else:
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split={split!r} is invalid: choose train, val or test (or give data_path)")
+        data = load_splits(cfg.data, cfg.env.window_size).get(split)
+        name = split
+    model_path = run / f"{model}_model.zip"
+    if not model_path.exists():
+        raise ValueError(f"{model_path} not found: model must be 'best' or 'final' of a finished run")
+    policy = sb3_policy(load_model(cfg.agent.name, model_path, device=cfg.train.device))
+    out = Path(out_dir) if out_dir is not None else run / f"eval_{name}"
+    result = evaluate_policy(policy, data, cfg.env, normalizer, cfg.evaluation, out, cfg.data.calendar,
+                             title=f"{cfg.agent.name.upper()} ({model} model) on {name}", seed=cfg.train.seed)
+    result.pop("agent_record", None)
+    return result
