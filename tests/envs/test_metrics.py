@@ -45,6 +45,11 @@ def test_bars_per_year_intraday_sessions() -> None:
     days = pd.bdate_range("2023-01-02", periods=30).as_unit("ms").asi8
     ts = np.sort(np.concatenate([days + (14 + h) * HOUR_MS for h in range(7)])).astype(np.int64)
     assert m.bars_per_year(ts, calendar="sessions") == 7 * 252.0
+    # a half-day session (3 bars) and a partial first day (2 bars) do not move the median day
+    extra = np.array([-40, -39]) * HOUR_MS + days[0]
+    half_day = days[-1] + DAY_MS * 3 + np.arange(14, 17) * HOUR_MS
+    ts = np.sort(np.concatenate([extra, ts, half_day])).astype(np.int64)
+    assert m.bars_per_year(ts, calendar="sessions") == 7 * 252.0
 
 
 def test_bars_per_year_five_minute_bars() -> None:
@@ -161,7 +166,13 @@ def test_trade_statistics_hand() -> None:
 def test_degenerate_cases_are_documented_values() -> None:
     assert m.sharpe([0.01], 8766.0) == 0.0  # n < 2
     assert m.sharpe([], 8766.0) == 0.0
-    assert m.sharpe(np.full(1000, 1e-3), 8766.0) == 0.0  # constant: zero variance despite cancellation
+    # constant returns: zero variance, although the running-sum variance comes out ~1e-18, not 0
+    assert m.sharpe(np.full(8766, 0.01), 8766.0) == 0.0
+    s1 = s2 = 0.0
+    for _ in range(8766):
+        s1 += 0.01
+        s2 += 0.01 * 0.01
+    assert m.sharpe_from_moments(s1, s2, 8766, 8766.0) == 0.0
     assert m.sharpe(np.zeros(10), 8766.0) == 0.0
     assert m.sortino([0.01, 0.02, 0.0], 8766.0) == 0.0  # no downside
     assert m.sharpe_from_moments(0.0, 0.0, 0, 8766.0) == 0.0
