@@ -1,0 +1,110 @@
+"""Indicator, return and time features: values, ranges and documented warm-ups on the real sample."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from envs.features.indicators import atr, indicator_features, log_return_features, time_features
+
+DOCUMENTED_WARMUP = {  # first non-NaN row with default windows (module docstring)
+    "rsi": 13,
+    "macd_frac": 25,
+    "macd_signal_frac": 33,
+    "macd_hist_frac": 33,
+    "macd_hist_slope": 34,
+    "bb_width": 19,
+    "bb_squeeze": 138,
+    "atr_frac": 13,
+    "adx": 27,
+    "obv_roc": 60,
+    "vwap_dist": 59,
+    "logret_1": 1,
+    "logret_60": 60,
+    "logret_1_lag2": 3,
+    "vol_30": 30,
+    "vol_120": 120,
+}
+
+
+@pytest.fixture(scope="module")
+def feats(sample_1m: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([indicator_features(sample_1m), log_return_features(sample_1m["close"].to_numpy())], axis=1)
+
+
+def test_warmups_match_the_docs_and_no_nan_after(feats: pd.DataFrame) -> None:
+    for col, w in DOCUMENTED_WARMUP.items():
+        valid = feats[col].notna().to_numpy()
+        assert not valid[:w].any() and valid[w:].all(), col
+    assert np.isfinite(feats.iloc[140:].to_numpy()).all()
+
+
+def test_ranges(feats: pd.DataFrame) -> None:
+    f = feats.iloc[140:]
+    assert f["rsi"].between(0, 1).all() and f["adx"].between(0, 1).all()
+    assert f["obv_roc"].between(-1, 1).all()
+    assert set(np.unique(f["bb_squeeze"])) <= {0.0, 1.0}
+    assert (f["bb_width"] > 0).all() and (f["atr_frac"] > 0).all() and (f["atr_frac"] < 0.05).all()
+    assert f["vwap_dist"].abs().max() < 0.05 and f["macd_frac"].abs().max() < 0.05
+
+
+def test_atr_is_wilder(sample_1m: pd.DataFrame) -> None:
+    h, lo, c = (sample_1m[x].to_numpy() for x in ("high", "low", "close"))
+    tr = np.maximum(h - lo, np.maximum(np.abs(h - np.roll(c, 1)), np.abs(lo - np.roll(c, 1))))
+    tr[0] = h[0] - lo[0]
+    ref = np.full(len(c), np.nan)
+    ref[13] = tr[:14].mean()
+    for i in range(14, len(c)):
+        ref[i] = (ref[i - 1] * 13 + tr[i]) / 14
+    np.testing.assert_allclose(atr(h, lo, c, 14), ref, rtol=1e-12, equal_nan=True)
+
+
+def test_returns_and_volatility(sample_1m: pd.DataFrame, feats: pd.DataFrame) -> None:
+    c = sample_1m["close"].to_numpy()
+    t = 500
+    assert feats["logret_15"].iat[t] == pytest.approx(np.log(c[t] / c[t - 15]), rel=1e-12)
+    assert feats["logret_1_lag2"].iat[t] == pytest.approx(np.log(c[t - 2] / c[t - 3]), rel=1e-12)
+    r = np.diff(np.log(c[t - 30 : t + 1]))
+    assert feats["vol_30"].iat[t] == pytest.approx(r.std(ddof=1), rel=1e-9)
+
+
+def test_obv_roc_and_vwap_dist_definitions(sample_1m: pd.DataFrame, feats: pd.DataFrame) -> None:
+    c, v = sample_1m["close"].to_numpy(), sample_1m["volume"].to_numpy()
+    h, lo = sample_1m["high"].to_numpy(), sample_1m["low"].to_numpy()
+    t, w = 700, 60
+    sign = np.sign(np.diff(c[t - w : t + 1]))
+    signed = np.where(sign < 0, -1.0, 1.0) * v[t - w + 1 : t + 1]
+    assert feats["obv_roc"].iat[t] == pytest.approx(signed.sum() / v[t - w + 1 : t + 1].sum(), rel=1e-9)
+    tp = (h + lo + c)[t - w + 1 : t + 1] / 3
+    vwap = (tp * v[t - w + 1 : t + 1]).sum() / v[t - w + 1 : t + 1].sum()
+    assert feats["vwap_dist"].iat[t] == pytest.approx(np.log(c[t] / vwap), rel=1e-7)
+
+
+def test_flat_zero_volume_bars_give_no_nan(sample_1m: pd.DataFrame) -> None:
+    df = sample_1m.iloc[:400].copy()
+    df.loc[200:330, ["open", "high", "low"]] = df.loc[199, "close"]
+    df.loc[200:330, "close"] = df.loc[199, "close"]
+    df.loc[200:330, "volume"] = 0.0  # a long forward-filled outage
+    f = indicator_features(df)
+    assert np.isfinite(f.iloc[140:].to_numpy()).all()
+    assert (f.loc[300:330, "obv_roc"] == 0).all() and (f.loc[300:330, "vwap_dist"] == 0).all()
+
+
+def test_time_encodings() -> None:
+    ts = pd.to_datetime(["2024-06-03 00:00", "2024-06-03 06:00", "2024-06-05 12:00", "2024-06-09 18:00"], utc=True)
+    f = time_features(ts.as_unit("ms").asi8)
+    np.testing.assert_allclose(f["tod_sin"], [0, 1, 0, -1], atol=1e-12)
+    np.testing.assert_allclose(f["tod_cos"], [1, 0, -1, 0], atol=1e-12)
+    dow = np.array([0, 0, 2, 6])  # Monday, Monday, Wednesday, Sunday
+    np.testing.assert_allclose(f["dow_sin"], np.sin(2 * np.pi * dow / 7), atol=1e-12)
+    np.testing.assert_allclose(f["dow_cos"], np.cos(2 * np.pi * dow / 7), atol=1e-12)
+
+
+def test_bad_windows_name_the_key(sample_1m: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="features.rsi_window=0 is invalid"):
+        indicator_features(sample_1m, rsi_window=0)
+    with pytest.raises(ValueError, match="features.macd_fast=30 must be < features.macd_slow=26"):
+        indicator_features(sample_1m, macd_fast=30)
+    with pytest.raises(ValueError, match="features.vol_windows=1"):
+        log_return_features(sample_1m["close"].to_numpy(), vol_windows=(1,))
