@@ -273,25 +273,37 @@ def deflated_sharpe_ratio(
     n_trials: int,
     sr_variance_across_trials: float | None = None,
     trial_sharpes: Sequence[float] | npt.ArrayLike | None = None,
+    trial_periods_per_year: float = 1.0,
 ) -> float:
     """Deflated Sharpe ratio (Bailey & López de Prado, 2014): PSR against the best-of-N luck level.
 
     ``DSR = PSR(SR_0)`` with ``SR_0 = expected_max_sharpe(n_trials, V)``: the probability that the
     selected strategy's true Sharpe beats what the best of ``n_trials`` zero-skill trials would show.
     Give the variance ``V`` of the trials' Sharpe ratios directly or the trials' Sharpe ratios themselves
-    (``V`` is then their sample variance, ddof=1). All Sharpe values are **per bar**.
+    (``V`` is then their sample variance, ddof=1). The computation is in **per-bar** Sharpe units; trial
+    values that were annualised (e.g. ``sharpe`` from `envs.metrics.summarize`) are converted when
+    ``trial_periods_per_year`` says how they were annualised.
 
     Args:
         returns: simple per-bar returns of the selected strategy (fractions), at least 2.
         n_trials: number of independent configurations tried (e.g. tuning trials), >= 1.
-        sr_variance_across_trials: variance of the per-bar Sharpe ratios across trials, >= 0.
-        trial_sharpes: per-bar Sharpe ratios of all trials (at least 2); used when the variance is None.
+        sr_variance_across_trials: variance of the trials' Sharpe ratios, >= 0.
+        trial_sharpes: Sharpe ratios of all trials (at least 2); used when the variance is None.
+        trial_periods_per_year: bars per year the trial Sharpe values were annualised with; they are
+            divided by ``sqrt(trial_periods_per_year)`` (the variance by ``trial_periods_per_year``).
+            1.0 (default) means they are already per bar.
 
     Returns:
         Probability in [0, 1]; it falls as ``n_trials`` grows.
     """
     if (sr_variance_across_trials is None) == (trial_sharpes is None):
-        raise ValueError("pass exactly one of sr_variance_across_trials or trial_sharpes (per-bar Sharpe units)")
+        raise ValueError(
+            "pass exactly one of sr_variance_across_trials or trial_sharpes; with n_trials=1 use "
+            "probabilistic_sharpe_ratio instead"
+        )
+    tppy = float(trial_periods_per_year)
+    if not (math.isfinite(tppy) and tppy > 0.0):
+        raise ValueError(f"trial_periods_per_year={trial_periods_per_year} is invalid: must be > 0 (1.0 = per bar)")
     if sr_variance_across_trials is None:
         ts = np.asarray(trial_sharpes, dtype=np.float64)
         if ts.ndim != 1 or ts.size < 2 or not np.all(np.isfinite(ts)):
@@ -299,7 +311,7 @@ def deflated_sharpe_ratio(
         variance = float(np.var(ts, ddof=1))
     else:
         variance = float(sr_variance_across_trials)
-    return probabilistic_sharpe_ratio(returns, expected_max_sharpe(n_trials, variance))
+    return probabilistic_sharpe_ratio(returns, expected_max_sharpe(n_trials, variance / tppy))
 
 
 def _fmt(x: float) -> str:

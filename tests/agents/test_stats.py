@@ -188,6 +188,12 @@ def test_deflated_sharpe_from_trial_sharpes_matches_variance(real: tuple[np.ndar
     a = stats.deflated_sharpe_ratio(r, 5, trial_sharpes=trial_sharpes)
     b = stats.deflated_sharpe_ratio(r, 5, sr_variance_across_trials=float(np.var(trial_sharpes, ddof=1)))
     assert a == b
+    # the same trials reported as annualised Sharpes (hourly bars) give the same DSR
+    annualised = trial_sharpes * math.sqrt(8766.0)
+    c = stats.deflated_sharpe_ratio(r, 5, trial_sharpes=annualised, trial_periods_per_year=8766.0)
+    assert c == pytest.approx(a, rel=1e-9)
+    # ... while forgetting the conversion deflates far too much
+    assert stats.deflated_sharpe_ratio(r, 5, trial_sharpes=annualised) < a
     with pytest.raises(ValueError, match="exactly one"):
         stats.deflated_sharpe_ratio(r, 5)
 
