@@ -1,0 +1,81 @@
+"""build_features + FeatureCache: columns, dtype, NaN only in warm-up, cache hits skip computation, presets."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+import envs.features.pipeline as pipeline
+from envs.features.pipeline import FeatureCache, FeatureConfig, build_features, nominal_warmup_bars
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def small(sample_1m: pd.DataFrame) -> pd.DataFrame:
+    return sample_1m.iloc[:4000].reset_index(drop=True)
+
+
+def test_build_features_layout_and_warmup(small: pd.DataFrame) -> None:
+    out = build_features(small)
+    cols = out.attrs["feature_columns"]
+    assert list(out.columns[:6]) == ["timestamp", "open", "high", "low", "close", "volume"]
+    pd.testing.assert_frame_equal(out.iloc[:, :6], small)
+    assert all(out[c].dtype == np.float32 for c in cols) and len(cols) >= 40
+    w = out.attrs["warmup_bars"]
+    x = out[cols].to_numpy()
+    assert np.isfinite(x[w:]).all() and not np.isfinite(x[w - 1]).all()
+    assert w <= nominal_warmup_bars(FeatureConfig())
+    no_levels = build_features(small, FeatureConfig(levels=False, fibonacci=False))
+    assert no_levels.attrs["warmup_bars"] <= nominal_warmup_bars(FeatureConfig(levels=False, fibonacci=False))
+
+
+def test_none_preset_returns_bars_only(small: pd.DataFrame) -> None:
+    out = build_features(small, FeatureConfig.none())
+    assert list(out.columns) == list(small.columns) and out.attrs["warmup_bars"] == 0
+
+
+def test_second_call_hits_the_cache(small: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = pipeline.compute_features
+    monkeypatch.setattr(pipeline, "compute_features", lambda df, cfg: calls.append(1) or real(df, cfg))
+    cache = FeatureCache(tmp_path / "cache")
+    cfg = FeatureConfig(mtf_timeframes=())
+    first = build_features(small, cfg, cache)
+    second = build_features(small, cfg, cache)
+    assert len(calls) == 1 and (cache.hits, cache.misses) == (1, 1)
+    pd.testing.assert_frame_equal(first, second)
+    assert second.attrs["warmup_bars"] == first.attrs["warmup_bars"]
+    assert len(list((tmp_path / "cache").glob("features_*.parquet"))) == 1
+    # another config or other data -> a miss
+    build_features(small, FeatureConfig(mtf_timeframes=(), rsi_window=7), cache)
+    changed = small.copy()
+    changed.loc[3999, "close"] *= 1.0001
+    build_features(changed, cfg, cache)
+    assert len(calls) == 3 and (cache.hits, cache.misses) == (1, 3)
+
+
+@pytest.mark.parametrize("preset", ["default", "none"])
+def test_presets_match_the_schema(preset: str) -> None:
+    node = OmegaConf.merge(OmegaConf.structured(FeatureConfig), OmegaConf.load(REPO / "conf" / "features" / f"{preset}.yaml"))
+    cfg = FeatureConfig.from_mapping(OmegaConf.to_container(node))  # type: ignore[arg-type]
+    if preset == "default":
+        assert cfg == FeatureConfig()  # the yaml spells out the defaults
+    else:
+        assert cfg == FeatureConfig.none()
+    raw = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "features" / f"{preset}.yaml"))
+    assert set(raw) <= {f.name for f in fields(FeatureConfig)}  # type: ignore[arg-type]
+
+
+def test_config_errors_name_the_key() -> None:
+    with pytest.raises(ValueError, match=r"unknown features key\(s\) \['rsi_windw'\]"):
+        FeatureConfig.from_mapping({"rsi_windw": 3})
+    with pytest.raises(ValueError, match="features.mtf_families has \\['volume'\\]"):
+        FeatureConfig(mtf_families=("volume",))
+    with pytest.raises(ValueError, match="timeframe='2x'"):
+        FeatureConfig(mtf_timeframes=("2x",))
