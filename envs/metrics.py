@@ -127,7 +127,9 @@ def bars_per_year(timestamps_ms: npt.ArrayLike, calendar: str = "24/7") -> float
         ValueError: fewer than 2 timestamps, non-increasing median spacing, or an unknown calendar.
     """
     if calendar not in ("24/7", "sessions"):
-        raise ValueError(f"calendar={calendar!r} is invalid: use '24/7' (crypto) or 'sessions' (exchange hours)")
+        raise ValueError(
+            f"calendar={calendar!r} is invalid: use '24/7' (crypto) or 'sessions' (exchange trading hours)"
+        )
     ts = np.asarray(timestamps_ms)
     if ts.ndim != 1 or ts.size < 2:
         raise ValueError(f"bars_per_year needs at least 2 timestamps (1-D), got shape {ts.shape}")

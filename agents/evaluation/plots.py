@@ -34,12 +34,14 @@ def _new_figure() -> Figure:
 
 
 def _x_axis(n: int, timestamps_ms: npt.ArrayLike | None) -> tuple[np.ndarray, str]:
-    """x values of length n: UTC datetimes from the last n timestamps, else bar indices."""
+    """X values of length n: UTC datetimes from the last n timestamps, else bar indices."""
     if timestamps_ms is None:
         return np.arange(n), "bar"
     ts = np.asarray(timestamps_ms, dtype=np.int64)
     if ts.ndim != 1 or ts.size < n:
-        raise ValueError(f"timestamps_ms must be 1-D with at least {n} values (one per point), got {ts.shape}")
+        raise ValueError(
+            f"timestamps_ms must be 1-D with at least {n} values (one per point), got {ts.shape}"
+        )
     return ts[-n:].astype("datetime64[ms]"), "time (UTC)"
 
 
@@ -149,7 +151,9 @@ def plot_exposure(
     ex = np.asarray(exposure, dtype=np.float64)
     px = np.asarray(prices, dtype=np.float64)
     if ex.ndim != 1 or ex.shape != px.shape or ex.size < 1:
-        raise ValueError(f"exposure and prices must be 1-D of the same non-zero length, got {ex.shape} and {px.shape}")
+        raise ValueError(
+            f"exposure and prices must be 1-D of the same non-zero length, got {ex.shape} and {px.shape}"
+        )
     x, xlabel = _x_axis(ex.size, timestamps_ms)
     fig = _new_figure()
     ax = fig.add_subplot()

@@ -53,7 +53,7 @@ def _returns(x: npt.ArrayLike, name: str, min_len: int = 2) -> FloatArray:
 
 
 def default_block_len(n: int) -> int:
-    """Default bootstrap block length: ``round(n ** (1/3))``, at least 1 (the usual rate for block bootstraps)."""
+    """Default bootstrap block length: ``round(n ** (1/3))``, at least 1 (the usual block-bootstrap rate)."""
     return max(1, round(n ** (1.0 / 3.0)))
 
 
@@ -103,7 +103,7 @@ def block_bootstrap_indices(
 def _resampled_sums(
     values: FloatArray, starts: npt.NDArray[np.int64], block_len: int
 ) -> FloatArray:
-    """Sum of ``values`` over each resample drawn with ``starts`` (same result as indexing, O(n_boot x blocks)).
+    """Sum of ``values`` over each resample drawn with ``starts`` (as indexing would; O(n_boot x blocks)).
 
     The last block of each resample is cut to ``n - (blocks - 1) * block_len`` values, exactly as in
     `block_bootstrap_indices`.
@@ -124,9 +124,8 @@ def _bootstrap_sharpes(
     s1 = _resampled_sums(r, starts, block_len)
     s2 = _resampled_sums(r * r, starts, block_len)
     n = r.size
-    return np.array(
-        [metrics.sharpe_from_moments(a, b, n, periods_per_year) for a, b in zip(s1.tolist(), s2.tolist(), strict=True)]
-    )
+    pairs = zip(s1.tolist(), s2.tolist(), strict=True)
+    return np.array([metrics.sharpe_from_moments(a, b, n, periods_per_year) for a, b in pairs])
 
 
 def bootstrap_sharpe_ci(
@@ -160,7 +159,9 @@ def bootstrap_sharpe_ci(
     boot = _bootstrap_sharpes(r, starts, bl, periods_per_year)
     low, high = np.quantile(boot, [alpha / 2.0, 1.0 - alpha / 2.0])
     point = metrics.sharpe(r, periods_per_year)
-    logger.debug("bootstrap Sharpe n=%d block_len=%d n_boot=%d: %.3f [%.3f, %.3f]", n, bl, n_boot, point, low, high)
+    logger.debug(
+        "bootstrap Sharpe n=%d block_len=%d n_boot=%d: %.3f [%.3f, %.3f]", n, bl, n_boot, point, low, high
+    )
     return point, float(low), float(high)
 
 
@@ -202,7 +203,10 @@ def bootstrap_sharpe_diff_ci(
     _check_bootstrap_args(n, bl, n_boot, alpha)
     gen = np.random.default_rng(0) if rng is None else rng
     starts = _block_starts(n, bl, n_boot, gen)
-    diff = _bootstrap_sharpes(a, starts, bl, periods_per_year) - _bootstrap_sharpes(b, starts, bl, periods_per_year)
+    # paired: the same block starts for both series
+    diff = _bootstrap_sharpes(a, starts, bl, periods_per_year) - _bootstrap_sharpes(
+        b, starts, bl, periods_per_year
+    )
     low, high = np.quantile(diff, [alpha / 2.0, 1.0 - alpha / 2.0])
     point = metrics.sharpe(a, periods_per_year) - metrics.sharpe(b, periods_per_year)
     return point, float(low), float(high)
@@ -236,7 +240,9 @@ def probabilistic_sharpe_ratio(returns: npt.ArrayLike, sr_benchmark: float = 0.0
     skew, kurt = _skew_kurtosis(r)
     denom = 1.0 - skew * sr + (kurt - 1.0) / 4.0 * sr * sr
     if denom <= 0.0:  # only for extreme skew with a large Sharpe; the estimate's variance is ~0
-        logger.warning("PSR variance term %.3g <= 0 (skew=%.3g, SR=%.3g); treating as certain", denom, skew, sr)
+        logger.warning(
+            "PSR variance term %.3g <= 0 (skew=%.3g, SR=%.3g); treating as certain", denom, skew, sr
+        )
         return 1.0 if sr > sr_benchmark else 0.0
     z = (sr - sr_benchmark) * math.sqrt(r.size - 1) / math.sqrt(denom)
     return _NORMAL.cdf(z)
@@ -303,11 +309,13 @@ def deflated_sharpe_ratio(
         )
     tppy = float(trial_periods_per_year)
     if not (math.isfinite(tppy) and tppy > 0.0):
-        raise ValueError(f"trial_periods_per_year={trial_periods_per_year} is invalid: must be > 0 (1.0 = per bar)")
+        raise ValueError(
+            f"trial_periods_per_year={trial_periods_per_year} is invalid: must be > 0 (1.0 = per bar)"
+        )
     if sr_variance_across_trials is None:
         ts = np.asarray(trial_sharpes, dtype=np.float64)
         if ts.ndim != 1 or ts.size < 2 or not np.all(np.isfinite(ts)):
-            raise ValueError("trial_sharpes must be a 1-D finite sequence of at least 2 per-bar Sharpe ratios")
+            raise ValueError("trial_sharpes must be a 1-D finite sequence of at least 2 Sharpe ratios")
         variance = float(np.var(ts, ddof=1))
     else:
         variance = float(sr_variance_across_trials)
