@@ -138,7 +138,11 @@ def write_report(
     out_dir = Path(run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_paths = {str(k): Path(v) for k, v in (plots or {}).items()}
-    verdict_items = list(verdicts.items()) if isinstance(verdicts, Mapping) else [(None, v) for v in verdicts]
+    if isinstance(verdicts, str):  # one sentence, not a sequence of characters
+        verdicts = [verdicts]
+    verdict_items: list[tuple[str | None, str]] = (
+        list(verdicts.items()) if isinstance(verdicts, Mapping) else [(None, v) for v in verdicts]
+    )
     sections = dict(extra_sections or {})
 
     names = list(results)
@@ -155,8 +159,8 @@ def write_report(
     lines.append("")
     if verdict_items:
         lines += ["## Skill or luck?", ""]
-        for label, text in verdict_items:
-            lines.append(f"- **{_cell(str(label))}**: {text}" if label is not None else f"- {text}")
+        for who, text in verdict_items:
+            lines.append(f"- **{_cell(str(who))}**: {text}" if who is not None else f"- {text}")
         lines.append("")
     if plot_paths:
         lines += ["## Plots", ""]

@@ -129,6 +129,12 @@ def test_to_json_value_handles_numpy_and_non_finite() -> None:
     json.dumps(value, allow_nan=False)
 
 
+def test_write_report_accepts_a_single_verdict_string(tmp_path: Path) -> None:
+    md_path, json_path = report.write_report(tmp_path, {"agent": {"sharpe": 0.5}}, "Luck.")
+    assert "- Luck." in md_path.read_text(encoding="utf-8")
+    assert json.loads(json_path.read_text(encoding="utf-8"))["verdicts"] == ["Luck."]
+
+
 def test_write_report_requires_results(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least one policy"):
         report.write_report(tmp_path, {})
