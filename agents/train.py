@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -123,13 +124,19 @@ def _resume_model(cfg: RunConfig, run_dir: Path, vec: VecTradingEnv) -> tuple[Ba
     return model, venv
 
 
-def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str, Any]:
+def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
+        on_validation: Callable[[dict[str, float], int], None] | None = None,
+        test_report: bool = True) -> dict[str, Any]:
     """Train, validate, checkpoint and evaluate on the test split; returns the test metrics.
 
     Args:
         cfg: the validated run config.
         run_dir: the run folder (Hydra's output dir, or the folder being resumed).
         resume: continue from the newest checkpoint in ``run_dir`` (same config, same TensorBoard run).
+        on_validation: called with ``(validation summary, env steps)`` after every validation pass
+            (e.g. to report to Ray Tune).
+        test_report: evaluate the best model on the test split and write the report; False (tuning
+            trials) skips it and returns only the training summary, so the test split stays unseen.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -154,7 +161,7 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str, 
 
     val_env = evaluation_env(val_md, cfg.env, normalizer)
     validation = ValidationCallback(lambda m: run_policy(val_env, sb3_policy(m)), cfg.train.eval_freq, run_dir,
-                                    cfg.data.calendar)
+                                    cfg.data.calendar, on_result=on_validation)
     checkpoints = CheckpointCallback(
         save_freq=max(cfg.train.checkpoint_freq // cfg.train.n_envs, 1), save_path=str(run_dir / "checkpoints"),
         name_prefix="model", save_replay_buffer=True, save_vecnormalize=True,
@@ -170,6 +177,9 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict[str, 
     model.save(run_dir / "final_model.zip")
     if isinstance(venv, VecNormalize):
         venv.save(str(run_dir / "vecnormalize.pkl"))
+    if not test_report:
+        return {"best_validation_sharpe": validation.best_sharpe, "num_timesteps": int(model.num_timesteps),
+                "run_dir": str(run_dir)}
 
     best_path = run_dir / "best_model.zip"
     best = load_model(cfg.agent.name, best_path, device=cfg.train.device)
