@@ -312,6 +312,10 @@ def test_rebalance_threshold_against_current_exposure() -> None:
     assert i3["traded_qty"] == 0.0 and i3["n_trades"] == 2
     # 0.625 vs 0.5: 0.125 >= 0.1 -> q = 0.625 x 15000 / 200 = 46.875
     assert i4["traded_qty"] == approx(9.375) and i4["position"] == approx(46.875)
+    # a change exactly equal to the threshold sends the order (no order only when below it)
+    _, steps = run(make_bars([100, 100, 100]), config(rebalance_threshold=0.5), [0.5, 0.25])
+    assert steps[0][4]["position"] == approx(50.0)
+    assert steps[1][4]["traded_qty"] == 0.0
 
 
 def test_participation_clip_and_info() -> None:
