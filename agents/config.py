@@ -18,6 +18,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from envs.config import EnvConfig
+from envs.features.pipeline import FeatureConfig
 
 logger = logging.getLogger(__name__)
 
@@ -25,23 +26,28 @@ CONTINUOUS_ONLY = ("sac", "td3", "ddpg")
 DISCRETE_ONLY = ("dqn",)
 
 
-def _env_schema() -> type:
-    """An OmegaConf-friendly mirror of `EnvConfig` (tuples become lists), built from its fields."""
-    hints = typing.get_type_hints(EnvConfig)
+def schema_of(cls: type, name: str) -> type:
+    """An OmegaConf-friendly mirror of a frozen config dataclass, built from its fields.
+
+    ``X | None`` becomes ``Optional[X]`` and ``tuple[T, ...]`` becomes ``List[T]``; defaults are kept,
+    so the Hydra schema and the dataclass cannot drift apart.
+    """
+    hints = typing.get_type_hints(cls)
     specs: list[tuple[str, Any, Any]] = []
-    for f in dataclasses.fields(EnvConfig):
+    for f in dataclasses.fields(cls):
         typ: Any = hints[f.name]
         args = typing.get_args(typ)
         if type(None) in args:  # `X | None` -> Optional[X] (OmegaConf spells unions this way)
             typ = Optional[next(a for a in args if a is not type(None))]  # noqa: UP045
-        if f.name == "exposure_levels":
-            specs.append((f.name, List[float], field(default_factory=lambda d=f.default: list(d))))  # noqa: UP006
+        if typing.get_origin(typ) is tuple:
+            specs.append((f.name, List[args[0]], field(default_factory=lambda d=f.default: list(d))))  # noqa: UP006
         else:
             specs.append((f.name, typ, field(default=f.default)))
-    return dataclasses.make_dataclass("EnvSchema", specs)
+    return dataclasses.make_dataclass(name, specs)
 
 
-EnvSchema = _env_schema()
+EnvSchema = schema_of(EnvConfig, "EnvSchema")
+FeatureSchema = schema_of(FeatureConfig, "FeatureSchema")
 
 
 @dataclass
@@ -117,6 +123,7 @@ class RunSchema:
     task_name: str = "train"
     data: DataSchema = field(default_factory=DataSchema)
     env: Any = field(default_factory=EnvSchema)
+    features: Any = field(default_factory=FeatureSchema)
     agent: AgentSchema = field(default_factory=AgentSchema)
     train: TrainSchema = field(default_factory=TrainSchema)
     evaluation: EvaluationSchema = field(default_factory=EvaluationSchema)
@@ -128,6 +135,7 @@ def register_configs() -> None:
     cs.store(name="run_schema", node=RunSchema)
     cs.store(group="env", name="env_schema", node=EnvSchema)
     cs.store(group="data", name="data_schema", node=DataSchema)
+    cs.store(group="features", name="features_schema", node=FeatureSchema)
     cs.store(group="agent", name="agent_schema", node=AgentSchema)
     cs.store(group="train", name="train_schema", node=TrainSchema)
     cs.store(group="evaluation", name="evaluation_schema", node=EvaluationSchema)
@@ -255,6 +263,7 @@ class RunConfig:
     agent: AgentConfig
     train: TrainConfig
     evaluation: EvaluationConfig
+    features: FeatureConfig = FeatureConfig.none()
     task_name: str = "train"
 
     def __post_init__(self) -> None:
@@ -291,5 +300,6 @@ def to_run_config(cfg: DictConfig | dict[str, Any], base_dir: str | None = None)
         agent=AgentConfig(**raw["agent"]),
         train=TrainConfig(**raw["train"]),
         evaluation=EvaluationConfig(**raw.get("evaluation", {})),
+        features=FeatureConfig.from_mapping(raw["features"]) if raw.get("features") else FeatureConfig.none(),
         task_name=raw.get("task_name", "train"),
     )

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from agents.config import DataConfig, SplitConfig
+from envs.features.pipeline import FeatureCache, FeatureConfig, build_features
 from envs.market_data import MarketData, attach_funding
 
 logger = logging.getLogger(__name__)
@@ -130,6 +131,15 @@ def make_splits(df: pd.DataFrame, split: SplitConfig, window_size: int) -> Split
     return Splits(full=full, bounds=split_bounds(full.timestamp, split, window_size))
 
 
-def load_splits(cfg: DataConfig, window_size: int) -> Splits:
-    """Load the configured bars and cut the configured splits."""
-    return make_splits(load_frame(cfg), cfg.split, window_size)
+def load_splits(cfg: DataConfig, window_size: int, features: FeatureConfig | None = None,
+                cache_dir: str | Path | None = None) -> Splits:
+    """Load the configured bars, add causal features (cached by content hash) and cut the splits.
+
+    Feature columns become observation features of the env; their warm-up rows are NaN (shown to
+    the agent as 0) and are ignored when the normaliser is fitted.
+    """
+    df = load_frame(cfg)
+    if features is not None and features != FeatureConfig.none():
+        cache = FeatureCache(cache_dir) if cache_dir is not None else None
+        df = build_features(df, features, cache)
+    return make_splits(df, cfg.split, window_size)

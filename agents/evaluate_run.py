@@ -14,7 +14,8 @@ from agents.config import RunConfig, to_run_config
 from agents.data import load_splits
 from agents.evaluation.suite import evaluate_policy
 from agents.sb3 import load_model
-from agents.train import sb3_policy
+from agents.train import FEATURE_CACHE, sb3_policy
+from envs.features.pipeline import FeatureConfig, build_features
 from envs.market_data import FeatureNormalizer, MarketData
 
 logger = logging.getLogger(__name__)
@@ -43,12 +44,15 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data_path: str | None
     run = Path(run_dir)
     cfg, normalizer = load_run(run, base_dir)
     if data_path is not None:
-        data = MarketData.load(pd.read_parquet(data_path))
+        frame = pd.read_parquet(data_path)
+        if cfg.features != FeatureConfig.none():
+            frame = build_features(frame, cfg.features)
+        data = MarketData.load(frame)
         name = Path(data_path).stem
     else:
         if split not in ("train", "val", "test"):
             raise ValueError(f"split={split!r} is invalid: choose train, val or test (or give data_path)")
-        data = load_splits(cfg.data, cfg.env.window_size).get(split)
+        data = load_splits(cfg.data, cfg.env.window_size, cfg.features, FEATURE_CACHE).get(split)
         name = split
     model_path = run / f"{model}_model.zip"
     if not model_path.exists():

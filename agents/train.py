@@ -42,6 +42,8 @@ from envs.vec_env import VecTradingEnv
 logger = logging.getLogger(__name__)
 
 TB_NAME = "run"
+#: feature cache shared by runs (git-ignored); keyed by data content hash + feature config
+FEATURE_CACHE = Path(__file__).resolve().parents[1] / "data" / "cache" / "features"
 _CKPT = re.compile(r"model_(\d+)_steps\.zip$")
 
 
@@ -97,7 +99,7 @@ def _wrap(vec: VecTradingEnv, cfg: RunConfig) -> VecEnv:
 
 def prepare(cfg: RunConfig) -> tuple[Splits, FeatureNormalizer]:
     """Load bars, cut splits and fit the feature normaliser on the training split only."""
-    splits = load_splits(cfg.data, cfg.env.window_size)
+    splits = load_splits(cfg.data, cfg.env.window_size, cfg.features, FEATURE_CACHE)
     normalizer = FeatureNormalizer.fit(splits.get("train"))
     return splits, normalizer
 

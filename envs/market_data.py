@@ -83,8 +83,12 @@ class FeatureNormalizer:
     def fit(cls, data: MarketData) -> FeatureNormalizer:
         """Fit on ``data`` (pass the TRAINING split's `MarketData`; never the evaluation span)."""
         feats = data.raw_features.astype(np.float64)
-        std = feats.std(axis=0)
-        return cls(names=data.feature_names, mean=feats.mean(axis=0), std=np.where(std < 1e-12, 1.0, std))
+        feats[~np.isfinite(feats)] = np.nan  # warm-up rows of indicators are NaN: ignore them
+        seen = np.isfinite(feats).any(axis=0)
+        safe = np.where(seen, feats, 0.0) if not seen.all() else feats
+        mean = np.where(seen, np.nanmean(safe, axis=0), 0.0)
+        std = np.where(seen, np.nanstd(safe, axis=0), 1.0)
+        return cls(names=data.feature_names, mean=mean, std=np.where(std < 1e-12, 1.0, std))
 
     def to_dict(self) -> dict[str, list[float] | list[str]]:
         """Plain-container form (for JSON / saving beside a model)."""
