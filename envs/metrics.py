@@ -283,7 +283,8 @@ def cagr(equity: npt.ArrayLike, periods_per_year: float) -> float:
         periods_per_year: bars per year (> 0).
 
     Returns:
-        CAGR as a fraction per year (-1.0 after ruin); 0.0 for a single point (no time elapsed).
+        CAGR as a fraction per year (-1.0 after ruin); 0.0 for a single point (no time elapsed); ``inf``
+        when a short, profitable curve compounds beyond float range.
     """
     e = _equity(equity)
     ppy = _check_periods(periods_per_year)
@@ -293,7 +294,10 @@ def cagr(equity: npt.ArrayLike, periods_per_year: float) -> float:
     growth = float(e[-1] / e[0])
     if growth <= 0.0:
         return -1.0
-    return growth ** (ppy / n) - 1.0
+    try:
+        return growth ** (ppy / n) - 1.0
+    except OverflowError:  # e.g. +1 % over two 1-minute bars compounds past 1e308 in a year
+        return math.inf
 
 
 def drawdown_series(equity: npt.ArrayLike) -> FloatArray:

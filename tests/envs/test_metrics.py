@@ -186,6 +186,8 @@ def test_degenerate_cases_are_documented_values() -> None:
     assert m.cagr([100.0], 12.0) == 0.0
     assert m.cagr([100.0, 0.0], 12.0) == -1.0  # ruin on the last bar
     assert m.max_drawdown([100.0, 0.0]) == 1.0
+    # +1 % over one 1-minute bar compounded over a year (525,960 bars) overflows a float
+    assert m.cagr([100.0, 101.0], 525_960.0) == math.inf
 
 
 @pytest.mark.parametrize("bad", [[1.0, math.nan], [1.0, math.inf]])
