@@ -101,8 +101,8 @@ def _equity(equity: npt.ArrayLike, min_len: int = 1) -> FloatArray:
             f"equity must be > 0 before the last bar (returns are undefined after ruin); "
             f"equity[{bad}]={e[bad]}"
         )
-    if e.size and e[-1] < 0.0:
-        raise ValueError(f"equity must be >= 0, got equity[-1]={e[-1]}")
+    if e.size and (e[-1] < 0.0 or e[0] <= 0.0):
+        raise ValueError(f"equity must start > 0 and end >= 0, got equity[0]={e[0]}, equity[-1]={e[-1]}")
     return e
 
 

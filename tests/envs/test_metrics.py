@@ -199,6 +199,10 @@ def test_non_finite_returns_rejected(bad: list[float]) -> None:
 def test_bad_equity_and_periods_rejected() -> None:
     with pytest.raises(ValueError, match="> 0"):
         m.max_drawdown([100.0, 0.0, 50.0])  # ruin before the last bar
+    with pytest.raises(ValueError, match="start > 0"):
+        m.max_drawdown([0.0])
+    with pytest.raises(ValueError, match="end >= 0"):
+        m.total_return([100.0, -5.0])
     with pytest.raises(ValueError, match="periods_per_year"):
         m.sharpe([0.1, 0.2], 0.0)
     with pytest.raises(ValueError, match="1-D"):
