@@ -4,7 +4,8 @@ Conventions used by every function in this module:
 
 * **Equity curve** ``equity``: account value in quote currency, shape ``(n + 1,)``. ``equity[0]`` is the
   value before the first bar, ``equity[t + 1]`` the value at the end of bar ``t``. Equity must be > 0 at
-  every point except possibly the last (a bankrupt final bar may be 0).
+  every point except possibly the last: a bankrupt final bar may be 0 or even negative (a gap through the
+  liquidation price), giving a last return of -100 % or below and a drawdown of 1 or more.
 * **Returns** are *simple* per-bar returns of equity, ``r[t] = equity[t + 1] / equity[t] - 1`` (fractions,
   0.01 = 1 %), shape ``(n,)``. Log returns are never used here; `returns_from_equity` is the only converter.
 * **Per-bar series** (``positions``, ``exposure``, ``traded_notional``) have shape ``(n,)`` and are
@@ -101,8 +102,8 @@ def _equity(equity: npt.ArrayLike, min_len: int = 1) -> FloatArray:
             f"equity must be > 0 before the last bar (returns are undefined after ruin); "
             f"equity[{bad}]={e[bad]}"
         )
-    if e.size and (e[-1] < 0.0 or e[0] <= 0.0):
-        raise ValueError(f"equity must start > 0 and end >= 0, got equity[0]={e[0]}, equity[-1]={e[-1]}")
+    if e.size and e[0] <= 0.0:
+        raise ValueError(f"equity must start > 0, got equity[0]={e[0]}")
     return e
 
 
@@ -320,7 +321,8 @@ def max_drawdown(equity: npt.ArrayLike) -> float:
         equity: equity curve in quote currency, shape ``(n + 1,)``.
 
     Returns:
-        Maximum drawdown as a positive fraction in [0, 1] (0.25 = a 25 % fall from a peak).
+        Maximum drawdown as a positive fraction (0.25 = a 25 % fall from a peak), in [0, 1] unless the
+        final bar ends below 0.
     """
     return float(np.max(drawdown_series(equity)))
 

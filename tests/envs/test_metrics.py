@@ -201,8 +201,10 @@ def test_bad_equity_and_periods_rejected() -> None:
         m.max_drawdown([100.0, 0.0, 50.0])  # ruin before the last bar
     with pytest.raises(ValueError, match="start > 0"):
         m.max_drawdown([0.0])
-    with pytest.raises(ValueError, match="end >= 0"):
-        m.total_return([100.0, -5.0])
+    # a bankrupt last bar may end below 0 (gap through the liquidation price): kept, not rejected
+    assert m.total_return([100.0, -5.0]) == pytest.approx(-1.05)
+    assert m.max_drawdown([100.0, -5.0]) == pytest.approx(1.05)
+    assert m.cagr([100.0, -5.0], 12.0) == -1.0
     with pytest.raises(ValueError, match="periods_per_year"):
         m.sharpe([0.1, 0.2], 0.0)
     with pytest.raises(ValueError, match="1-D"):
