@@ -61,5 +61,5 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data_path: str | None
     out = Path(out_dir) if out_dir is not None else run / f"eval_{name}"
     result = evaluate_policy(policy, data, cfg.env, normalizer, cfg.evaluation, out, cfg.data.calendar,
                              title=f"{cfg.agent.name.upper()} ({model} model) on {name}", seed=cfg.train.seed)
-    result.pop("agent_record", None)
+    result.pop("records", None)
     return result

@@ -97,13 +97,6 @@ def _wrap(vec: VecTradingEnv, cfg: RunConfig) -> VecEnv:
     return venv
 
 
-def prepare(cfg: RunConfig) -> tuple[Splits, FeatureNormalizer]:
-    """Load bars, cut splits and fit the feature normaliser on the training split only."""
-    splits = load_splits(cfg.data, cfg.env.window_size, cfg.features, FEATURE_CACHE)
-    normalizer = FeatureNormalizer.fit(splits.get("train"))
-    return splits, normalizer
-
-
 def _resume_model(cfg: RunConfig, run_dir: Path, vec: VecTradingEnv) -> tuple[BaseAlgorithm, VecEnv]:
     found = latest_checkpoint(run_dir)
     if found is None:
@@ -128,7 +121,7 @@ def _resume_model(cfg: RunConfig, run_dir: Path, vec: VecTradingEnv) -> tuple[Ba
 
 def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
         on_validation: Callable[[dict[str, float], int], None] | None = None,
-        test_report: bool = True) -> dict[str, Any]:
+        test_report: bool = True, splits: Splits | None = None) -> dict[str, Any]:
     """Train, validate, checkpoint and evaluate on the test split; returns the test metrics.
 
     Args:
@@ -139,6 +132,7 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
             (e.g. to report to Ray Tune).
         test_report: evaluate the best model on the test split and write the report; False (tuning
             trials) skips it and returns only the training summary, so the test split stays unseen.
+        splits: explicit splits (walk-forward folds); default: the configured chronological split.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -147,7 +141,9 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
     if not saved_cfg.exists():  # library use (tests, tune trials): keep the config beside the run
         saved_cfg.parent.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.create(asdict(cfg)), saved_cfg)
-    splits, normalizer = prepare(cfg)
+    if splits is None:
+        splits = load_splits(cfg.data, cfg.env.window_size, cfg.features, FEATURE_CACHE)
+    normalizer = FeatureNormalizer.fit(splits.get("train"))  # the training split only
     (run_dir / "normalizer.json").write_text(json.dumps(normalizer.to_dict()))
     (run_dir / "splits.json").write_text(json.dumps(splits.describe(), indent=1))
     logger.info("splits: %s", splits.describe())
@@ -196,7 +192,6 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
                                "selection.",
         },
     )
-    result.pop("agent_record", None)
     result["best_validation_sharpe"] = validation.best_sharpe
     result["num_timesteps"] = int(model.num_timesteps)
     result["run_dir"] = str(run_dir)

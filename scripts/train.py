@@ -37,6 +37,13 @@ def main(cfg: DictConfig) -> float | None:
         print(f"Resuming {run_dir} with its saved config")
     run_cfg = to_run_config(cfg, base_dir=base)
     print(f"Run folder: {run_dir}\nWatch it:   tensorboard --logdir {run_dir / 'tb'}")
+    if run_cfg.evaluation.walk_forward_folds:
+        from agents.walk_forward import run_walk_forward
+
+        wf = run_walk_forward(run_cfg, run_dir)
+        print(f"\nWalk-forward over {len(wf['folds'])} folds: {wf['judgement']['verdict']}")
+        print(f"Report: {run_dir / 'walk_forward.md'}\nTensorBoard: tensorboard --logdir {run_dir}")
+        return wf["aggregate"]["sharpe"]["mean"]
     result = run(run_cfg, run_dir, resume=bool(resume_from))
     print(f"\nTest split: {result['judgement']['verdict']}")
     print(f"Report: {result['report']}\nTensorBoard: tensorboard --logdir {run_dir / 'tb'}")

@@ -49,10 +49,18 @@ class Judgement:
                 "n_trials": self.n_trials, "verdict": self.text}
 
 
-def judge(agent: EpisodeRecord, benchmark: EpisodeRecord, periods_per_year: float, cfg: EvaluationConfig,
+def judge(r_a: np.ndarray, r_b: np.ndarray, periods_per_year: float, cfg: EvaluationConfig,
           seed: int = 0, trial_sharpes: list[float] | None = None) -> Judgement:
-    """Block-bootstrap CIs of the agent's Sharpe and of its difference to ``benchmark``; DSR."""
-    r_a, r_b = agent.returns, benchmark.returns
+    """Block-bootstrap CIs of the Sharpe of returns ``r_a`` and of its difference to benchmark ``r_b``; DSR.
+
+    Args:
+        r_a: the agent's simple per-bar returns.
+        r_b: the benchmark's per-bar returns over the same bars (paired blocks).
+        periods_per_year: annualisation factor.
+        cfg: bootstrap settings and ``n_trials``.
+        seed: seed of the bootstrap generator.
+        trial_sharpes: per-bar Sharpe ratios of every trial compared, for the deflated Sharpe.
+    """
     n = min(len(r_a), len(r_b))
     rng = np.random.default_rng(seed)
     sharpe_ci = stats.bootstrap_sharpe_ci(r_a, periods_per_year, cfg.n_boot, cfg.block_len, cfg.alpha, rng)
@@ -99,7 +107,7 @@ def evaluate_policy(
     results[f"random (mean of {len(randoms)})"] = rand_mean
     results["random (std)"] = rand_std
     ppy = metrics.bars_per_year(agent.timestamps, calendar)
-    judgement = judge(agent, bh, ppy, cfg, seed, trial_sharpes)
+    judgement = judge(agent.returns, bh.returns, ppy, cfg, seed, trial_sharpes)
     logger.info("%s: %s", title, judgement.text)
 
     trade_returns = metrics.trades_from_positions(agent.position, agent.equity)
@@ -132,4 +140,4 @@ def evaluate_policy(
     payload["judgement"] = to_json_value(judgement.to_dict())
     metrics_json.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return {"results": results, "judgement": judgement.to_dict(), "report": str(report_md),
-            "metrics_json": str(metrics_json), "agent_record": agent}
+            "metrics_json": str(metrics_json), "records": {"agent": agent, "buy_and_hold": bh}}

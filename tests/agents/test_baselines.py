@@ -59,6 +59,6 @@ def test_bootstrap_calls_random_policy_luck_on_sample_data(sample_1h: pd.DataFra
     ecfg = EvaluationConfig(n_boot=500)
     ppy = metrics.bars_per_year(data.timestamp)
     for rec in recs["random"]:
-        j = judge(rec, recs["buy_and_hold"], ppy, ecfg, seed=3)
+        j = judge(rec.returns, recs["buy_and_hold"].returns, ppy, ecfg, seed=3)
         assert j.sharpe_ci[1] < 0.0 < j.sharpe_ci[2], j.sharpe_ci
         assert "not distinguishable from luck" in j.text
