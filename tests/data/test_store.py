@@ -145,7 +145,7 @@ def test_funding_series_and_input_errors(tmp_path, funding_8h, bars_1m):
         store.append(EX, SYM, "../1m", bars_1m.iloc[:5])
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(chunks=st.lists(st.tuples(st.integers(0, 2999), st.integers(1, 1500)), min_size=1, max_size=6))
 def test_overlapping_appends_read_back_as_sorted_union(bars_1h, chunks):
     base = bars_1h.iloc[:3000]  # spans ~4 months: chunks cross partition boundaries
