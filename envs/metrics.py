@@ -395,9 +395,18 @@ def turnover(traded_notional: npt.ArrayLike, equity: npt.ArrayLike, periods_per_
         raise ValueError("traded_notional must be >= 0 (absolute traded value per bar, quote currency)")
     if np.any(eq <= 0.0):
         raise ValueError("equity must be > 0 wherever turnover is measured")
-    if tn.size == 0:
+    return turnover_from_sum(float(np.sum(tn / eq)), int(tn.size), ppy)
+
+
+def turnover_from_sum(sum_turnover: float, n: int, periods_per_year: float) -> float:
+    """Annualised turnover from the running sum of per-bar ``traded_notional / equity`` over n bars.
+
+    The moment form of `turnover` (one formula), for callers that keep running sums (the env).
+    Returns 0.0 with no bars.
+    """
+    if n <= 0:
         return 0.0
-    return float(np.mean(tn / eq)) * ppy
+    return sum_turnover / n * _check_periods(periods_per_year)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -145,7 +145,7 @@ class Simulation:
             "sharpe": metrics.sharpe_from_moments(col[K.S_SUM_R], col[K.S_SUM_R2], n, ppy),
             "sortino": metrics.sortino_from_moments(col[K.S_SUM_R], col[K.S_SUM_DOWN2], n, ppy),
             "max_drawdown": col[K.S_MAX_DD],
-            "turnover": col[K.S_SUM_TURNOVER],  # sum over steps of traded notional / equity
+            "turnover": metrics.turnover_from_sum(col[K.S_SUM_TURNOVER], n, ppy),
             "avg_exposure": col[K.S_SUM_ABS_EXPOSURE] / n if n else 0.0,
             "fees_paid": col[K.S_FEES],
             "slippage_paid": col[K.S_SLIPPAGE],

@@ -59,7 +59,9 @@ def judge(r_a: np.ndarray, r_b: np.ndarray, periods_per_year: float, cfg: Evalua
         periods_per_year: annualisation factor.
         cfg: bootstrap settings and ``n_trials``.
         seed: seed of the bootstrap generator.
-        trial_sharpes: per-bar Sharpe ratios of every trial compared, for the deflated Sharpe.
+        trial_sharpes: annualised Sharpe ratios (with ``periods_per_year``) of every trial compared, for
+            the deflated Sharpe; without them and ``cfg.n_trials > 1`` the trials' Sharpe variance is taken
+            as the estimator's null variance 1 / T.
     """
     n = min(len(r_a), len(r_b))
     rng = np.random.default_rng(seed)
@@ -68,7 +70,13 @@ def judge(r_a: np.ndarray, r_b: np.ndarray, periods_per_year: float, cfg: Evalua
                                              cfg.alpha, rng)
     n_trials = max(cfg.n_trials, len(trial_sharpes) if trial_sharpes else 1)
     psr = stats.probabilistic_sharpe_ratio(r_a)
-    dsr = stats.deflated_sharpe_ratio(r_a, n_trials, trial_sharpes=trial_sharpes) if n_trials > 1 else psr
+    if n_trials <= 1:
+        dsr = psr
+    elif trial_sharpes is not None and len(trial_sharpes) >= 2:
+        dsr = stats.deflated_sharpe_ratio(r_a, n_trials, trial_sharpes=trial_sharpes,
+                                          trial_periods_per_year=periods_per_year)
+    else:  # trials unknown: the null variance of a per-bar Sharpe estimate over len(r_a) bars, ~1/T
+        dsr = stats.deflated_sharpe_ratio(r_a, n_trials, sr_variance_across_trials=1.0 / max(len(r_a), 2))
     text = stats.verdict(sharpe_ci, diff_ci, alpha=cfg.alpha, deflated_sharpe=dsr, n_trials=n_trials)
     return Judgement(sharpe_ci, diff_ci, psr, dsr, n_trials, text)
 

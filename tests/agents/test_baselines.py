@@ -62,3 +62,14 @@ def test_bootstrap_calls_random_policy_luck_on_sample_data(sample_1h: pd.DataFra
         j = judge(rec.returns, recs["buy_and_hold"].returns, ppy, ecfg, seed=3)
         assert j.sharpe_ci[1] < 0.0 < j.sharpe_ci[2], j.sharpe_ci
         assert "not distinguishable from luck" in j.text
+
+
+def test_deflated_sharpe_falls_with_the_number_of_trials(sample_1h: pd.DataFrame) -> None:
+    close = sample_1h.close.to_numpy()[-3000:]
+    r = np.diff(close) / close[:-1]
+    ppy = 8766.0
+    one = judge(r, r, ppy, EvaluationConfig(n_boot=200, n_trials=1))
+    many = judge(r, r, ppy, EvaluationConfig(n_boot=200, n_trials=50))
+    listed = judge(r, r, ppy, EvaluationConfig(n_boot=200), trial_sharpes=[0.5, 1.0, 2.5, -0.3, 1.7])
+    assert many.deflated_sharpe < one.deflated_sharpe
+    assert listed.n_trials == 5 and listed.deflated_sharpe < one.deflated_sharpe
