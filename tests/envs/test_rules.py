@@ -86,6 +86,24 @@ def test_first_observation_at_bar_w_minus_1_with_zero_account_state() -> None:
     assert obs[-4] == pytest.approx(q * 102 / eq, rel=1e-6)
 
 
+def test_observation_account_state() -> None:
+    # W = 2: first decision at bar 1; long 100 at bar 2's open 100
+    bars = make_bars([100, 100, (100, 110, 100, 110), (110, 110, 99, 99), 99])
+    env = TradingEnv(bars, config(window_size=2, rebalance_threshold=0.5))
+    env.reset(seed=0)
+    obs, *_ = env.step(np.array([1.0], dtype=np.float32))
+    # equity 11000: exposure 11000 / 11000 = 1, unrealised (110 - 100) x 100 / 11000, 0 bars since entry, dd 0
+    assert obs[-4:] == pytest.approx([1.0, 1000 / 11000, 0.0, 0.0], rel=1e-6, abs=1e-7)
+    obs, *_ = env.step(np.array([1.0], dtype=np.float32))
+    # equity 9900: exposure 1, unrealised -100 / 9900, 1 bar since entry / W = 0.5, dd 1 - 9900 / 11000
+    assert obs[-4:] == pytest.approx([1.0, -100 / 9900, 0.5, 0.1], rel=1e-6, abs=1e-7)
+    # values are clipped to obs_clip: 5x exposure with obs_clip 2
+    env = TradingEnv(bars, config(window_size=2, max_leverage=5.0, obs_clip=2.0))
+    env.reset(seed=0)
+    obs, *_ = env.step(np.array([1.0], dtype=np.float32))
+    assert obs[-4] == 2.0 and np.all(np.abs(obs) <= 2.0)
+
+
 def test_info_keys_exactly_as_specified() -> None:
     bars = make_bars([100, 101, 102])
     env = TradingEnv(bars, config())
@@ -200,6 +218,21 @@ def test_vol_target_sizing() -> None:
     # capped at max_leverage: huge target_vol -> exposure 1 -> q = 10000 / 99
     _, steps = run(_vol_bars(), config(window_size=3, sizing="vol_target", target_vol=1000.0), [1.0])
     assert steps[0][4]["traded_qty"] == approx(10000 / 99)
+
+
+def test_sizing_scales_the_levered_exposure() -> None:
+    # vol_target and kelly multiply the exposure a x max_leverage; risk_per_trade uses a itself
+    e = 0.5 * 2.0 * 0.5 / (SIGMA_VOL * math.sqrt(8766.0))
+    cfg = config(window_size=3, sizing="vol_target", target_vol=0.5, max_leverage=2.0)
+    _, steps = run(_vol_bars(), cfg, [0.5])
+    assert steps[0][4]["traded_qty"] == approx(e * 10000 / 99)
+    mu = (math.log(1.1) + math.log(0.9)) / 2
+    e = 0.5 * 2.0 * 0.5 * mu / SIGMA_VOL**2
+    _, steps = run(_vol_bars(), config(window_size=3, sizing="kelly", kelly_fraction=0.5, max_leverage=2.0), [0.5])
+    assert steps[0][4]["traded_qty"] == approx(e * 10000 / 99)
+    cfg = config(sizing="risk_per_trade", stop_loss=0.02, risk_per_trade=0.01, max_leverage=2.0)
+    _, steps = run(make_bars([100, 100, 100]), cfg, [0.5])
+    assert steps[0][4]["position"] == approx(25.0)
 
 
 def test_vol_target_and_kelly_need_two_returns() -> None:
@@ -464,6 +497,12 @@ def test_funding_long_pays_short_receives_in_the_bar_holding_the_funding_time() 
         assert i3["funding_paid"] == approx(sign * 11.0)  # bar 9: nothing more
 
 
+def test_negative_funding_rate_pays_longs() -> None:
+    _, steps = run(_funding_bars(), config(window_size=8, funding_rate=-0.001), [1.0])
+    assert steps[0][4]["funding_paid"] == approx(-11.0)
+    assert steps[0][4]["cash"] == approx(10000 - 10000 + 11.0)
+
+
 def test_funding_uses_position_after_the_open_fill() -> None:
     cfg = config(window_size=8, funding_rate=0.001)
     # entering at bar 8's open pays bar 8's funding
@@ -592,6 +631,16 @@ def test_stop_or_liquidation_whichever_is_nearer_the_open() -> None:
     assert steps[1][4]["liquidated"] and steps[1][4]["fill_price"] == approx(40000 / 495)
 
 
+def test_short_stop_or_liquidation_whichever_is_nearer_the_open() -> None:
+    # 3x short at 100 (cash 40000), mmr 1%: liquidation at 40000 / 303 = 132.01; bar 2 opens 105, reaches 150
+    bars = make_bars([100, 100, (105, 150, 104, 140), 140])
+    base = dict(max_leverage=3.0, maintenance_margin_rate=0.01, rebalance_threshold=0.5)
+    _, steps = run(bars, config(**base, stop_loss=0.2), [-1.0, -1.0])
+    assert not steps[1][4]["liquidated"] and steps[1][4]["fill_price"] == approx(120.0)
+    _, steps = run(bars, config(**base, stop_loss=0.4), [-1.0, -1.0])
+    assert steps[1][4]["liquidated"] and steps[1][4]["fill_price"] == approx(40000 / 303)
+
+
 # ---------------------------------------------------------------------------------------------
 # Rule 8: stops, take-profit, trailing stop, entry price
 # ---------------------------------------------------------------------------------------------
@@ -629,6 +678,14 @@ def test_stop_exit_pays_slippage_and_fee() -> None:
     assert i2["fees_paid"] == approx(10.01 + 100 * px * 0.001)
     assert i2["slippage_paid"] == approx(100 * 0.1 + 100 * (stop - px))
     assert i2["cash"] == approx(10000 - 10010 - 10.01 + 100 * px - 100 * px * 0.001)
+
+
+def test_stop_exit_price_rounded_to_tick_adversely() -> None:
+    # stop 100 x (1 - 0.033) = 96.7, a sell: down to 96.5 on a 0.5 grid
+    bars = make_bars([100, 100, (100, 101, 90, 100), 100])
+    _, steps = run(bars, config(stop_loss=0.033, tick_size=0.5, rebalance_threshold=0.5), [1.0, 1.0])
+    assert steps[1][4]["fill_price"] == approx(96.5)
+    assert steps[1][4]["slippage_paid"] == approx(100 * (96.7 - 96.5))
 
 
 def test_take_profit_inside_bar() -> None:
