@@ -11,13 +11,17 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 TORCH_INDEX_ARG := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 ARGS ?=
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+# this machine's pip config lists local mirrors that lack some packages: hide those harmless warnings only
+QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 .PHONY: install train test bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_INDEX_ARG) "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_INDEX_ARG) "$(TORCH_SPEC)" $(QUIET_PIP)
+	$(PY) -m pip install -q -e ".[test]" $(QUIET_PIP)
 	touch $@
 
 install: $(VENV)/.installed
@@ -29,7 +33,7 @@ test: install
 	$(PY) -m pytest -q $(ARGS)
 
 bench: install
-	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) -m pip install -q -e ".[bench]" $(QUIET_PIP)
 	$(PY) bench/env_speed.py
 
 clean:
