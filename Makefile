@@ -32,9 +32,15 @@ train: install
 test: install
 	$(PY) -m pytest -q $(ARGS)
 
-bench: install
-	$(PY) -m pip install -q -e ".[bench]" $(QUIET_PIP)
-	$(PY) bench/env_speed.py
+# Peers live in their own venv: gym-trading-env pins ccxt==3.0.59, which would break quantgym's ccxt>=4.3.
+PEERS := .venv-peers
+$(PEERS)/.installed:
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install -q gym-anytrading==2.0.0 gym-trading-env==0.3.5 pyarrow $(QUIET_PIP)
+	touch $@
+
+bench: install $(PEERS)/.installed
+	$(PY) bench/env_speed.py --peer-python $(PEERS)/bin/python
 
 clean:
 	rm -rf $(VENV)

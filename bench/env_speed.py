@@ -8,8 +8,9 @@ tiled with continuing timestamps, and says so):
   2. VecTradingEnv aggregate steps/s at n_envs 1, 16, 256 (default infos);
   3. PPO rollout collection: our VecTradingEnv vs. a do-nothing VecEnv with the same spaces;
   4. memory per bar beyond the feature matrix;
-  5. with the `bench` extra: gym-anytrading and Gym-Trading-Env on the same bars, each in its own
-     subprocess (importing gym-trading-env turns every warning into an error), and the ratios.
+  5. gym-anytrading and Gym-Trading-Env on the same bars, each in its own subprocess of a separate
+     venv (`make bench` builds .venv-peers: gym-trading-env pins ccxt 3.0.59; importing it turns every
+     warning into an error), and the ratios.
 """
 
 from __future__ import annotations
@@ -181,12 +182,12 @@ print(json.dumps({"steps_per_s": steps / (time.perf_counter() - t0)}))
 """
 
 
-def bench_peer(name: str, path: Path, steps: int) -> float | None:
-    proc = subprocess.run([sys.executable, "-c", PEER_SCRIPT, name, str(path), str(steps)],
+def bench_peer(name: str, path: Path, steps: int, python: str) -> float | None:
+    proc = subprocess.run([python, "-c", PEER_SCRIPT, name, str(path), str(steps)],
                           capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         print(f"  {name}: not measured ({proc.stderr.strip().splitlines()[-1] if proc.stderr else 'failed'});"
-              " install with: pip install -e '.[bench]'")
+              " create the peers' venv with: make bench")
         return None
     return float(json.loads(proc.stdout.strip().splitlines()[-1])["steps_per_s"])
 
@@ -197,6 +198,8 @@ def main() -> None:
     parser.add_argument("--peer-bars", type=int, default=100_000)
     parser.add_argument("--single-steps", type=int, default=500_000)
     parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--peer-python", default=str(REPO / ".venv-peers" / "bin" / "python"),
+                        help="python of a venv with gym-anytrading and gym-trading-env (they pin an old ccxt)")
     args = parser.parse_args()
 
     df, note = load_bars(args.bars)
@@ -215,7 +218,7 @@ def main() -> None:
         peer_path = Path("/tmp/quantgym_peer_bars.parquet")
         df.iloc[: args.peer_bars].to_parquet(peer_path)
         for name in ("gym-anytrading", "gym-trading-env"):
-            peers[name] = bench_peer(name, peer_path, min(args.peer_bars - 100, 200_000))
+            peers[name] = bench_peer(name, peer_path, min(args.peer_bars - 100, 200_000), args.peer_python)
             if peers[name]:
                 rows.append((f"{name} (subprocess, {args.peer_bars:,} bars)", peers[name]))
 
