@@ -85,7 +85,7 @@ def api_credentials(
     secret = env.get(prefix + "SECRET") or dotenv.get(prefix + "SECRET")
     if bool(key) != bool(secret):
         raise ValueError(f"set both {prefix}API_KEY and {prefix}SECRET (environment or .env), or neither")
-    return {"apiKey": key, "secret": secret} if key else {}
+    return {"apiKey": key, "secret": secret} if key and secret else {}
 
 
 def repoint_urls(urls: Any, base_url: str) -> Any:

@@ -37,10 +37,10 @@ import logging
 import os
 import re
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -61,7 +61,7 @@ FUNDING_COLUMNS: tuple[str, ...] = ("timestamp", "funding_rate")
 MANIFEST_NAME = "manifest.json"
 _PARTITION_RE = re.compile(r"^(\d{4})-(\d{2})\.parquet$")
 
-TimeLike = int | str | pd.Timestamp | None
+TimeLike: TypeAlias = int | str | pd.Timestamp | None  # ms UTC int, ISO string or Timestamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,7 +322,7 @@ class ParquetStore:
 
     def series(self) -> list[SeriesInfo]:
         """All series in the store, sorted by (exchange, symbol, timeframe)."""
-        out = []
+        out: list[SeriesInfo] = []
         if not self.root.is_dir():
             return out
         for man_path in sorted(self.root.glob(f"*/*/*/{MANIFEST_NAME}")):
@@ -551,23 +551,3 @@ class ParquetStore:
         out = pd.concat(frames, ignore_index=True)[list(cols)]
         return out.astype({"timestamp": np.int64})
 
-
-def wait_for_manifest_rows(store: ParquetStore, exchange: str, symbol: str, timeframe: str, rows: int,
-                           timeout_s: float = 30.0) -> int:
-    """Poll a series' manifest until it holds at least ``rows`` rows; return the count (for tests/tools).
-
-    Raises:
-        TimeoutError: when ``timeout_s`` seconds pass first.
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            info = store.info(exchange, symbol, timeframe)
-        except (OSError, ValueError):
-            info = None
-        n = 0 if info is None else info.rows
-        if n >= rows:
-            return n
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{exchange} {symbol} {timeframe}: {n} rows after {timeout_s}s, wanted {rows}")
-        time.sleep(0.02)

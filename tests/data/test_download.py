@@ -68,6 +68,15 @@ def test_full_download_equals_served_bars_and_resume_is_a_no_op(fake_exchange, b
     assert len(fake_exchange.requests_to("/api/v3/klines")) == n_before  # nothing left to fetch
 
 
+def test_later_stored_data_does_not_hide_an_earlier_missing_span(fake_exchange, bars_1m, tmp_path):
+    store = ParquetStore(tmp_path)
+    store.append("binance", "BTC/USDT", "1m", bars_1m.iloc[5760:])  # June 5-7 already stored
+    s = run(fake_exchange, store)
+    assert s.resumed_from_ms == START_MS  # stored rows do not start near feed.start: fetch from start
+    assert (s.rows_added, s.duplicates, s.conflicts) == (5760, 4320, 0)
+    pd.testing.assert_frame_equal(stored(store), bars_1m)
+
+
 def test_sigkilled_download_resumes_to_exactly_the_served_bars(fake_exchange, bars_1m, tmp_path):
     store_root = tmp_path / "store"
     fake_exchange.add_fault("delay", path="/api/v3/klines", count=None, delay_s=0.3)  # slow pages
