@@ -37,7 +37,11 @@ def visible_index(base_timestamp_ms: np.ndarray, htf_timestamp_ms: np.ndarray, t
 
 
 def join_higher_timeframe(
-    base_timestamp_ms: np.ndarray, htf_features: pd.DataFrame, htf_timestamp_ms: np.ndarray, timeframe_ms: int
+    base_timestamp_ms: np.ndarray,
+    htf_features: pd.DataFrame,
+    htf_timestamp_ms: np.ndarray,
+    timeframe_ms: int,
+    dtype: str = "float64",
 ) -> pd.DataFrame:
     """Align HTF feature rows to base bars under the visibility rule of this module.
 
@@ -46,16 +50,19 @@ def join_higher_timeframe(
         htf_features: one row per HTF bar (numeric columns).
         htf_timestamp_ms: HTF bar open times (ms UTC), same length as ``htf_features``.
         timeframe_ms: HTF interval in ms.
+        dtype: output dtype (``"float64"`` or ``"float32"``).
 
     Returns:
-        DataFrame with one row per base bar (RangeIndex), float64, NaN where nothing is visible.
+        DataFrame with one row per base bar (RangeIndex), ``dtype``, NaN where nothing is visible.
     """
     j = visible_index(base_timestamp_ms, htf_timestamp_ms, timeframe_ms)
-    vals = htf_features.to_numpy(dtype=np.float64)
-    out = np.full((j.size, vals.shape[1]), np.nan)
-    ok = j >= 0
-    out[ok] = vals[j[ok]]
-    return pd.DataFrame(out, columns=list(htf_features.columns))
+    # one NaN row appended at the end of the HTF values: rows with nothing visible point at it
+    vals = np.vstack([htf_features.to_numpy(dtype=dtype), np.full((1, htf_features.shape[1]), np.nan, dtype=dtype)])
+    j = np.where(j >= 0, j, vals.shape[0] - 1)
+    out = np.empty((j.size, vals.shape[1]), dtype=dtype, order="F")
+    for col in range(vals.shape[1]):
+        out[:, col] = vals[j, col]
+    return pd.DataFrame(out, columns=list(htf_features.columns), copy=False)
 
 
 def mtf_features(
@@ -63,6 +70,7 @@ def mtf_features(
     timeframe: str | int,
     builder: Callable[[pd.DataFrame], pd.DataFrame],
     prefix: str | None = None,
+    dtype: str = "float64",
 ) -> pd.DataFrame:
     """Resample ``df`` to ``timeframe``, run ``builder`` there and join the result causally.
 
@@ -71,6 +79,7 @@ def mtf_features(
         timeframe: HTF interval (``"1h"``, ``"4h"``, ms, ...), larger than the base interval.
         builder: causal feature function of an OHLCV frame (RangeIndex) returning one row per bar.
         prefix: column prefix; default ``"mtf_<timeframe>_"``.
+        dtype: output dtype (``"float64"`` or ``"float32"``).
 
     Returns:
         Features aligned to ``df`` rows (RangeIndex), columns prefixed.
@@ -79,5 +88,6 @@ def mtf_features(
     htf = resample(df, tf)
     feats = builder(htf)
     prefix = f"mtf_{timeframe}_" if prefix is None else prefix
-    joined = join_higher_timeframe(df["timestamp"].to_numpy(dtype=np.int64), feats, htf["timestamp"].to_numpy(), tf)
-    return joined.add_prefix(prefix)
+    joined = join_higher_timeframe(df["timestamp"].to_numpy(dtype=np.int64), feats, htf["timestamp"].to_numpy(), tf, dtype)
+    joined.columns = [f"{prefix}{c}" for c in joined.columns]
+    return joined

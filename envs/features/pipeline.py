@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -150,7 +150,7 @@ class FeatureConfig:
         return cls(returns=False, time=False, indicators=False, levels=False, fibonacci=False, mtf_timeframes=())
 
 
-def _family_frames(bars: pd.DataFrame, cfg: FeatureConfig, families: set[str]) -> list[pd.DataFrame]:
+def _family_frames(bars: pd.DataFrame, cfg: FeatureConfig, families: set[str], dtype: str = "float64") -> list[pd.DataFrame]:
     h = bars["high"].to_numpy(dtype=np.float64)
     lo = bars["low"].to_numpy(dtype=np.float64)
     c = bars["close"].to_numpy(dtype=np.float64)
@@ -158,9 +158,9 @@ def _family_frames(bars: pd.DataFrame, cfg: FeatureConfig, families: set[str]) -
     need_atr = "indicators" in families or "levels" in families or "fibonacci" in families
     a = atr(h, lo, c, cfg.atr_window) if need_atr else None
     if "returns" in families:
-        frames.append(log_return_features(c, cfg.return_windows, cfg.return_lags, cfg.vol_windows))
+        frames.append(log_return_features(c, cfg.return_windows, cfg.return_lags, cfg.vol_windows, dtype=dtype))
     if "time" in families:
-        frames.append(time_features(bars["timestamp"].to_numpy(dtype=np.int64)))
+        frames.append(time_features(bars["timestamp"].to_numpy(dtype=np.int64), dtype=dtype))
     if "indicators" in families:
         frames.append(
             indicator_features(
@@ -177,6 +177,7 @@ def _family_frames(bars: pd.DataFrame, cfg: FeatureConfig, families: set[str]) -
                 obv_window=cfg.obv_window,
                 vwap_window=cfg.vwap_window,
                 atr_values=a,
+                dtype=dtype,
             )
         )
     sr, fib = "levels" in families, "fibonacci" in families
@@ -191,7 +192,7 @@ def _family_frames(bars: pd.DataFrame, cfg: FeatureConfig, families: set[str]) -
                 atr_values=a,
                 support_resistance=sr,
                 fibonacci=fib,
-            )
+            ).astype(dtype)
         )
     return frames
 
@@ -200,26 +201,62 @@ def _enabled(cfg: FeatureConfig) -> set[str]:
     return {f for f in ("returns", "time", "indicators", "levels", "fibonacci") if getattr(cfg, f)}
 
 
-def compute_features(df: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
-    """Feature columns only (no caching), one row per bar of ``df``, RangeIndex, float64."""
-    bars = df.reset_index(drop=True)
-    frames = _family_frames(bars, config, _enabled(config))
+def _family_builders(config: FeatureConfig) -> list[Callable[[pd.DataFrame], list[pd.DataFrame]]]:
+    """One callable per family (and per MTF timeframe), each returning ``config.dtype`` frames."""
+    builders: list[Callable[[pd.DataFrame], list[pd.DataFrame]]] = []
+    enabled = _enabled(config)
+    groups = [{"returns"}, {"time"}, {"indicators"}, {"levels", "fibonacci"}]
+    for group in groups:
+        fams = group & enabled
+        if fams:
+            builders.append(lambda bars, fams=fams: _family_frames(bars, config, fams, config.dtype))
     mtf_fams = set(config.mtf_families)
     if "levels" in mtf_fams:
         mtf_fams.add("fibonacci")
     htf_cfg = config.htf_config()
     for tf in config.mtf_timeframes:
-        frames.append(mtf_features(bars, tf, lambda htf: pd.concat(_family_frames(htf, htf_cfg, mtf_fams), axis=1)))
-    if not frames:
-        return pd.DataFrame(index=pd.RangeIndex(len(bars)))
-    return pd.concat(frames, axis=1)
+
+        def build_mtf(bars: pd.DataFrame, tf: str = tf) -> list[pd.DataFrame]:
+            return [
+                mtf_features(
+                    bars, tf, lambda htf: pd.concat(_family_frames(htf, htf_cfg, mtf_fams), axis=1), dtype=config.dtype
+                )
+            ]
+
+        builders.append(build_mtf)
+    return builders
+
+
+def compute_features(df: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
+    """Feature columns only (no caching), one row per bar of ``df``, RangeIndex, ``config.dtype``.
+
+    The column list is found on a short prefix first, so the full result is written into one
+    preallocated matrix family by family (peak memory: the result plus one family's temporaries).
+    """
+    bars = df.reset_index(drop=True)
+    builders = _family_builders(config)
+    probe = bars.iloc[: min(len(bars), 300)]
+    names = [list(f.columns) for b in builders for f in b(probe)]
+    columns = [c for cols in names for c in cols]
+    matrix = np.empty((len(bars), len(columns)), dtype=config.dtype, order="F")
+    j = 0
+    for b in builders:
+        for frame in b(bars):
+            k = frame.shape[1]
+            if list(frame.columns) != columns[j : j + k]:
+                raise RuntimeError(f"feature columns changed between probe and run: {list(frame.columns)}")
+            for i, col in enumerate(frame.columns):
+                matrix[:, j + i] = frame[col].to_numpy()
+            j += k
+            del frame
+    return pd.DataFrame(matrix, columns=columns, copy=False)
 
 
 def warmup_rows(features: pd.DataFrame) -> int:
     """Rows before the first row from which every feature value is finite (len(df) if none)."""
-    if features.shape[1] == 0:
-        return 0
-    bad = ~np.isfinite(features.to_numpy(dtype=np.float64)).all(axis=1)
+    bad = np.zeros(len(features), dtype=bool)
+    for col in features.columns:  # column by column: no full float64 copy of the matrix
+        bad |= ~np.isfinite(features[col].to_numpy())
     idx = np.flatnonzero(bad)
     return 0 if idx.size == 0 else int(idx[-1]) + 1
 
@@ -331,14 +368,12 @@ def build_features(df: pd.DataFrame, config: FeatureConfig | None = None, cache:
         else:
             cache.misses += 1
     if feats is None:
-        feats = compute_features(df, config).astype(config.dtype)
+        feats = compute_features(df, config)
         if cache is not None:
             logger.info("features: cached to %s", cache.save(key, feats))
     bars = df.reset_index(drop=True)
     out = pd.concat([bars, feats], axis=1)
     warm = warmup_rows(feats)
-    tail_nan = feats.shape[1] and not np.isfinite(feats.iloc[warm:].to_numpy(dtype=np.float64)).all()
-    assert not tail_nan, "NaN after the warm-up prefix"
     out.attrs["warmup_bars"] = warm
     out.attrs["feature_columns"] = list(feats.columns)
     logger.info("features: %d columns, %d warm-up rows of %d", feats.shape[1], warm, len(out))

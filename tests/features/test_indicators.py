@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from envs.features.indicators import atr, indicator_features, log_return_features, time_features
+from envs.features.indicators import adx, atr, indicator_features, log_return_features, time_features
 
 DOCUMENTED_WARMUP = {  # first non-NaN row with default windows (module docstring)
     "rsi": 13,
@@ -108,3 +108,18 @@ def test_bad_windows_name_the_key(sample_1m: pd.DataFrame) -> None:
         indicator_features(sample_1m, macd_fast=30)
     with pytest.raises(ValueError, match="features.vol_windows=1"):
         log_return_features(sample_1m["close"].to_numpy(), vol_windows=(1,))
+
+
+@pytest.mark.parametrize("window", [5, 14])
+def test_numba_atr_and_adx_equal_ta(sample_1m: pd.DataFrame, window: int) -> None:
+    import ta
+
+    df = sample_1m.iloc[:3000]
+    h, lo, c = df["high"], df["low"], df["close"]
+    ref_atr = ta.volatility.AverageTrueRange(h, lo, c, window).average_true_range().to_numpy()
+    ref_adx = ta.trend.ADXIndicator(h, lo, c, window).adx().to_numpy() / 100
+    got_atr = atr(h.to_numpy(), lo.to_numpy(), c.to_numpy(), window)
+    got_adx = adx(h.to_numpy(), lo.to_numpy(), c.to_numpy(), window)
+    assert np.isnan(got_atr[: window - 1]).all() and np.isnan(got_adx[: 2 * window - 1]).all()
+    np.testing.assert_allclose(got_atr[window - 1 :], ref_atr[window - 1 :], rtol=1e-9)
+    np.testing.assert_allclose(got_adx[2 * window - 1 :], ref_adx[2 * window - 1 :], rtol=1e-9, atol=1e-12)
