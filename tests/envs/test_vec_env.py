@@ -61,10 +61,13 @@ def test_vec_env_is_bit_identical_to_separate_envs(bars: pd.DataFrame, mode: str
             assert vec.account["position"][i] == info["position"]
             assert vec.account["n_trades"][i] == info["n_trades"]
             assert vec.account["timestamp"][i] == info["timestamp"]
-            n_stops_or_liq += int(info["liquidated"])
+            # flat after a step whose target was not flat: a stop, take-profit or liquidation exit
+            target = cfg.exposure_levels[int(actions[i])] if mode == "discrete" else float(actions[i][0]) * 5.0
+            n_stops_or_liq += int(info["position"] == 0.0 and abs(target) > 0.05 and not dones[i])
             funding_seen |= info["funding_paid"] != 0.0
     assert n_resets >= n  # auto-resets were exercised
     assert funding_seen
+    assert n_stops_or_liq > 0  # exits inside bars were exercised
 
 
 def test_full_info_carries_every_key(bars: pd.DataFrame) -> None:
