@@ -295,11 +295,11 @@ class ParquetStore:
                 sdir
             ):
                 return man
-            if man is not None:
-                logger.warning("manifest %s is stale (interrupted write); rebuilding it from the partitions", path)
+            if man is not None:  # a write in progress elsewhere, or one interrupted by a crash
+                logger.info("manifest %s is stale; rebuilding it from the partitions", path)
         if not self._partition_keys_on_disk(sdir):
             return None
-        return self._rebuild_manifest(exchange, symbol, timeframe)
+        return {**self._rebuild_manifest(exchange, symbol, timeframe), "rebuilt": True}
 
     def _write_manifest(self, sdir: Path, manifest: dict) -> None:
         _atomic_write_bytes(sdir / MANIFEST_NAME, json.dumps(manifest, indent=1).encode())
@@ -459,7 +459,7 @@ class ParquetStore:
                 _atomic_write_parquet(path, merged)
                 ts = merged["timestamp"].to_numpy()
                 written[str(key)] = {"rows": int(len(ts)), "first": int(ts[0]), "last": int(ts[-1])}
-            if written:
+            if written or manifest.pop("rebuilt", False):  # also persist a manifest rebuilt after a crash
                 parts = {**manifest["partitions"], **written}
                 self._write_manifest(sdir, self._manifest_from_parts(exchange, symbol, timeframe, parts))
         result = AppendResult(

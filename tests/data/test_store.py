@@ -115,6 +115,8 @@ def test_failed_write_leaves_previous_partition_intact(tmp_path, bars_1m, monkey
     fresh = ParquetStore(tmp_path)  # a new process sees the old, consistent state
     assert fresh.last_timestamp(EX, SYM, "1m") == int(bars_1m.timestamp.iloc[999])
     pd.testing.assert_frame_equal(fresh.read(EX, SYM, "1m"), bars_1m.iloc[:1000].reset_index(drop=True))
+    assert fresh.append(EX, SYM, "1m", bars_1m.iloc[:10]) == AppendResult(duplicates=10)
+    assert json.loads((sdir / "manifest.json").read_text())["dirty"] is False  # repaired even without new rows
     res = fresh.append(EX, SYM, "1m", bars_1m.iloc[900:2000])
     assert (res.rows_added, res.duplicates) == (1000, 100)
     assert json.loads((sdir / "manifest.json").read_text())["dirty"] is False
