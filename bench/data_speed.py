@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import resource
 import sys
 import time
 import tracemalloc
@@ -58,6 +59,7 @@ def main() -> None:
     t_feat, feats = timed(lambda: build_features(df, cfg), args.repeat)
     out_mb = feats.memory_usage(deep=True).sum() / 2**20  # type: ignore[union-attr]
     n_feat = len(feats.attrs["feature_columns"])  # type: ignore[union-attr]
+    feat_mb = feats[feats.attrs["feature_columns"]].memory_usage().sum() / 2**20  # type: ignore[union-attr,index]
     warm = feats.attrs["warmup_bars"]  # type: ignore[union-attr]
     del feats
     peak_res = peak_mb(lambda: resample(df, "1h"))
@@ -66,9 +68,12 @@ def main() -> None:
     print(f"bars: {len(df):,} one-minute rows, raw data {raw_mb:.1f} MiB")
     print(f"resample 1m -> 1h: {t_res:.3f} s (best of {args.repeat}), {len(hourly):,} bars; target <= 1 s")  # type: ignore[arg-type]
     print(f"default features: {t_feat:.2f} s, {n_feat} feature columns (float32), warm-up {warm:,} rows; target <= 20 s")
-    print(f"feature output: {out_mb:.1f} MiB ({out_mb / raw_mb:.2f}x raw)")
+    print(f"output frame: {out_mb:.1f} MiB ({out_mb / raw_mb:.2f}x raw), of which the float32 feature matrix "
+          f"{feat_mb:.1f} MiB ({feat_mb / raw_mb:.2f}x raw)")
     print(f"peak traced memory: resample {peak_res:.1f} MiB ({peak_res / raw_mb:.2f}x raw); "
-          f"features {peak_feat:.1f} MiB ({peak_feat / raw_mb:.2f}x raw, incl. the output); target <= 3x raw")
+          f"features {peak_feat:.1f} MiB ({peak_feat / raw_mb:.2f}x raw incl. the result; "
+          f"{(peak_feat - feat_mb) / raw_mb:.2f}x raw above the feature matrix); target <= 3x raw")
+    print(f"process max RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":
