@@ -48,7 +48,7 @@ def make_bars(
             vals = [row, row, row, row, volume]
         else:
             vals = list(row) + ([volume] if len(row) == 4 else [])
-        for key, v in zip(out, vals):
+        for key, v in zip(out, vals, strict=True):
             out[key].append(float(v))
     n = len(rows)
     ts = list(timestamps) if timestamps is not None else [start_ms + i * bar_ms for i in range(n)]

@@ -80,11 +80,11 @@ def test_shaped_reward_subtracts_both_penalties() -> None:
 # fully invested long, zero costs, each bar opens at the previous close: q = 100 throughout and
 # equity = 100 x close, so R_k = ln(c_k / c_{k-1}): ln 1.1, ln 0.9, ln 1.1, ln(100 / 108.9)
 CLOSES = [100.0, 110.0, 99.0, 108.9, 100.0]
-RETURNS = [math.log(b / a) for a, b in zip(CLOSES, CLOSES[1:])]
+RETURNS = [math.log(b / a) for a, b in zip(CLOSES, CLOSES[1:], strict=False)]
 
 
 def _path_bars():
-    rows = [CLOSES[0]] + [(a, max(a, b), min(a, b), b) for a, b in zip(CLOSES, CLOSES[1:])]
+    rows = [CLOSES[0]] + [(a, max(a, b), min(a, b), b) for a, b in zip(CLOSES, CLOSES[1:], strict=False)]
     return make_bars(rows)
 
 
@@ -118,7 +118,7 @@ def test_differential_sharpe_reward() -> None:
     assert rewards[1] == approx(d2)
     # the rest by the recurrence (moments updated after each reward)
     a, b = 0.0, 0.0
-    for r, got in zip(RETURNS, rewards):
+    for r, got in zip(RETURNS, rewards, strict=True):
         var = b - a * a
         expected = 0.0 if var <= 1e-12 else (b * (r - a) - 0.5 * a * (r * r - b)) / var**1.5
         assert got == approx(expected)

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from envs import EnvConfig, TradingEnv
+from envs import TradingEnv
 from tests.envs.helpers import HOUR_MS, config, infos, make_bars, run, sample_std
 
 
