@@ -281,7 +281,7 @@ def _merge_gaps(gaps: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
 
 
 def ohlcv_to_frame(rows: list[list[Any]]) -> pd.DataFrame:
-    """ccxt OHLCV rows ``[ms, o, h, l, c, v]`` -> bar-format DataFrame (order kept, None -> NaN)."""
+    """Convert ccxt OHLCV rows ``[ms, o, h, l, c, v]`` to a bar-format DataFrame (order kept, None -> NaN)."""
     arr = np.array([r[:6] for r in rows], dtype=np.float64).reshape(-1, 6)
     return pd.DataFrame(
         {
@@ -296,7 +296,7 @@ def ohlcv_to_frame(rows: list[list[Any]]) -> pd.DataFrame:
 
 
 def funding_to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """ccxt funding-rate-history dicts -> ``timestamp`` (ms UTC), ``funding_rate`` (fraction) frame."""
+    """Convert ccxt funding-rate-history dicts to a ``timestamp`` (ms UTC), ``funding_rate`` (fraction) frame."""
     return pd.DataFrame(
         {
             "timestamp": np.array([int(r["timestamp"]) for r in rows], dtype=np.int64),
@@ -405,13 +405,7 @@ def _paginate(
                 bar.update((skip_to - since) // gap_ms)
                 since = skip_to
                 continue
-            raw_ts = page["timestamp"].to_numpy()
-            if np.any(np.diff(raw_ts) < 0):
-                run.out_of_order_pages += 1
-            page = page.iloc[np.argsort(raw_ts, kind="stable")]
-            n_raw = len(page)
-            page = page.drop_duplicates("timestamp", keep="last")
-            run.page_duplicates += n_raw - len(page)
+            page = _sort_dedupe(page, run)
             ts = page["timestamp"].to_numpy()
             page = page[(ts >= since) & (ts < stop_ms)]
             if page.empty:  # rows exist, but none in [since, stop): no data up to stop
@@ -419,10 +413,7 @@ def _paginate(
                     run.gaps.append((since, stop_ms))
                 break
             ts = page["timestamp"].to_numpy()
-            if ts[0] - since >= gap_ms:
-                run.gaps.append((since, int(ts[0])))
-            holes = np.flatnonzero(np.diff(ts) > gap_ms)
-            run.gaps.extend((int(ts[i]) + step_ms if step_ms > 1 else int(ts[i]) + 1, int(ts[i + 1])) for i in holes)
+            _record_gaps(run, ts, since, gap_ms, step_ms)
             run.buffer.append(page.reset_index(drop=True))
             run.pages += 1
             run.first_ms = int(ts[0]) if run.first_ms is None else run.first_ms
@@ -449,6 +440,26 @@ def _paginate(
     result = summary()
     logger.info("%s", result.describe())
     return result
+
+
+def _sort_dedupe(page: pd.DataFrame, run: _Run) -> pd.DataFrame:
+    """Sort a page by timestamp and drop repeated timestamps (last wins), counting both."""
+    raw_ts = page["timestamp"].to_numpy()
+    if np.any(np.diff(raw_ts) < 0):
+        run.out_of_order_pages += 1
+    page = page.iloc[np.argsort(raw_ts, kind="stable")]
+    n_raw = len(page)
+    page = page.drop_duplicates("timestamp", keep="last")
+    run.page_duplicates += n_raw - len(page)
+    return page
+
+
+def _record_gaps(run: _Run, ts: np.ndarray, since: int, gap_ms: int, step_ms: int) -> None:
+    """Record missing spans before the page's first row and between its rows (spacing >= gap_ms)."""
+    if ts[0] - since >= gap_ms:
+        run.gaps.append((since, int(ts[0])))
+    holes = np.flatnonzero(np.diff(ts) > gap_ms)
+    run.gaps.extend((int(ts[i]) + step_ms, int(ts[i + 1])) for i in holes)
 
 
 def _flush_after_failure(flush: Callable[[], None], what: str) -> None:
