@@ -376,20 +376,31 @@ def write_obs(i: int, S: np.ndarray, M: np.ndarray, F: np.ndarray, P: np.ndarray
 
 @numba.njit(cache=True)
 def step_batch(actions: np.ndarray, S: np.ndarray, M: np.ndarray, P: np.ndarray, levels: np.ndarray,
-               F: np.ndarray, obs: np.ndarray) -> None:
-    """Step every env (column of S) with its action and write its next observation."""
+               F: np.ndarray, timestamps: np.ndarray, obs: np.ndarray, rewards: np.ndarray, dones: np.ndarray,
+               ts_out: np.ndarray) -> int:
+    """Step every env (column of S) with its action; write its next observation, float32 reward,
+    done flag and marked bar's timestamp. Returns the number of finished envs."""
+    n_done = 0
     for i in range(S.shape[1]):
         step_env(i, actions[i], S, M, P, levels)
         write_obs(i, S, M, F, P, obs)
+        rewards[i] = S[S_REWARD, i]
+        done = S[S_TERMINATED, i] > 0.0 or S[S_TRUNCATED, i] > 0.0
+        dones[i] = done
+        n_done += done
+        ts_out[i] = timestamps[int(S[S_T, i])]
+    return n_done
 
 
 @numba.njit(cache=True)
 def reset_batch(idx: np.ndarray, starts: np.ndarray, S: np.ndarray, M: np.ndarray, P: np.ndarray,
-                F: np.ndarray, obs: np.ndarray) -> None:
-    """Reset envs ``idx`` to decision bars ``starts`` and write their first observations."""
+                F: np.ndarray, timestamps: np.ndarray, obs: np.ndarray, ts_out: np.ndarray) -> None:
+    """Reset envs ``idx`` to decision bars ``starts``; write their first observations and timestamps."""
     for j in range(idx.shape[0]):
-        reset_env(idx[j], starts[j], S, M, P)
-        write_obs(idx[j], S, M, F, P, obs)
+        i = idx[j]
+        reset_env(i, starts[j], S, M, P)
+        write_obs(i, S, M, F, P, obs)
+        ts_out[i] = timestamps[starts[j]]
 
 
 def build_market_matrix(

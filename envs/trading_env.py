@@ -99,6 +99,9 @@ class TradingEnv(gym.Env):
         self._act = np.zeros(1, dtype=np.float64)
         self._idx0 = np.zeros(1, dtype=np.int64)
         self._start = np.zeros(1, dtype=np.int64)
+        self._reward = np.zeros(1, dtype=np.float32)
+        self._done = np.zeros(1, dtype=bool)
+        self._ts = np.zeros(1, dtype=np.int64)
         self._discrete = self.config.action_mode == "discrete"
         self._ready = False
 
@@ -124,7 +127,7 @@ class TradingEnv(gym.Env):
         super().reset(seed=seed)
         self._start[0] = self.sim.draw_start(self.np_random)
         K.reset_batch(self._idx0, self._start, self._state, self.sim.market, self.sim.params,
-                      self.sim.features, self._obs)
+                      self.sim.features, self.sim.timestamps, self._obs, self._ts)
         self._ready = True
         return self._obs[0].copy(), self.sim.info(self._state, 0)
 
@@ -142,7 +145,9 @@ class TradingEnv(gym.Env):
         else:
             self._act[0] = np.asarray(action, dtype=np.float64).reshape(-1)[0]
         S = self._state
-        K.step_batch(self._act, S, self.sim.market, self.sim.params, self.sim.levels, self.sim.features, self._obs)
+        sim = self.sim
+        K.step_batch(self._act, S, sim.market, sim.params, sim.levels, sim.features, sim.timestamps, self._obs,
+                     self._reward, self._done, self._ts)
         terminated = bool(S[K.S_TERMINATED, 0])
         truncated = bool(S[K.S_TRUNCATED, 0])
         info = self.sim.info(S, 0)

@@ -65,6 +65,8 @@ class VecTradingEnv(VecEnv):
         self._actions = np.zeros(n_envs, dtype=np.float64)
         self._all = np.arange(n_envs, dtype=np.int64)
         self._timestamp = np.zeros(n_envs, dtype=np.int64)
+        self._rewards = np.zeros(n_envs, dtype=np.float32)
+        self._dones = np.zeros(n_envs, dtype=bool)
         self.account: dict[str, npt.NDArray[Any]] = {k: self._state[row] for k, row in ACCOUNT_ROWS.items()}
         self.account["timestamp"] = self._timestamp
         self._ready = False
@@ -78,8 +80,8 @@ class VecTradingEnv(VecEnv):
         self._reset_seeds()
         self._reset_options()
         starts = np.array([self.sim.draw_start(rng) for rng in self._rngs], dtype=np.int64)
-        K.reset_batch(self._all, starts, self._state, self.sim.market, self.sim.params, self.sim.features, self._obs)
-        np.take(self.sim.timestamps, self._state[K.S_T].astype(np.int64), out=self._timestamp)
+        K.reset_batch(self._all, starts, self._state, self.sim.market, self.sim.params, self.sim.features,
+                      self.sim.timestamps, self._obs, self._timestamp)
         self.reset_infos = [self.sim.info(self._state, i) for i in range(self.num_envs)]
         self._ready = True
         return self._obs.copy()
@@ -92,31 +94,26 @@ class VecTradingEnv(VecEnv):
         """Step all envs in one kernel call; auto-reset finished ones (SB3 convention)."""
         if not self._ready:
             raise RuntimeError("Call reset before using step method.")
-        S = self._state
-        K.step_batch(self._actions, S, self.sim.market, self.sim.params, self.sim.levels, self.sim.features, self._obs)
-        rewards = S[K.S_REWARD].astype(np.float32)
-        terminated = S[K.S_TERMINATED] > 0.0
-        truncated = S[K.S_TRUNCATED] > 0.0
-        dones = terminated | truncated
-        np.take(self.sim.timestamps, S[K.S_T].astype(np.int64), out=self._timestamp)
+        S, sim = self._state, self.sim
+        n_done = K.step_batch(self._actions, S, sim.market, sim.params, sim.levels, sim.features, sim.timestamps,
+                              self._obs, self._rewards, self._dones, self._timestamp)
         if self.full_info:
-            infos = [self.sim.info(S, i) for i in range(self.num_envs)]
+            infos = [sim.info(S, i) for i in range(self.num_envs)]
         else:
             infos = [{} for _ in range(self.num_envs)]
-        if dones.any():
-            done_idx = np.flatnonzero(dones)
+        if n_done:
+            done_idx = np.flatnonzero(self._dones)
             for i in done_idx:
                 info = infos[i]
                 if not self.full_info:
-                    info.update(self.sim.info(S, i))
-                info["episode_summary"] = self.sim.episode_summary(S, i)
+                    info.update(sim.info(S, i))
+                info["episode_summary"] = sim.episode_summary(S, i)
                 info["terminal_observation"] = self._obs[i].copy()
-                info["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
-            starts = np.array([self.sim.draw_start(self._rngs[i]) for i in done_idx], dtype=np.int64)
-            K.reset_batch(done_idx.astype(np.int64), starts, S, self.sim.market, self.sim.params,
-                          self.sim.features, self._obs)
-            np.take(self.sim.timestamps, S[K.S_T].astype(np.int64), out=self._timestamp)
-        return self._obs.copy(), rewards, dones, infos
+                info["TimeLimit.truncated"] = bool(S[K.S_TRUNCATED, i] > 0.0 and not S[K.S_TERMINATED, i] > 0.0)
+            starts = np.array([sim.draw_start(self._rngs[i]) for i in done_idx], dtype=np.int64)
+            K.reset_batch(done_idx, starts, S, sim.market, sim.params, sim.features, sim.timestamps, self._obs,
+                          self._timestamp)
+        return self._obs.copy(), self._rewards.copy(), self._dones.copy(), infos
 
     def close(self) -> None:
         """Nothing to release (no subprocesses)."""
