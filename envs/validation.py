@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ class Violation:
         )
 
 
-def _violation(rule: str, bad: np.ndarray, timestamps: np.ndarray | None) -> Violation | None:
+def _violation(rule: str, bad: npt.ArrayLike, timestamps: np.ndarray | None) -> Violation | None:
     idx = np.flatnonzero(bad)
     if idx.size == 0:
         return None
@@ -308,7 +309,7 @@ def _examples(idx: np.ndarray, ts: np.ndarray, detail: Callable[[int], str] | No
     )
 
 
-def _row_problem(kind: str, bad: np.ndarray, ts: np.ndarray, detail: Callable[[int], str] | None = None) -> Problem:
+def _row_problem(kind: str, bad: npt.ArrayLike, ts: np.ndarray, detail: Callable[[int], str] | None = None) -> Problem:
     idx = np.flatnonzero(bad)
     return Problem(kind, int(idx.size), _examples(idx, ts, detail), n_events=int(idx.size))
 

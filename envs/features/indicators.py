@@ -173,7 +173,8 @@ def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, window: int = 14) 
     n = len(close)
     if n < window:
         return np.full(n, np.nan)
-    return _atr_kernel(*_arrays(high, low, close), int(window))
+    h, lo, c = _arrays(high, low, close)
+    return _atr_kernel(h, lo, c, int(window))
 
 
 def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, window: int = 14) -> np.ndarray:
@@ -190,7 +191,8 @@ def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, window: int = 14) 
     n = len(close)
     if n < 2 * window + 1:
         return np.full(n, np.nan)
-    return _adx_kernel(*_arrays(high, low, close), int(window)) / 100.0
+    h, lo, c = _arrays(high, low, close)
+    return _adx_kernel(h, lo, c, int(window)) / 100.0
 
 
 def indicator_features(

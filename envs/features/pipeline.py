@@ -209,7 +209,11 @@ def _family_builders(config: FeatureConfig) -> list[Callable[[pd.DataFrame], lis
     for group in groups:
         fams = group & enabled
         if fams:
-            builders.append(lambda bars, fams=fams: _family_frames(bars, config, fams, config.dtype))
+
+            def build(bars: pd.DataFrame, fams: set[str] = fams) -> list[pd.DataFrame]:
+                return _family_frames(bars, config, fams, config.dtype)
+
+            builders.append(build)
     mtf_fams = set(config.mtf_families)
     if "levels" in mtf_fams:
         mtf_fams.add("fibonacci")
