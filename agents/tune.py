@@ -30,6 +30,7 @@ Experiment folder ``<tune.storage_path>/<tune.experiment_name>`` (storage defaul
     experiment.yaml                 base config + tune settings (authoritative when resuming)
     tuner.pkl, experiment_state-*   Ray Tune's state for Tuner.restore
     trial_<id>/                     Ray's params.json, progress.csv, result.json, checkpoint_*/
+    trial_<id>/attempts.jsonl       one line per start of the trial (retries and resumes show here)
     trial_<id>/run/                 the trial's training run: tb/, checkpoints/, best_model.zip, eval_history.json
     results.csv, results.md         one row per trial, sorted by the metric
     best_config.yaml                the best trial's full config: scripts/train.py --config-path <dir> --config-name best_config
@@ -49,11 +50,13 @@ import inspect
 import json
 import logging
 import math
+import os
 import shutil
 import tempfile
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Optional  # noqa: UP035 - OmegaConf schemas
 
@@ -72,6 +75,8 @@ VALUE_DISTS = ("choice", "grid")
 #: the Tune time axis: environment steps of the trial (ASHA rungs and grace_period are in steps)
 TIME_ATTR = "timesteps"
 TRIAL_RUN = "run"
+#: one JSON line per start of a trial (first run, retries after a crash, resumes of the experiment)
+ATTEMPTS_LOG = "attempts.jsonl"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,7 +486,8 @@ def quantgym_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     raw = trial_config(setup["base"], specs, config, trial_index_of(trial_id), setup["torch_threads"])
     cfg: RunConfig = to_run_config(raw)
     torch.set_num_threads(cfg.train.torch_threads)
-    run_dir = Path(setup["experiment_dir"]) / Path(ctx.get_trial_dir()).name / TRIAL_RUN
+    trial_dir = Path(setup["experiment_dir"]) / Path(ctx.get_trial_dir()).name
+    run_dir = trial_dir / TRIAL_RUN
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -490,6 +496,9 @@ def quantgym_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     else:
         resume = _restore_run_dir(None, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    with open(trial_dir / ATTEMPTS_LOG, "a", encoding="utf-8") as f:  # one line per start: retries are visible
+        f.write(json.dumps({"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "resume": resume,
+                            "checkpoint": None if checkpoint is None else Path(checkpoint.path).name}) + "\n")
     OmegaConf.save(OmegaConf.create(raw), run_dir / "trial_config.yaml")
     logger.info("trial %s: %s (resume=%s)", trial_id, run_dir, resume)
     metric, worst = setup["metric"], (-1e9 if setup["mode"] == "max" else 1e9)
@@ -640,6 +649,8 @@ def run_experiment(exp: Experiment) -> dict[str, Any]:
     exp_dir.mkdir(parents=True, exist_ok=True)
     if not s.resume:
         OmegaConf.save(OmegaConf.create({"base": exp.base, "tune": asdict(s)}), exp_dir / "experiment.yaml")
+    # small experiments checkpoint often; Tune's "snapshotting may become a bottleneck" warning is noise here
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     owns_ray = _init_ray(s)
     try:
         trainable = _trainable(exp)
@@ -673,7 +684,23 @@ def run_experiment(exp: Experiment) -> dict[str, Any]:
             import ray
 
             ray.shutdown()
+    finished = grid.num_terminated + grid.num_errors
+    if finished < len(grid) or len(grid) < s.num_samples * _grid_points(exp.specs):
+        logger.warning("experiment interrupted: %d of %d trials finished; resume it with tune.resume=true "
+                       "tune.storage_path=%s tune.experiment_name=%s", finished, len(grid), s.storage_path,
+                       s.experiment_name)
+        return {"experiment_dir": str(exp_dir), "interrupted": True, "finished_trials": finished,
+                "n_trials": len(grid), "metric": s.metric, "mode": s.mode,
+                "resume": f"tune.resume=true tune.storage_path={s.storage_path} tune.experiment_name={s.experiment_name}"}
     return summarize_experiment(exp, grid)
+
+
+def _grid_points(specs: Sequence[ParamSpec]) -> int:
+    n = 1
+    for sp in specs:
+        if sp.dist == "grid":
+            n *= len(sp.values)
+    return n
 
 
 # ---------------------------------------------------------------------------------------------
@@ -878,7 +905,8 @@ def summarize_experiment(exp: Experiment, grid: Any) -> dict[str, Any]:
     header = (f"# Tuning results: {s.experiment_name}\n\n{len(table)} trials, sorted by validation {s.metric} "
               f"({s.mode}); hyperparameters and the validation metrics of each trial's best report.\n\n")
     (exp_dir / "results.md").write_text(header + _markdown(table))
-    summary: dict[str, Any] = {"experiment_dir": str(exp_dir), "n_trials": len(table), "metric": s.metric,
+    summary: dict[str, Any] = {"experiment_dir": str(exp_dir), "interrupted": False, "n_trials": len(table),
+                               "metric": s.metric,
                                "mode": s.mode, "results_csv": str(exp_dir / "results.csv"),
                                "results_md": str(exp_dir / "results.md")}
     curves = {}

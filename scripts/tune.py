@@ -32,6 +32,10 @@ def main(cfg: DictConfig) -> float | None:
     exp_dir = exp.settings.experiment_dir
     print(f"Experiment: {exp_dir}\nWatch it:   tensorboard --logdir {exp_dir}")
     summary = run_experiment(exp)
+    if summary["interrupted"]:
+        print(f"\nInterrupted: {summary['finished_trials']} of {summary['n_trials']} trials finished. Resume with:\n"
+              f"  python scripts/tune.py {summary['resume']}")
+        return None
     print(f"\nResults: {summary['results_md']}")
     best = summary.get("best")
     if best is None:

@@ -1,0 +1,347 @@
+"""Ray Tune search: space syntax and start-up checks (fast), tiny real experiments (slow: real Ray, real SB3).
+
+The slow tests share one local Ray (2 CPUs) where they run in-process; the interruption test and the
+cluster test run `scripts/tune.py` in subprocesses (the cluster test starts and stops its own
+two-process Ray cluster on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from omegaconf import OmegaConf
+
+from agents.tune import (
+    ATTEMPTS_LOG,
+    Experiment,
+    parse_space,
+    prepare_experiment,
+    register_tune_configs,
+    run_experiment,
+    to_tune_space,
+    trial_config,
+    trial_index_of,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+PNG = b"\x89PNG\r\n\x1a\n"
+register_tune_configs()
+
+
+def _experiment(compose_cfg: Callable[..., Any], tmp_path: Path, overrides: list[str],
+                space: dict[str, Any] | None = None) -> Experiment:
+    cfg = compose_cfg(["tune=smoke", f"tune.storage_path={tmp_path}", *overrides], config_name="tune")
+    raw = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(raw, dict)
+    if space is not None:
+        raw["tune"]["space"] = space
+    return prepare_experiment(raw, str(REPO), str(tmp_path))
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _attempts(trial_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (trial_dir / ATTEMPTS_LOG).read_text().splitlines()]
+
+
+# ---------------------------------------------------------------------------------------------
+# fast: syntax and start-up validation
+
+
+def test_space_entries_become_tune_domains_and_named_values_resolve() -> None:
+    from ray.tune.search.sample import Categorical, Float, Integer
+
+    specs = parse_space({
+        "agent.algo_kwargs.learning_rate": {"dist": "loguniform", "low": 1e-5, "high": 1e-3},
+        "agent.algo_kwargs.n_steps": {"dist": "choice", "values": [128, 256]},
+        "agent.algo_kwargs.gamma": {"dist": "quniform", "low": 0.9, "high": 0.99, "q": 0.01},
+        "env.window_size": {"dist": "randint", "low": 8, "high": 64},
+        "agent.policy_kwargs.net_arch": {"dist": "choice", "values": {"small": [64, 64], "large": [256, 256]}},
+    })
+    space = to_tune_space(specs)
+    assert isinstance(space["agent.algo_kwargs.learning_rate"], Float)
+    assert isinstance(space["env.window_size"], Integer)
+    assert isinstance(space["agent.policy_kwargs.net_arch"], Categorical)
+    assert space["agent.policy_kwargs.net_arch"].categories == ["small", "large"]
+    assert specs[-1].resolve("large") == [256, 256]
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"dist": "loguniform", "low": 0.0, "high": 1.0}, "low > 0"),
+    ({"dist": "uniform", "low": 2.0, "high": 1.0}, "low < high"),
+    ({"dist": "gaussian", "low": 0.0, "high": 1.0}, "unknown dist"),
+    ({"dist": "choice", "values": []}, "non-empty"),
+    ({"dist": "choice", "values": [[64, 64], [128]]}, "named values"),
+    ({"low": 0.0}, "'dist'"),
+])
+def test_malformed_space_entries_fail_naming_the_key(entry: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message) as err:
+        parse_space({"agent.algo_kwargs.learning_rate": entry})
+    assert "tune.space.agent.algo_kwargs.learning_rate" in str(err.value)
+
+
+@pytest.mark.parametrize("key", ["env.windw_size", "agent.algo_kwargs.learning_rat", "train.not_a_key",
+                                 "agent.policy_kwargs.net_arc"])
+def test_keys_missing_from_the_base_config_fail_at_startup_with_their_name(compose_cfg, tmp_path: Path,
+                                                                             key: str) -> None:
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        _experiment(compose_cfg, tmp_path, [], {key: {"dist": "choice", "values": [16, 32]}})
+
+
+def test_constructor_keywords_absent_from_the_yaml_are_accepted(compose_cfg, tmp_path: Path) -> None:
+    exp = _experiment(compose_cfg, tmp_path, [], {
+        "agent.algo_kwargs.vf_coef": {"dist": "uniform", "low": 0.3, "high": 0.7},  # a PPO keyword, not in ppo.yaml
+        "agent.policy_kwargs.ortho_init": {"dist": "choice", "values": [True, False]},
+    })
+    assert [s.key for s in exp.specs] == ["agent.algo_kwargs.vf_coef", "agent.policy_kwargs.ortho_init"]
+
+
+def test_invalid_candidate_values_fail_at_startup(compose_cfg, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"tune\.space\.env\.reward.*'sharpe_ratio'"):
+        _experiment(compose_cfg, tmp_path, [], {"env.reward": {"dist": "choice", "values": ["log_return",
+                                                                                           "sharpe_ratio"]}})
+    with pytest.raises(ValueError, match="tune.searcher"):
+        _experiment(compose_cfg, tmp_path, [], {"env.window_size": {"dist": "grid", "values": [16, 32]}})
+
+
+@pytest.mark.parametrize("preset", ["smoke", "ppo", "sac"])
+def test_every_preset_composes_and_validates(compose_cfg, tmp_path: Path, preset: str) -> None:
+    cfg = compose_cfg([f"tune={preset}", f"tune.storage_path={tmp_path}"], config_name="tune")
+    raw = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(raw, dict)
+    exp = prepare_experiment(raw, str(REPO), str(tmp_path))
+    assert exp.settings.scheduler == "asha" and exp.settings.searcher == "optuna"
+    assert exp.settings.metric == "sharpe" and exp.specs
+    assert Path(exp.base["data"]["path"]).is_absolute()
+    if preset == "sac":
+        assert exp.base["agent"]["name"] == "sac"
+    if preset == "smoke":
+        assert exp.base["train"]["total_timesteps"] <= 2048 and exp.settings.num_samples <= 4
+
+
+def test_trial_config_applies_samples_and_derives_the_seed(compose_cfg, tmp_path: Path) -> None:
+    exp = _experiment(compose_cfg, tmp_path, ["train.seed=7"], {
+        "env.window_size": {"dist": "choice", "values": [16, 32]},
+        "agent.policy_kwargs.net_arch": {"dist": "choice", "values": {"tiny": [8], "small": [64, 64]}},
+    })
+    raw = trial_config(exp.base, exp.specs, {"env.window_size": 16, "agent.policy_kwargs.net_arch": "tiny"},
+                       trial_index_of("83f63_00003"))
+    assert raw["env"]["window_size"] == 16 and raw["agent"]["policy_kwargs"]["net_arch"] == [8]
+    assert raw["train"]["seed"] == 10 and "tune" not in raw
+    assert trial_index_of("a750d092") == trial_index_of("a750d092") != trial_index_of("b56ea13f")
+
+
+def test_resume_without_a_saved_experiment_fails_with_the_fix(compose_cfg, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="tune.storage_path"):
+        _experiment(compose_cfg, tmp_path, ["tune.resume=true"])
+
+
+# ---------------------------------------------------------------------------------------------
+# slow: real experiments
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """One local Ray (2 CPUs, no dashboard) for the in-process experiments of this module."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.slow
+def test_tiny_asha_experiment_writes_results_and_its_best_config_trains(local_ray, compose_cfg,
+                                                                         tmp_path: Path) -> None:
+    exp = _experiment(compose_cfg, tmp_path / "store", ["tune.verbose=0"])
+    assert exp.settings.num_samples == 4 and exp.settings.scheduler == "asha"
+    summary = run_experiment(exp)
+    exp_dir = exp.settings.experiment_dir
+    assert not summary["interrupted"] and summary["n_trials"] == 4
+
+    rows = _rows(exp_dir / "results.csv")
+    assert len(rows) == 4
+    for spec in exp.specs:
+        assert spec.key in rows[0]
+    sharpes = [float(r["sharpe"]) for r in rows if r["sharpe"]]
+    assert sharpes == sorted(sharpes, reverse=True) and len(sharpes) == 4
+    assert all(r["status"] in ("completed", "stopped early") for r in rows)
+    assert "| rank | trial |" in (exp_dir / "results.md").read_text()
+    # TensorBoard of every trial under the experiment dir, Tune checkpoints, one attempt each
+    trial_dirs = sorted(exp_dir.glob("trial_*"))
+    assert len(trial_dirs) == 4
+    for d in trial_dirs:
+        assert list((d / "run" / "tb" / "run_1").glob("events.out.tfevents.*")), d
+        assert list(d.glob("checkpoint_*")), d
+        assert len(_attempts(d)) == 1
+    # the winner on the test split beside its validation score, with the deflated Sharpe
+    best = summary["best"]
+    assert best["trial_id"] == rows[0]["trial_id"]
+    assert best["validation"]["sharpe"] == pytest.approx(float(rows[0]["sharpe"]))
+    assert best["test"]["sharpe"] is not None and 0.0 <= best["deflated_sharpe"] <= 1.0
+    assert best["n_trials_for_dsr"] == 4
+    assert (exp_dir / "best_test" / "report.md").exists()
+    summary_md = (exp_dir / "summary.md").read_text()
+    assert "Deflated Sharpe ratio over 4 trials" in summary_md and "validation" in summary_md
+    for png in ("metric_by_trial.png", "hyperparameter_influence.png"):
+        assert (exp_dir / png).read_bytes()[:8] == PNG
+
+    # best_config.yaml is a complete primary config for scripts/train.py, used as is
+    retrain = tmp_path / "retrain"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "train.py"), "--config-path", str(exp_dir), "--config-name",
+         "best_config", f"hydra.run.dir={retrain}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((retrain / "metrics.json").read_text())
+    assert "verdict" in metrics["judgement"]
+    saved = OmegaConf.load(retrain / ".hydra" / "config.yaml")
+    for spec in exp.specs:
+        assert OmegaConf.select(saved, spec.key) == OmegaConf.select(OmegaConf.load(exp_dir / "best_config.yaml"),
+                                                                     spec.key)
+
+
+@pytest.mark.slow
+def test_a_crashing_trial_is_retried_and_does_not_stop_the_others(local_ray, compose_cfg, tmp_path: Path) -> None:
+    # PPO rejects batch_size=1 in its constructor: one grid point crashes on every attempt
+    exp = _experiment(compose_cfg, tmp_path, ["tune.searcher=random", "tune.scheduler=fifo", "tune.num_samples=1",
+                                              "tune.max_failures=1", "train.total_timesteps=512", "tune.verbose=0"],
+                      {"agent.algo_kwargs.batch_size": {"dist": "grid", "values": [64, 1]}})
+    summary = run_experiment(exp)
+    rows = {r["agent.algo_kwargs.batch_size"]: r for r in _rows(exp.settings.experiment_dir / "results.csv")}
+    assert set(rows) == {"64", "1"}
+    assert rows["64"]["status"] == "completed" and rows["1"]["status"] == "error"
+    assert "batch_size" in rows["1"]["error"]
+    assert summary["best"]["hyperparameters"]["agent.algo_kwargs.batch_size"] == 64
+    failed_dir = exp.settings.experiment_dir / f"trial_{rows['1']['trial_id']}"
+    assert len(_attempts(failed_dir)) == 2  # first run + max_failures=1 retry
+
+
+def _wait_for(predicate: Callable[[], bool], proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while not predicate():
+        assert proc.poll() is None, f"the tune script ended before {what}"
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def _done_trials(exp_dir: Path) -> list[Path]:
+    done = []
+    for result in exp_dir.glob("trial_*/result.json"):
+        lines = result.read_text().strip().splitlines()
+        if lines and json.loads(lines[-1]).get("done"):
+            done.append(result.parent)
+    return done
+
+
+@pytest.mark.slow
+def test_interrupted_experiment_resumes_without_repeating_finished_trials(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "disabled"}
+    script = str(REPO / "scripts" / "tune.py")
+    exp_dir = tmp_path / "smoke"
+    cmd = [sys.executable, script, "tune=smoke", "tune.scheduler=fifo", "tune.num_samples=3",
+           "tune.max_concurrent_trials=1", "train.total_timesteps=512", f"tune.storage_path={tmp_path}",
+           f"hydra.run.dir={tmp_path / 'first'}"]
+    log = (tmp_path / "first.log").open("wb")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for(lambda: len(_done_trials(exp_dir)) >= 1, proc, 240, "the first trial to finish")
+        proc.send_signal(signal.SIGINT)  # Ctrl+C: Tune saves its state and stops
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+    out = (tmp_path / "first.log").read_text(errors="replace")
+    assert "Interrupted" in out, out[-3000:]
+    finished = _done_trials(exp_dir)
+    assert 1 <= len(finished) < 3
+    before = {d.name: ((d / "progress.csv").read_text(), (d / "run" / "final_model.zip").stat().st_mtime_ns)
+              for d in finished}
+
+    resume = subprocess.run([sys.executable, script, "tune.resume=true", f"tune.storage_path={tmp_path}",
+                             "tune.experiment_name=smoke", f"hydra.run.dir={tmp_path / 'second'}"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert resume.returncode == 0, resume.stdout[-2000:] + resume.stderr[-3000:]
+    rows = _rows(exp_dir / "results.csv")
+    assert len(rows) == 3 and len({r["trial_id"] for r in rows}) == 3
+    assert all(r["status"] == "completed" and float(r["timesteps"]) == 512 for r in rows)
+    assert len(list(exp_dir.glob("trial_*"))) == 3
+    for name, (progress, mtime) in before.items():  # finished trials were not run again
+        d = exp_dir / name
+        assert (d / "progress.csv").read_text() == progress
+        assert (d / "run" / "final_model.zip").stat().st_mtime_ns == mtime
+        assert len(_attempts(d)) == 1
+    assert (exp_dir / "best_config.yaml").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop every process of the session a `ray start` of ours created (and nothing else)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        time.sleep(2.0)
+
+
+@pytest.mark.slow
+def test_two_process_local_cluster_runs_a_tiny_experiment_through_ray_address(tmp_path: Path) -> None:
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    temp_dir = tempfile.mkdtemp(prefix="qgray", dir="/tmp")  # short: Ray's socket paths have a length limit
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    head_cmd = [ray_bin, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+                f"--dashboard-port={_free_port()}", f"--ray-client-server-port={_free_port()}",
+                f"--dashboard-agent-listen-port={_free_port()}", "--node-ip-address=127.0.0.1",
+                f"--temp-dir={temp_dir}", "--disable-usage-stats"]
+    worker_cmd = [ray_bin, "start", f"--address={address}", "--num-cpus=1", "--node-ip-address=127.0.0.1",
+                  f"--dashboard-agent-listen-port={_free_port()}", "--disable-usage-stats"]
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        for cmd in (head_cmd, worker_cmd):
+            # a new session per `ray start`: its daemons share that process group, which the finally stops
+            p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+            started.append(p)
+            out, _ = p.communicate(timeout=120)
+            assert p.returncode == 0, out.decode(errors="replace")[-3000:]
+        run = subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "tune.py"), "tune=smoke", f"tune.ray_address={address}",
+             "tune.num_samples=2", "tune.max_concurrent_trials=2", "train.total_timesteps=512",
+             f"tune.storage_path={tmp_path}", f"hydra.run.dir={tmp_path / 'hydra'}"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+        rows = _rows(tmp_path / "smoke" / "results.csv")
+        assert len(rows) == 2 and all(r["sharpe"] for r in rows)
+        assert (tmp_path / "smoke" / "best_config.yaml").exists()
+        assert "Best trial" in run.stdout
+    finally:
+        for p in reversed(started):
+            _stop_group(p)
+        shutil.rmtree(temp_dir, ignore_errors=True)
