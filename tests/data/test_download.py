@@ -40,7 +40,7 @@ FAST = DownloadConfig(
 
 
 def spot(fx, **kw):
-    return make_exchange("binance", "spot", api_url=fx.url, timeout_ms=kw.pop("timeout_ms", 1000), rate_limit_ms=5, **kw)
+    return make_exchange("binance", "spot", api_url=fx.url, timeout_ms=kw.pop("timeout_ms", 2000), rate_limit_ms=5, **kw)
 
 
 def run(fx, store, sleeps=None, config=FAST, start=START, end=END, **kw):
@@ -119,7 +119,7 @@ def test_sigkilled_download_resumes_to_exactly_the_served_bars(fake_exchange, ba
 
 @pytest.mark.parametrize("kind", ["429", "500", "delay", "drop", "truncate", "duplicate", "shuffle"])
 def test_transient_fault_is_survived_without_loss(fake_exchange, bars_1m, tmp_path, kind):
-    fake_exchange.add_fault(kind, path="/api/v3/klines", skip=2, count=1, delay_s=1.5, retry_after_s=3)
+    fake_exchange.add_fault(kind, path="/api/v3/klines", skip=2, count=1, delay_s=2.5, retry_after_s=3)
     sleeps: list[float] = []
     s = run(fake_exchange, ParquetStore(tmp_path), sleeps)
     pd.testing.assert_frame_equal(stored(ParquetStore(tmp_path)), bars_1m)
@@ -197,7 +197,7 @@ def test_bad_symbol_fails_at_once(fake_exchange, tmp_path):
 
 
 def test_perpetual_bars_and_funding(fake_exchange, bars_1m, funding_8h, tmp_path):
-    ex = make_exchange("binance", "swap", api_url=fake_exchange.url, timeout_ms=1000, rate_limit_ms=5)
+    ex = make_exchange("binance", "swap", api_url=fake_exchange.url, timeout_ms=2000, rate_limit_ms=5)
     assert ex.id == "binanceusdm"
     store = ParquetStore(tmp_path)
     s = download_ohlcv(ex, store, "BTC/USDT:USDT", "1m", "2024-06-07", END, config=FAST)
@@ -222,7 +222,7 @@ def test_keys_come_from_env_or_dotenv_and_are_never_logged(fake_exchange, tmp_pa
     with pytest.raises(ValueError, match="set both"):
         api_credentials("binance", {"QUANTGYM_BINANCE_API_KEY": key}, dotenv.with_name("none"))
     with caplog.at_level(logging.DEBUG):
-        ex = make_exchange("binance", api_url=fake_exchange.url, timeout_ms=1000, env=env, dotenv_path=dotenv)
+        ex = make_exchange("binance", api_url=fake_exchange.url, timeout_ms=2000, env=env, dotenv_path=dotenv)
         assert ex.apiKey == key
         run(fake_exchange, ParquetStore(tmp_path), exchange=ex, start="2024-06-07T23:00", end=END)
     assert key not in caplog.text and secret not in caplog.text

@@ -24,7 +24,7 @@ CFG = LiveFeedConfig(
 
 
 def exchange(fx):
-    return make_exchange("binance", api_url=fx.url, timeout_ms=1000, rate_limit_ms=2)
+    return make_exchange("binance", api_url=fx.url, timeout_ms=2000, rate_limit_ms=2)
 
 
 def closed_prefix(bars: pd.DataFrame, now_ms: int) -> pd.DataFrame:
@@ -41,7 +41,7 @@ def test_poll_delivers_every_closed_bar_once_in_order_through_faults(sim_clock, 
     got = []
     for i in range(260):
         if i in faults:
-            live_exchange.add_fault(faults[i], path="/api/v3/klines", count=1, retry_after_s=2, delay_s=1.2)
+            live_exchange.add_fault(faults[i], path="/api/v3/klines", count=1, retry_after_s=2, delay_s=2.5)
         sim_clock.advance_ms(rng.choice([0, 7_000, 23_000, 59_999, 60_000, 61_000, 150_000, 1_000]))
         now = sim_clock.now_ms()
         df = feed.poll()
