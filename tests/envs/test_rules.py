@@ -156,6 +156,9 @@ def test_max_drawdown_termination() -> None:
     assert [s[2] for s in steps] == [False, False, False, True]
     assert not steps[-1][3]
     assert "episode_summary" in steps[-1][4]
+    # measured at closes: a bar dipping to 50 that closes at 100 is no drawdown
+    _, steps = run(make_bars([100, 100, (100, 100, 50, 100), 100]), config(max_drawdown=0.1), [1.0] * 3)
+    assert [s[4]["drawdown"] for s in steps] == [0.0, 0.0, 0.0] and not any(s[2] for s in steps)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -540,6 +543,16 @@ def test_funding_times_are_epoch_multiples_not_data_relative() -> None:
     assert [s[4]["funding_paid"] for s in steps] == [0.0, approx(11.0), approx(11.0)]
 
 
+def test_funding_at_real_epoch_timestamps() -> None:
+    # 2024-06-01 05:00 UTC = 1717218000000 ms; bar 3 opens at 08:00 UTC, a multiple of 8h since the epoch
+    start = 1_717_200_000_000 + 5 * HOUR_MS
+    assert (start + 3 * HOUR_MS) % (8 * HOUR_MS) == 0
+    rows = [100, 100, 100, (100, 111, 99, 110), 110]
+    cfg = config(window_size=2, funding_rate=0.001, rebalance_threshold=0.5)
+    _, steps = run(make_bars(rows, start_ms=start), cfg, [1.0, 1.0, 1.0])
+    assert [s[4]["funding_paid"] for s in steps] == [0.0, approx(11.0), approx(11.0)]
+
+
 def test_funding_counts_every_funding_time_in_the_bar() -> None:
     # daily bars, 16h funding: times 0, 16, 32, 48, 64, 80 h -> bars hold 2, 1, 2, 1 of them
     bars = make_bars([100, 100, 100, 100], bar_ms=24 * HOUR_MS)
@@ -721,6 +734,19 @@ def test_trailing_stop_long() -> None:
     assert i1["position"] == approx(100.0) and i2["position"] == approx(100.0)
     assert i3["position"] == 0.0 and i3["fill_price"] == approx(117.0)
     assert i3["equity"] == approx(11700.0)
+
+
+def test_trailing_stop_restarts_from_the_reentry_price() -> None:
+    # first position: best 130 -> exit at 117 in bar 3 (as above); re-entry at bar 4's open 100
+    # bar 5 dips to 95: the new trailing level is 0.9 x max(100, 101) = 90.9, not 117 -> no exit
+    bars = make_bars([100, (100, 120, 85, 110), (115, 130, 109, 125), (125, 126, 110, 112),
+                      (100, 101, 99, 100), (100, 100, 95, 99), 99])
+    cfg = config(trailing_stop=0.1, rebalance_threshold=0.5)
+    _, steps = run(bars, cfg, [1.0] * 5)
+    i = infos(steps)
+    assert i[2]["position"] == 0.0 and i[2]["fill_price"] == approx(117.0)
+    assert i[3]["position"] == approx(11700.0 / 112) and i[3]["fill_price"] == approx(100.0)
+    assert i[4]["position"] == approx(11700.0 / 112) and i[4]["n_trades"] == 3
 
 
 def test_trailing_and_fixed_stop_the_tighter_wins() -> None:
