@@ -314,7 +314,7 @@ def _row_problem(kind: str, bad: npt.ArrayLike, ts: np.ndarray, detail: Callable
     return Problem(kind, int(idx.size), _examples(idx, ts, detail), n_events=int(idx.size))
 
 
-def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def true_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Start indices and lengths of runs of True in ``mask``."""
     m = np.concatenate([[False], mask, [False]]).astype(np.int8)
     d = np.diff(m)
@@ -440,7 +440,7 @@ def validate(
         problems["gaps"] = Problem("gaps", int(missing_bars.sum()), ex, n_events=int(gap_at.size), note=largest)
 
     # zero-volume runs
-    starts, lengths = _runs(v == 0)
+    starts, lengths = true_runs(v == 0)
     keep = lengths >= zero_volume_min_run
     starts, lengths = starts[keep], lengths[keep]
     problems["zero_volume_runs"] = Problem(

@@ -167,7 +167,10 @@ def test_outlier_and_zero_volume_drop(sample_1m: pd.DataFrame) -> None:
     df = sample_1m.iloc[:500].copy()
     df.loc[200, ["open", "high", "low", "close"]] *= 1.5
     out, rep = clean(df, CleaningConfig(return_outliers="drop", outlier_z=50.0))
-    assert len(out) < len(df) and 200 in [r.first_index for r in rep.repairs]
+    assert validate(df, policy=CleaningConfig(outlier_z=50.0)).problem("return_outliers").count == 2  # in and out
+    (r,) = rep.repairs
+    assert (r.kind, r.rows, r.first_index) == ("return_outliers", 1, 200)  # only the spike bar goes
+    assert len(out) == len(df) - 1 and df["timestamp"].iat[200] not in set(out["timestamp"])
     z = bars()
     z.loc[10:13, "volume"] = 0.0
     z.loc[20, "volume"] = 0.0  # single zero-volume bar: below the min run, kept
