@@ -87,13 +87,17 @@ class FaultRule:
 
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
-    """One served request: path, query parameters, HTTP status and the fault applied (if any)."""
+    """One served request: path, query parameters, HTTP status, fault applied (if any), rows, arrival time.
+
+    ``arrived_s`` is ``time.monotonic()`` when the request line was read (for rate-limit checks).
+    """
 
     path: str
     params: dict[str, str]
     status: int
     fault: str | None
     rows: int | None = None
+    arrived_s: float = 0.0
 
 
 @dataclass
@@ -347,6 +351,7 @@ def _make_handler(fx: FakeExchange) -> type[BaseHTTPRequestHandler]:
                 pass  # the client gave up (timeout test)
 
         def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            t0 = time.monotonic()
             parsed = urlparse(self.path)
             path = parsed.path
             params = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
@@ -355,7 +360,7 @@ def _make_handler(fx: FakeExchange) -> type[BaseHTTPRequestHandler]:
             if rule is not None and kind == "delay":
                 time.sleep(rule.delay_s)
             if kind == "drop":
-                fx._log(RequestRecord(path, params, 0, kind))
+                fx._log(RequestRecord(path, params, 0, kind, None, t0))
                 self.close_connection = True
                 try:
                     self.connection.shutdown(2)
@@ -365,22 +370,22 @@ def _make_handler(fx: FakeExchange) -> type[BaseHTTPRequestHandler]:
             if kind == "429":
                 assert rule is not None
                 body = json.dumps({"code": -1003, "msg": "Too many requests; IP banned until later."})
-                fx._log(RequestRecord(path, params, 429, kind))
+                fx._log(RequestRecord(path, params, 429, kind, None, t0))
                 self._send(429, body.encode(), "application/json", {"Retry-After": str(rule.retry_after_s)})
                 return
             if kind == "500":
-                fx._log(RequestRecord(path, params, 500, kind))
+                fx._log(RequestRecord(path, params, 500, kind, None, t0))
                 html = b"<html><head><title>500 Internal Server Error</title></head><body>oops</body></html>"
                 self._send(500, html, "text/html")
                 return
             try:
                 payload = self._route(path, params)
             except _ApiError as e:
-                fx._log(RequestRecord(path, params, e.status, kind))
+                fx._log(RequestRecord(path, params, e.status, kind, None, t0))
                 self._send(e.status, json.dumps({"code": e.code, "msg": e.msg}).encode(), "application/json")
                 return
             if payload is None:
-                fx._log(RequestRecord(path, params, 404, kind))
+                fx._log(RequestRecord(path, params, 404, kind, None, t0))
                 self._send(404, b'{"code":-1,"msg":"not found"}', "application/json")
                 return
             if kind in ("duplicate", "shuffle"):
@@ -389,7 +394,7 @@ def _make_handler(fx: FakeExchange) -> type[BaseHTTPRequestHandler]:
             if kind == "truncate":
                 body = body[: max(1, len(body) // 2)]
             rows = len(payload) if isinstance(payload, list) else None
-            fx._log(RequestRecord(path, params, 200, kind, rows))
+            fx._log(RequestRecord(path, params, 200, kind, rows, t0))
             self._send(200, body, "application/json")
 
         def _route(self, path: str, params: dict[str, str]) -> Any:

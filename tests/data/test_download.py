@@ -68,6 +68,17 @@ def test_full_download_equals_served_bars_and_resume_is_a_no_op(fake_exchange, b
     assert len(fake_exchange.requests_to("/api/v3/klines")) == n_before  # nothing left to fetch
 
 
+def test_requests_are_rate_limited(fake_exchange, tmp_path):
+    ex = make_exchange("binance", api_url=fake_exchange.url, timeout_ms=2000, rate_limit_ms=100)
+    config = DownloadConfig(page_limit=10, persist_every_pages=10, progress=False, retry=FAST.retry)
+    download_ohlcv(ex, ParquetStore(tmp_path), "BTC/USDT", "1m", START, START_MS + 100 * MIN, config=config)
+    arrivals = [r.arrived_s for r in fake_exchange.requests_to("/api/v3/klines")]
+    assert len(arrivals) == 10
+    cost = ex.api["public"]["get"]["klines"]["cost"]  # ccxt's weight of a spot klines call (0.4)
+    gaps_ms = [1000 * (b - a) for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    assert min(gaps_ms) >= 0.9 * 100 * cost, gaps_ms  # unthrottled, these requests come ~3 ms apart
+
+
 def test_later_stored_data_does_not_hide_an_earlier_missing_span(fake_exchange, bars_1m, tmp_path):
     store = ParquetStore(tmp_path)
     store.append("binance", "BTC/USDT", "1m", bars_1m.iloc[5760:])  # June 5-7 already stored
