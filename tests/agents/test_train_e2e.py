@@ -96,3 +96,17 @@ def test_resume_after_sigkill_continues_steps_and_tensorboard_run(tmp_path: Path
     assert max(steps) >= 12288 and min(steps) < killed_at
     history = json.loads((run_dir / "eval_history.json").read_text())
     assert [h["timesteps"] for h in history] == sorted(h["timesteps"] for h in history)
+
+
+@pytest.mark.slow
+def test_hydra_multirun_trains_each_combination(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    out = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "train.py"), "-m", "agent=ppo,a2c", "train.seed=0,1", "debug=smoke",
+         "features=none", "train.total_timesteps=512", "train.eval_freq=512", f"hydra.sweep.dir={sweep}"],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    reports = sorted(sweep.glob("*/report.md"))
+    assert len(reports) == 4
+    names = sorted(p.parent.name for p in reports)
+    assert any("agent=a2c" in n and "train.seed=1" in n for n in names), names
