@@ -36,10 +36,10 @@ def test_poll_delivers_every_closed_bar_once_in_order_through_faults(sim_clock, 
     feed = LiveFeed(exchange(live_exchange), "BTC/USDT", "1m", store=store, clock=sim_clock,
                     start=SAMPLE_START_MS, config=CFG)
     assert isinstance(feed, MarketFeed)
-    faults = {30: "500", 60: "truncate", 90: "429", 120: "duplicate", 150: "shuffle", 180: "drop", 210: "delay"}
+    faults = {25: "500", 50: "truncate", 75: "429", 100: "duplicate", 125: "shuffle", 150: "drop", 175: "delay"}
     rng = random.Random(7)
     got = []
-    for i in range(260):
+    for i in range(200):
         if i in faults:
             live_exchange.add_fault(faults[i], path="/api/v3/klines", count=1, retry_after_s=2, delay_s=2.5)
         sim_clock.advance_ms(rng.choice([0, 7_000, 23_000, 59_999, 60_000, 61_000, 150_000, 1_000]))
@@ -52,7 +52,7 @@ def test_poll_delivers_every_closed_bar_once_in_order_through_faults(sim_clock, 
     delivered = pd.concat(got, ignore_index=True)
     assert delivered.timestamp.is_monotonic_increasing and delivered.timestamp.is_unique
     expect = closed_prefix(bars_1m, feed.last_delivered_ms + MIN)
-    assert len(expect) > 150
+    assert len(expect) > 120
     pd.testing.assert_frame_equal(delivered, expect)  # exact values: never the partial forming candle
     pd.testing.assert_frame_equal(store.read("binance", "BTC/USDT", "1m"), expect)
     statuses = {r.fault: r.status for r in live_exchange.requests if r.fault}
