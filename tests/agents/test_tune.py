@@ -243,13 +243,14 @@ def _wait_for(predicate: Callable[[], bool], proc: subprocess.Popen[bytes], time
         time.sleep(0.2)
 
 
-def _done_trials(exp_dir: Path) -> list[Path]:
-    done = []
-    for result in exp_dir.glob("trial_*/result.json"):
-        lines = result.read_text().strip().splitlines()
-        if lines and json.loads(lines[-1]).get("done"):
-            done.append(result.parent)
-    return done
+def _started_trials(exp_dir: Path) -> list[Path]:
+    return [p.parent for p in exp_dir.glob(f"trial_*/{ATTEMPTS_LOG}")]
+
+
+def _first_trial_done(exp_dir: Path) -> bool:
+    """With one trial at a time, a second trial starts only after Tune marked the first one finished."""
+    started = _started_trials(exp_dir)
+    return len(started) >= 2 and any((d / "run" / "final_model.zip").exists() for d in started)
 
 
 @pytest.mark.slow
@@ -263,7 +264,10 @@ def test_interrupted_experiment_resumes_without_repeating_finished_trials(tmp_pa
     log = (tmp_path / "first.log").open("wb")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_for(lambda: len(_done_trials(exp_dir)) >= 1, proc, 240, "the first trial to finish")
+        _wait_for(lambda: _first_trial_done(exp_dir), proc, 240, "the first trial to finish")
+        finished = [d for d in _started_trials(exp_dir) if (d / "run" / "final_model.zip").exists()][:1]
+        before = {d.name: ((d / "progress.csv").read_text(), (d / "run" / "final_model.zip").stat().st_mtime_ns)
+                  for d in finished}
         proc.send_signal(signal.SIGINT)  # Ctrl+C: Tune saves its state and stops
         proc.wait(timeout=120)
     finally:
@@ -272,10 +276,7 @@ def test_interrupted_experiment_resumes_without_repeating_finished_trials(tmp_pa
         log.close()
     out = (tmp_path / "first.log").read_text(errors="replace")
     assert "Interrupted" in out, out[-3000:]
-    finished = _done_trials(exp_dir)
-    assert 1 <= len(finished) < 3
-    before = {d.name: ((d / "progress.csv").read_text(), (d / "run" / "final_model.zip").stat().st_mtime_ns)
-              for d in finished}
+    assert not (exp_dir / "results.csv").exists()  # interrupted: no summary yet
 
     resume = subprocess.run([sys.executable, script, "tune.resume=true", f"tune.storage_path={tmp_path}",
                              "tune.experiment_name=smoke", f"hydra.run.dir={tmp_path / 'second'}"],
