@@ -18,6 +18,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from envs.config import EnvConfig
+from envs.data.cleaning import CleaningConfig
 from envs.features.pipeline import FeatureConfig
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def schema_of(cls: type, name: str) -> type:
 
 
 EnvSchema = schema_of(EnvConfig, "EnvSchema")
+CleaningSchema = schema_of(CleaningConfig, "CleaningSchema")
 FeatureSchema = schema_of(FeatureConfig, "FeatureSchema")
 
 
@@ -73,6 +75,7 @@ class DataSchema:
     start: Optional[str] = None
     end: Optional[str] = None
     split: SplitSchema = field(default_factory=SplitSchema)
+    cleaning: Any = field(default_factory=CleaningSchema)
 
 
 @dataclass
@@ -189,6 +192,7 @@ class DataConfig:
     start: str | None = None
     end: str | None = None
     split: SplitConfig = SplitConfig()
+    cleaning: CleaningConfig = CleaningConfig()
 
     def __post_init__(self) -> None:
         if self.calendar not in ("24/7", "sessions"):
@@ -289,13 +293,14 @@ def to_run_config(cfg: DictConfig | dict[str, Any], base_dir: str | None = None)
     assert isinstance(raw, dict)
     data = dict(raw["data"])
     split = SplitConfig(**data.pop("split", {}))
+    cleaning = CleaningConfig.from_mapping(data.pop("cleaning", None) or {})
     for key in ("path", "funding_path"):
         if data.get(key) is not None and base_dir is not None and not Path(data[key]).is_absolute():
             data[key] = str(Path(base_dir) / data[key])
     env_values = dict(raw["env"])
     env = EnvConfig.from_dict(env_values)
     return RunConfig(
-        data=DataConfig(split=split, **data),
+        data=DataConfig(split=split, cleaning=cleaning, **data),
         env=env,
         agent=AgentConfig(**raw["agent"]),
         train=TrainConfig(**raw["train"]),

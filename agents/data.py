@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from agents.config import DataConfig, SplitConfig
+from envs.data.cleaning import clean
 from envs.features.pipeline import FeatureCache, FeatureConfig, build_features
 from envs.market_data import MarketData, attach_funding
 
@@ -42,7 +43,9 @@ def load_frame(cfg: DataConfig) -> pd.DataFrame:
         df = df[df["timestamp"] >= _to_ms(cfg.start)]
     if cfg.end is not None:
         df = df[df["timestamp"] < _to_ms(cfg.end)]
-    df = df.reset_index(drop=True)
+    # every load runs the data checks: a `raise` rule stops here (data.cleaning.*), kept problems and
+    # repairs are logged by `clean`; nothing is changed silently
+    df, _ = clean(df.reset_index(drop=True), cfg.cleaning)
     if df.empty:
         raise ValueError(f"no bars in data.path={cfg.path!r} between data.start={cfg.start} and data.end={cfg.end}")
     if cfg.funding_path is not None:

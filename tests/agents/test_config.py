@@ -91,3 +91,18 @@ def test_splits_are_chronological_with_embargo(compose_cfg) -> None:
     assert b["val"].warmup_start == b["val"].start - (run.env.window_size - 1)
     train, val = splits.get("train"), splits.get("val")
     assert train.timestamp[-1] < val.timestamp[run.env.window_size - 1]
+
+
+def test_every_load_runs_the_data_checks(compose_cfg, tmp_path) -> None:
+    import pandas as pd
+
+    bad = pd.read_parquet(REPO + "/data/sample/btcusdt_1h.parquet").iloc[:500]
+    bad = pd.concat([bad, bad.iloc[[100]]]).sort_values("timestamp", kind="stable")  # a duplicated bar
+    path = tmp_path / "dup.parquet"
+    bad.to_parquet(path)
+    run = to_run_config(compose_cfg([f"data.path={path}", "env.window_size=8"]), base_dir=REPO)
+    with pytest.raises(ValueError, match="duplicates"):
+        load_splits(run.data, run.env.window_size)
+    run = to_run_config(compose_cfg([f"data.path={path}", "env.window_size=8", "data.cleaning.duplicates=keep_last"]),
+                        base_dir=REPO)
+    assert len(load_splits(run.data, run.env.window_size).full) == 500
