@@ -75,6 +75,8 @@ VALUE_DISTS = ("choice", "grid")
 #: the Tune time axis: environment steps of the trial (ASHA rungs and grace_period are in steps)
 TIME_ATTR = "timesteps"
 TRIAL_RUN = "run"
+#: fault injection for tests and drills: each trial raises once, after its first report at >= this many steps
+FAIL_ONCE_ENV = "QUANTGYM_TUNE_FAIL_ONCE_AT_STEP"
 #: one JSON line per start of a trial (first run, retries after a crash, resumes of the experiment)
 ATTEMPTS_LOG = "attempts.jsonl"
 
@@ -473,7 +475,9 @@ def quantgym_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     the raw space, the experiment folder, metric/mode and torch threads. The trial's run folder is
     ``<experiment>/<trial dir>/run``. After every validation pass the validation metrics and
     ``timesteps`` are reported with a Tune checkpoint (newest SB3 checkpoint, history, best model);
-    a retried trial restores it from `tune.get_checkpoint` and resumes training.
+    a retried trial restores it from `tune.get_checkpoint` and resumes training. With the environment
+    variable ``QUANTGYM_TUNE_FAIL_ONCE_AT_STEP=N`` set on the driver, every trial's first attempt raises
+    after its first report at >= N steps (to test or rehearse retries).
     """
     import torch
     from ray import tune
@@ -496,6 +500,7 @@ def quantgym_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     else:
         resume = _restore_run_dir(None, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    first_attempt = not (trial_dir / ATTEMPTS_LOG).exists()
     with open(trial_dir / ATTEMPTS_LOG, "a", encoding="utf-8") as f:  # one line per start: retries are visible
         f.write(json.dumps({"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "resume": resume,
                             "checkpoint": None if checkpoint is None else Path(checkpoint.path).name}) + "\n")
@@ -514,6 +519,9 @@ def quantgym_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(f, dst)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        fail_at = setup.get("fail_once_at_step")
+        if fail_at is not None and first_attempt and steps >= fail_at:
+            raise RuntimeError(f"injected failure at {steps} steps ({FAIL_ONCE_ENV}={fail_at})")
 
     run(cfg, run_dir, resume=resume, on_validation=report, test_report=False)
 
@@ -538,8 +546,10 @@ class Experiment:
     def setup(self) -> dict[str, Any]:
         """What every trial receives (plain containers only)."""
         s = self.settings
+        fail_at = os.environ.get(FAIL_ONCE_ENV)
         return {"base": self.base, "space": s.space, "experiment_dir": str(s.experiment_dir), "metric": s.metric,
-                "mode": s.mode, "torch_threads": s.torch_threads}
+                "mode": s.mode, "torch_threads": s.torch_threads,
+                "fail_once_at_step": int(fail_at) if fail_at else None}
 
 
 def prepare_experiment(raw: Mapping[str, Any], base_dir: str, output_dir: str) -> Experiment:

@@ -27,6 +27,7 @@ from omegaconf import OmegaConf
 
 from agents.tune import (
     ATTEMPTS_LOG,
+    FAIL_ONCE_ENV,
     Experiment,
     parse_space,
     prepare_experiment,
@@ -233,6 +234,26 @@ def test_a_crashing_trial_is_retried_and_does_not_stop_the_others(local_ray, com
     assert summary["best"]["hyperparameters"]["agent.algo_kwargs.batch_size"] == 64
     failed_dir = exp.settings.experiment_dir / f"trial_{rows['1']['trial_id']}"
     assert len(_attempts(failed_dir)) == 2  # first run + max_failures=1 retry
+
+
+@pytest.mark.slow
+def test_a_trial_failing_midway_is_retried_from_its_tune_checkpoint(local_ray, compose_cfg, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(FAIL_ONCE_ENV, "512")  # the first attempt raises after its report at 512 steps
+    exp = _experiment(compose_cfg, tmp_path, ["tune.searcher=random", "tune.scheduler=fifo", "tune.num_samples=1",
+                                              "tune.max_failures=1", "tune.verbose=0"],
+                      {"env.window_size": {"dist": "choice", "values": [16]}})
+    run_experiment(exp)
+    (row,) = _rows(exp.settings.experiment_dir / "results.csv")
+    assert row["status"] == "completed" and float(row["timesteps"]) >= 1024  # rollouts may overshoot
+    trial_dir = exp.settings.experiment_dir / f"trial_{row['trial_id']}"
+    first, retry = _attempts(trial_dir)
+    assert first["resume"] is False and first["checkpoint"] is None
+    assert retry["resume"] is True and retry["checkpoint"].startswith("checkpoint_")
+    history = json.loads((trial_dir / "run" / "eval_history.json").read_text())
+    assert history[-1]["timesteps"] >= 1024
+    ckpts = sorted(int(p.stem.split("_")[1]) for p in (trial_dir / "run" / "checkpoints").glob("model_*_steps.zip"))
+    assert ckpts[0] <= 512 < ckpts[-1]  # training continued from the restored SB3 checkpoint
 
 
 def _wait_for(predicate: Callable[[], bool], proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
