@@ -6,13 +6,37 @@ Public API: `EnvConfig`, `TradingEnv`, `VecTradingEnv`, `MarketData`, `FeatureNo
 does not pull in SB3 and torch until ``envs.VecTradingEnv`` is used.
 """
 
+import hashlib
+import os
+from pathlib import Path
 from typing import Any
 
-import gymnasium
 
-from envs.config import EnvConfig
-from envs.market_data import FeatureNormalizer, MarketData
-from envs.trading_env import TradingEnv
+def _numba_cache_dir() -> Path:
+    """A compile-cache folder keyed by the hash of every source file under envs/.
+
+    numba's ``cache=True`` only notices edits to the file a function is defined in, not to the
+    compiled functions it calls from other modules; keying the folder on all sources makes a stale
+    kernel impossible (any edit recompiles once).
+    """
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha1()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return root.parent / ".cache" / "numba" / digest.hexdigest()[:16]
+
+
+if "NUMBA_CACHE_DIR" not in os.environ:  # must precede the first @njit(cache=True) below
+    import numba
+
+    numba.config.CACHE_DIR = str(_numba_cache_dir())
+
+import gymnasium  # noqa: E402
+
+from envs.config import EnvConfig  # noqa: E402
+from envs.market_data import FeatureNormalizer, MarketData  # noqa: E402
+from envs.trading_env import TradingEnv  # noqa: E402
 
 __all__ = ["EnvConfig", "FeatureNormalizer", "MarketData", "TradingEnv", "VecTradingEnv"]
 
