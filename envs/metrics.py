@@ -204,14 +204,19 @@ def sortino_from_moments(sum_r: float, sum_down_r2: float, n: int, periods_per_y
 
     Returns:
         Annualised Sortino ratio. 0.0 when undefined: ``n < 2`` or no downside (``sum_down_r2 == 0``,
-        e.g. no losing bar). A finite 0.0 keeps logs and reward code free of inf; read it together with
+        e.g. no losing bar, or a downside variance below 1e-24 x mean² or in the denormal range, which is
+        rounding noise). A finite 0.0 keeps logs and reward code free of inf; read it together with
         `max_drawdown`.
     """
     ppy = _check_periods(periods_per_year)
     n = int(n)
-    if n < 2 or not sum_down_r2 > 0.0:
+    if n < 2:
         return 0.0
-    return (sum_r / n) / math.sqrt(sum_down_r2 / n) * math.sqrt(ppy)
+    mean = sum_r / n
+    down_var = sum_down_r2 / n
+    if not down_var > max(1e-290, 1e-24 * mean * mean):  # also catches 0 and NaN
+        return 0.0
+    return mean / math.sqrt(down_var) * math.sqrt(ppy)
 
 
 def sharpe(returns: npt.ArrayLike, periods_per_year: float) -> float:
