@@ -592,6 +592,9 @@ def prepare_experiment(raw: Mapping[str, Any], base_dir: str, output_dir: str) -
         if p is not None and not Path(p).is_absolute():
             raw["data"][key] = str((Path(base_dir) / p).resolve())
     settings = TuneSettings(**tune_raw)
+    names = validation_metric_names()
+    if settings.metric not in names:
+        _fail("tune.metric", settings.metric, f"is not a validation metric; choose one of {names}")
     specs = parse_space(settings.space)
     check_space_keys(raw, specs)
     if settings.searcher == "optuna" and any(s.dist == "grid" for s in specs):
@@ -599,6 +602,17 @@ def prepare_experiment(raw: Mapping[str, Any], base_dir: str, output_dir: str) -
     to_run_config(raw)  # the base itself must be valid
     validate_candidates(raw, specs)
     return Experiment(settings, raw, tuple(specs))
+
+
+def validation_metric_names() -> list[str]:
+    """Metrics a trial reports after each validation: the keys of `envs.metrics.summarize` (+ episode counts)."""
+    from envs import metrics
+
+    hour_ms = 3_600_000
+    summary = metrics.summarize(equity=[1.0, 1.01, 1.0, 1.02], positions=[0.0, 1.0, 1.0],
+                                traded_notional=[0.0, 1.0, 0.0], fees=0.0, slippage=0.0, funding=0.0,
+                                timestamps_ms=[0, hour_ms, 2 * hour_ms])
+    return sorted({*summary, "n_trades", "n_liquidations"})
 
 
 def _scheduler(s: TuneSettings, max_t: int) -> Any:

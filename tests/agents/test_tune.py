@@ -118,6 +118,8 @@ def test_invalid_candidate_values_fail_at_startup(compose_cfg, tmp_path: Path) -
     with pytest.raises(ValueError, match=r"tune\.space\.env\.reward.*'sharpe_ratio'"):
         _experiment(compose_cfg, tmp_path, [], {"env.reward": {"dist": "choice", "values": ["log_return",
                                                                                            "sharpe_ratio"]}})
+    with pytest.raises(ValueError, match="tune.metric='sharp'"):
+        _experiment(compose_cfg, tmp_path, ["tune.metric=sharp"])
     with pytest.raises(ValueError, match="tune.searcher"):
         _experiment(compose_cfg, tmp_path, [], {"env.window_size": {"dist": "grid", "values": [16, 32]}})
 
