@@ -434,16 +434,27 @@ def trial_index_of(trial_id: str) -> int:
 
 
 def _checkpoint_files(run_dir: Path) -> list[Path]:
-    """Files that let a retried trial continue: newest SB3 checkpoint, validation history, best model."""
+    """Files that let a retried trial continue: newest SB3 checkpoint, validation history, best model.
+
+    The replay buffer of off-policy agents is left out (it can be gigabytes); it stays in the run
+    folder on the shared storage, where a resumed run finds it.
+    """
     from agents.train import latest_checkpoint
 
     files = [run_dir / n for n in ("eval_history.json", "best_model.zip", "best_vecnormalize.pkl")]
     found = latest_checkpoint(run_dir)
     if found is not None:
         path, steps = found
-        ck = run_dir / "checkpoints"
-        files += [path, ck / f"model_vecnormalize_{steps}_steps.pkl", ck / f"model_replay_buffer_{steps}_steps.pkl"]
+        files += [path, run_dir / "checkpoints" / f"model_vecnormalize_{steps}_steps.pkl"]
     return [f for f in files if f.exists()]
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _restore_run_dir(checkpoint_dir: Path | None, run_dir: Path) -> bool:
@@ -513,11 +524,10 @@ def quantgym_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
         metrics[TIME_ATTR] = int(steps)
         if metrics.get(metric) is None:  # a non-finite or missing metric counts as the worst result
             metrics[metric] = worst
-        with tempfile.TemporaryDirectory() as tmp:
+        # staged beside the run (hard links, same filesystem); Tune copies it into trial_<id>/checkpoint_*
+        with tempfile.TemporaryDirectory(dir=trial_dir, prefix=".staging_") as tmp:
             for f in _checkpoint_files(run_dir):
-                dst = Path(tmp) / f.relative_to(run_dir)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(f, dst)
+                _link_or_copy(f, Path(tmp) / f.relative_to(run_dir))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
         fail_at = setup.get("fail_once_at_step")
         if fail_at is not None and first_attempt and steps >= fail_at:
