@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional  # noqa: UP035 - OmegaConf schemas
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from envs.config import EnvConfig
 from envs.data.cleaning import CleaningConfig
@@ -27,11 +27,13 @@ CONTINUOUS_ONLY = ("sac", "td3", "ddpg")
 DISCRETE_ONLY = ("dqn",)
 
 
-def schema_of(cls: type, name: str) -> type:
+def schema_of(cls: type, name: str | None = None) -> type:
     """An OmegaConf-friendly mirror of a frozen config dataclass, built from its fields.
 
-    ``X | None`` becomes ``Optional[X]`` and ``tuple[T, ...]`` becomes ``List[T]``; defaults are kept,
-    so the Hydra schema and the dataclass cannot drift apart.
+    ``X | None`` becomes ``Optional[X]``, ``tuple[T, ...]`` ``List[T]``, ``dict[K, V]`` ``Dict[K, V]``,
+    and nested config dataclasses are mirrored too; defaults are kept, so the Hydra schema and the
+    validated dataclass cannot drift apart. (Frozen dataclasses would give read-only nodes that Hydra
+    cannot merge overrides into.)
     """
     hints = typing.get_type_hints(cls)
     specs: list[tuple[str, Any, Any]] = []
@@ -40,108 +42,19 @@ def schema_of(cls: type, name: str) -> type:
         args = typing.get_args(typ)
         if type(None) in args:  # `X | None` -> Optional[X] (OmegaConf spells unions this way)
             typ = Optional[next(a for a in args if a is not type(None))]  # noqa: UP045
-        if typing.get_origin(typ) is tuple:
+        origin = typing.get_origin(typ)
+        if dataclasses.is_dataclass(typ):
+            sub = schema_of(typ)
+            specs.append((f.name, sub, field(default_factory=sub)))
+        elif origin is tuple:
             specs.append((f.name, List[args[0]], field(default_factory=lambda d=f.default: list(d))))  # noqa: UP006
+        elif origin is dict:
+            specs.append((f.name, Dict[args[0], args[1]], field(default_factory=dict)))  # noqa: UP006
+        elif f.default is dataclasses.MISSING:
+            specs.append((f.name, typ, field(default=MISSING)))
         else:
             specs.append((f.name, typ, field(default=f.default)))
-    return dataclasses.make_dataclass(name, specs)
-
-
-EnvSchema = schema_of(EnvConfig, "EnvSchema")
-CleaningSchema = schema_of(CleaningConfig, "CleaningSchema")
-FeatureSchema = schema_of(FeatureConfig, "FeatureSchema")
-
-
-@dataclass
-class SplitSchema:
-    """Chronological train/validation/test split (fractions of bars, or ISO dates)."""
-
-    train_frac: float = 0.7
-    val_frac: float = 0.15
-    val_start: Optional[str] = None
-    test_start: Optional[str] = None
-    embargo_bars: int = 0
-
-
-@dataclass
-class DataSchema:
-    """Where the bars come from and how they are split."""
-
-    path: str = "data/sample/btcusdt_1h.parquet"
-    symbol: str = "BTC/USDT"
-    timeframe: str = "1h"
-    funding_path: Optional[str] = None
-    calendar: str = "24/7"
-    start: Optional[str] = None
-    end: Optional[str] = None
-    split: SplitSchema = field(default_factory=SplitSchema)
-    cleaning: Any = field(default_factory=CleaningSchema)
-
-
-@dataclass
-class AgentSchema:
-    """An SB3 algorithm: ``algo_kwargs`` and ``policy_kwargs`` go unchanged to its constructor."""
-
-    name: str = "ppo"
-    policy: str = "MlpPolicy"
-    algo_kwargs: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006
-    policy_kwargs: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006
-
-
-@dataclass
-class TrainSchema:
-    """Run-level settings of training."""
-
-    total_timesteps: int = 50_000
-    n_envs: int = 8
-    seed: int = 0
-    device: str = "cpu"
-    episode_length: int = 1024
-    normalize_reward: bool = True
-    eval_freq: int = 10_000
-    checkpoint_freq: int = 20_000
-    resume_from: Optional[str] = None
-    torch_threads: int = 1
-    progress_bar: bool = True
-
-
-@dataclass
-class EvaluationSchema:
-    """Evaluation and report settings."""
-
-    n_random_seeds: int = 10
-    ma_fast: int = 24
-    ma_slow: int = 96
-    n_boot: int = 1000
-    block_len: Optional[int] = None
-    alpha: float = 0.05
-    n_trials: int = 1
-    walk_forward_folds: int = 0
-
-
-@dataclass
-class RunSchema:
-    """The whole training run."""
-
-    task_name: str = "train"
-    data: DataSchema = field(default_factory=DataSchema)
-    env: Any = field(default_factory=EnvSchema)
-    features: Any = field(default_factory=FeatureSchema)
-    agent: AgentSchema = field(default_factory=AgentSchema)
-    train: TrainSchema = field(default_factory=TrainSchema)
-    evaluation: EvaluationSchema = field(default_factory=EvaluationSchema)
-
-
-def register_configs() -> None:
-    """Register the schemas in Hydra's ConfigStore (idempotent)."""
-    cs = ConfigStore.instance()
-    cs.store(name="run_schema", node=RunSchema)
-    cs.store(group="env", name="env_schema", node=EnvSchema)
-    cs.store(group="data", name="data_schema", node=DataSchema)
-    cs.store(group="features", name="features_schema", node=FeatureSchema)
-    cs.store(group="agent", name="agent_schema", node=AgentSchema)
-    cs.store(group="train", name="train_schema", node=TrainSchema)
-    cs.store(group="evaluation", name="evaluation_schema", node=EvaluationSchema)
+    return dataclasses.make_dataclass(name or f"{cls.__name__.removesuffix('Config')}Schema", specs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,7 +97,7 @@ class SplitConfig:
 class DataConfig:
     """Market data of a run. Paths are absolute after `to_run_config`."""
 
-    path: str
+    path: str = "data/sample/btcusdt_1h.parquet"
     symbol: str = "BTC/USDT"
     timeframe: str = "1h"
     funding_path: str | None = None
@@ -217,7 +130,6 @@ class TrainConfig:
     n_envs: int = 8
     seed: int = 0
     device: str = "cpu"
-    episode_length: int = 1024
     normalize_reward: bool = True
     eval_freq: int = 10_000
     checkpoint_freq: int = 20_000
@@ -226,7 +138,7 @@ class TrainConfig:
     progress_bar: bool = True
 
     def __post_init__(self) -> None:
-        for key in ("total_timesteps", "n_envs", "episode_length", "eval_freq", "checkpoint_freq", "torch_threads"):
+        for key in ("total_timesteps", "n_envs", "eval_freq", "checkpoint_freq", "torch_threads"):
             if getattr(self, key) < 1:
                 _fail(f"train.{key}", getattr(self, key), "must be >= 1")
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
@@ -278,6 +190,34 @@ class RunConfig:
                                  "or use agent=ppo/a2c/dqn")
         if name in DISCRETE_ONLY and mode != "discrete":
             _fail("agent", name, f"{name.upper()} needs a discrete action space; set env.action_mode=discrete")
+
+
+#: Hydra schema of the whole run (every group typed; unknown keys / wrong types fail at composition)
+RunSchema = schema_of(RunConfig, "RunSchema")
+
+
+def writable_structured(cls: type) -> DictConfig:
+    """``OmegaConf.structured(cls)`` with the read-only flag lifted, for frozen dataclass schemas.
+
+    Frozen dataclasses give read-only nodes, which Hydra cannot merge overrides into; the node keeps
+    its types, and ``OmegaConf.to_object`` still builds (and so validates) the frozen dataclass.
+    """
+    def lift(node: DictConfig) -> DictConfig:
+        node._set_flag("readonly", None)
+        for key in node.keys():
+            child = node._get_node(key)
+            if isinstance(child, DictConfig):
+                lift(child)
+            elif child is not None:
+                child._set_flag("readonly", None)
+        return node
+
+    return lift(OmegaConf.structured(cls))
+
+
+def register_configs() -> None:
+    """Register the run schema in Hydra's ConfigStore (idempotent)."""
+    ConfigStore.instance().store(name="run_schema", node=RunSchema)
 
 
 def to_run_config(cfg: DictConfig | dict[str, Any], base_dir: str | None = None) -> RunConfig:

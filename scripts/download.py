@@ -16,6 +16,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
+from agents.config import writable_structured
 from envs.data.download import DownloadError, FeedConfig, run_download
 from envs.data.retry import FatalFetchError
 from envs.data.store import ParquetStore, StoreConfig
@@ -30,19 +31,7 @@ class DownloadAppConfig:
     log_level: str = "INFO"
 
 
-def _writable_schema(node: DictConfig) -> DictConfig:
-    """Frozen dataclasses make read-only nodes, which Hydra cannot merge overrides into; lift that flag."""
-    node._set_flag("readonly", None)
-    for key in node.keys():
-        child = node._get_node(key)
-        if isinstance(child, DictConfig):
-            _writable_schema(child)
-        elif child is not None:
-            child._set_flag("readonly", None)
-    return node
-
-
-ConfigStore.instance().store(name="download_schema", node=_writable_schema(OmegaConf.structured(DownloadAppConfig)))
+ConfigStore.instance().store(name="download_schema", node=writable_structured(DownloadAppConfig))
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="download")

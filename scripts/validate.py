@@ -18,6 +18,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
+from agents.config import writable_structured
 from envs.data.cleaning import CleaningConfig, clean
 from envs.data.resample import parse_timeframe
 from envs.validation import validate
@@ -47,19 +48,7 @@ class ValidateAppConfig:
     log_level: str = "WARNING"
 
 
-def _writable(node: DictConfig) -> DictConfig:
-    """Frozen dataclasses give read-only nodes, which Hydra cannot merge overrides into."""
-    node._set_flag("readonly", None)
-    for key in node.keys():
-        child = node._get_node(key)
-        if isinstance(child, DictConfig):
-            _writable(child)
-        elif child is not None:
-            child._set_flag("readonly", None)
-    return node
-
-
-ConfigStore.instance().store(name="validate_schema", node=_writable(OmegaConf.structured(ValidateAppConfig)))
+ConfigStore.instance().store(name="validate_schema", node=writable_structured(ValidateAppConfig))
 
 
 def load_bars(data: ValidateDataConfig) -> pd.DataFrame:
