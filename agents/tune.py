@@ -302,7 +302,7 @@ def to_tune_space(specs: Sequence[ParamSpec]) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for s in specs:
-        lo, hi, q = s.low, s.high, s.q
+        lo, hi, q = float(s.low or 0.0), float(s.high or 0.0), float(s.q or 0.0)  # set for range dists
         if s.dist == "uniform":
             out[s.key] = tune.uniform(lo, hi)
         elif s.dist == "loguniform":
@@ -312,11 +312,11 @@ def to_tune_space(specs: Sequence[ParamSpec]) -> dict[str, Any]:
         elif s.dist == "qloguniform":
             out[s.key] = tune.qloguniform(lo, hi, q)
         elif s.dist == "randint":
-            out[s.key] = tune.randint(int(lo), int(hi))  # type: ignore[arg-type]
+            out[s.key] = tune.randint(int(lo), int(hi))
         elif s.dist == "lograndint":
-            out[s.key] = tune.lograndint(int(lo), int(hi))  # type: ignore[arg-type]
+            out[s.key] = tune.lograndint(int(lo), int(hi))
         elif s.dist == "qrandint":
-            out[s.key] = tune.qrandint(int(lo), int(hi), int(q))  # type: ignore[arg-type]
+            out[s.key] = tune.qrandint(int(lo), int(hi), int(q))
         elif s.dist == "choice":
             out[s.key] = tune.choice(list(s.names if s.names is not None else s.values))
         elif s.dist == "grid":
@@ -573,8 +573,8 @@ def prepare_experiment(raw: Mapping[str, Any], base_dir: str, output_dir: str) -
     When ``tune.resume`` is true, the experiment's saved ``experiment.yaml`` provides the base config and
     the space (the command line may only change resume, ray_address, num_cpus and verbose).
     """
-    raw = copy.deepcopy(dict(raw))
-    tune_raw = dict(raw.pop("tune"))
+    base: dict[str, Any] = copy.deepcopy(dict(raw))
+    tune_raw = dict(base.pop("tune"))
     storage = tune_raw.get("storage_path") or output_dir
     storage = str(Path(storage) if Path(storage).is_absolute() else (Path(base_dir) / storage).resolve())
     tune_raw["storage_path"] = storage
@@ -590,7 +590,7 @@ def prepare_experiment(raw: Mapping[str, Any], base_dir: str, output_dir: str) -
         assert isinstance(old, dict)
         keep = {k: tune_raw[k] for k in ("resume", "ray_address", "num_cpus", "verbose", "storage_path")}
         tune_raw = {**old["tune"], **keep}
-        raw = old["base"]
+        base = old["base"]
     elif saved.exists():
         raise ValueError(
             f"{exp_dir} already holds an experiment; resume it with tune.resume=true or choose another "
@@ -598,20 +598,20 @@ def prepare_experiment(raw: Mapping[str, Any], base_dir: str, output_dir: str) -
         )
     # absolute data paths, resolved here on the driver (workers may run anywhere)
     for key in ("path", "funding_path"):
-        p = raw["data"].get(key)
+        p = base["data"].get(key)
         if p is not None and not Path(p).is_absolute():
-            raw["data"][key] = str((Path(base_dir) / p).resolve())
+            base["data"][key] = str((Path(base_dir) / p).resolve())
     settings = TuneSettings(**tune_raw)
     names = validation_metric_names()
     if settings.metric not in names:
         _fail("tune.metric", settings.metric, f"is not a validation metric; choose one of {names}")
     specs = parse_space(settings.space)
-    check_space_keys(raw, specs)
+    check_space_keys(base, specs)
     if settings.searcher == "optuna" and any(s.dist == "grid" for s in specs):
         _fail("tune.searcher", "optuna", "cannot run grid entries (dist: grid); use tune.searcher=random or dist: choice")
-    to_run_config(raw)  # the base itself must be valid
-    validate_candidates(raw, specs)
-    return Experiment(settings, raw, tuple(specs))
+    to_run_config(base)  # the base itself must be valid
+    validate_candidates(base, specs)
+    return Experiment(settings, base, tuple(specs))
 
 
 def validation_metric_names() -> list[str]:
@@ -659,13 +659,12 @@ def _init_ray(s: TuneSettings) -> bool:
 
     if ray.is_initialized():
         return False
-    quiet = {"include_dashboard": False, "log_to_driver": s.verbose > 1, "logging_level": logging.WARNING}
     if s.ray_address:
-        quiet.pop("include_dashboard")
-        ray.init(address=s.ray_address, **quiet)
+        ray.init(address=s.ray_address, log_to_driver=s.verbose > 1, logging_level=logging.WARNING)
         logger.info("attached to the Ray cluster at %s: %s", s.ray_address, ray.cluster_resources())
     else:
-        ray.init(num_cpus=s.num_cpus, **quiet)
+        ray.init(num_cpus=s.num_cpus, include_dashboard=False, log_to_driver=s.verbose > 1,
+                 logging_level=logging.WARNING)
     return True
 
 

@@ -28,7 +28,7 @@ def main(cfg: DictConfig) -> float | None:
 
     raw = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(raw, dict)
-    exp = prepare_experiment(raw, hydra.utils.get_original_cwd(), HydraConfig.get().runtime.output_dir)
+    exp = prepare_experiment({str(k): v for k, v in raw.items()}, hydra.utils.get_original_cwd(), HydraConfig.get().runtime.output_dir)
     exp_dir = exp.settings.experiment_dir
     print(f"Experiment: {exp_dir}\nWatch it:   tensorboard --logdir {exp_dir}")
     summary = run_experiment(exp)

@@ -43,11 +43,15 @@ PNG = b"\x89PNG\r\n\x1a\n"
 register_tune_configs()
 
 
-def _experiment(compose_cfg: Callable[..., Any], tmp_path: Path, overrides: list[str],
-                space: dict[str, Any] | None = None) -> Experiment:
-    cfg = compose_cfg(["tune=smoke", f"tune.storage_path={tmp_path}", *overrides], config_name="tune")
+def _plain(cfg: Any) -> dict[str, Any]:
     raw = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(raw, dict)
+    return {str(k): v for k, v in raw.items()}
+
+
+def _experiment(compose_cfg: Callable[..., Any], tmp_path: Path, overrides: list[str],
+                space: dict[str, Any] | None = None) -> Experiment:
+    raw = _plain(compose_cfg(["tune=smoke", f"tune.storage_path={tmp_path}", *overrides], config_name="tune"))
     if space is not None:
         raw["tune"]["space"] = space
     return prepare_experiment(raw, str(REPO), str(tmp_path))
@@ -126,9 +130,7 @@ def test_invalid_candidate_values_fail_at_startup(compose_cfg, tmp_path: Path) -
 
 @pytest.mark.parametrize("preset", ["smoke", "ppo", "sac"])
 def test_every_preset_composes_and_validates(compose_cfg, tmp_path: Path, preset: str) -> None:
-    cfg = compose_cfg([f"tune={preset}", f"tune.storage_path={tmp_path}"], config_name="tune")
-    raw = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(raw, dict)
+    raw = _plain(compose_cfg([f"tune={preset}", f"tune.storage_path={tmp_path}"], config_name="tune"))
     exp = prepare_experiment(raw, str(REPO), str(tmp_path))
     assert exp.settings.scheduler == "asha" and exp.settings.searcher == "optuna"
     assert exp.settings.metric == "sharpe" and exp.specs
