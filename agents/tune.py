@@ -45,12 +45,14 @@ data file and ``tune.storage_path`` must exist at the same path on every node (s
 
 from __future__ import annotations
 
+import ast
 import copy
 import inspect
 import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import zlib
@@ -249,8 +251,40 @@ class ParamSpec:
         return [float(self.low), float(self.high)]
 
 
+_SHORTHAND = re.compile(r"^\s*([a-z_]+)\s*\((.*)\)\s*$", re.DOTALL)
+
+
+def _expand_shorthand(where: str, text: str) -> dict[str, Any]:
+    """``"loguniform(1e-5, 1e-3)"`` -> ``{dist: loguniform, low: 1e-5, high: 1e-3}``;
+    ``"choice([16, 32])"`` -> ``{dist: choice, values: [16, 32]}``."""
+    m = _SHORTHAND.match(text)
+    if m is None:
+        _fail(where, text, "write a distribution as a mapping {dist: ..., ...} or as 'name(args)', "
+                           "e.g. 'loguniform(1e-5, 1e-3)' or 'choice([16, 32, 64])'")
+    assert m is not None
+    dist, args_text = m.group(1), m.group(2)
+    try:
+        args = ast.literal_eval(f"({args_text},)") if args_text.strip() else ()
+    except (ValueError, SyntaxError) as e:
+        raise ValueError(f"{where}={text!r} is invalid: arguments must be Python literals ({e})") from e
+    if dist in VALUE_DISTS:
+        if len(args) != 1:
+            _fail(where, text, f"{dist}(...) takes one list (or dict) of values, e.g. {dist}([16, 32])")
+        return {"dist": dist, "values": args[0]}
+    if dist in RANGE_DISTS:
+        names = ("low", "high", "q") if dist.startswith("q") else ("low", "high")
+        if len(args) != len(names):
+            _fail(where, text, f"{dist}(...) takes {', '.join(names)}")
+        return {"dist": dist, **dict(zip(names, args, strict=True))}
+    _fail(where, dist, f"unknown dist; choose one of {RANGE_DISTS + VALUE_DISTS}")
+    raise AssertionError  # unreachable: _fail raises
+
+
 def parse_space(space: Mapping[str, Any]) -> list[ParamSpec]:
-    """Parse ``tune.space`` (mapping of dotted key -> ``{dist: ..., ...}``) into `ParamSpec` s.
+    """Parse ``tune.space`` into `ParamSpec` s.
+
+    Each entry maps a dotted key to ``{dist: ..., ...}`` or to the shorthand string ``"dist(args)"``
+    (``"loguniform(1e-5, 1e-3)"``, ``"choice([16, 32])"``, ``"quniform(0.9, 0.99, 0.01)"``).
 
     Raises:
         ValueError: naming the key for an unknown distribution or missing/invalid arguments.
@@ -258,6 +292,8 @@ def parse_space(space: Mapping[str, Any]) -> list[ParamSpec]:
     specs = []
     for key, entry in space.items():
         where = f"tune.space.{key}"
+        if isinstance(entry, str):
+            entry = _expand_shorthand(where, entry)
         if not isinstance(entry, Mapping) or "dist" not in entry:
             _fail(where, entry, "must be a mapping with 'dist' (e.g. {dist: loguniform, low: 1e-5, high: 1e-3})")
         dist = entry["dist"]
@@ -358,6 +394,7 @@ def check_space_keys(base: Mapping[str, Any], specs: Sequence[ParamSpec]) -> Non
     bad: list[str] = []
     hints: list[str] = []
     algo = algorithm_class(str(_get(base, "agent.name")))
+    algo_args = _constructor_args(algo) - {"policy", "env"}
     for s in specs:
         try:
             _get(base, s.key)
@@ -366,9 +403,11 @@ def check_space_keys(base: Mapping[str, Any], specs: Sequence[ParamSpec]) -> Non
             pass
         parts = s.key.split(".")
         if parts[:2] == ["agent", "algo_kwargs"] and len(parts) == 3:
-            if parts[2] in _constructor_args(algo) - {"policy", "env"}:
+            if parts[2] in algo_args:
                 continue
-            hints.append(f"{algo.__name__} accepts {sorted(_constructor_args(algo) - {'policy', 'env'})}")
+            hints.append(f"{algo.__name__} accepts {sorted(algo_args)}")
+        elif parts[0] == "agent" and len(parts) == 2 and parts[1] in algo_args:
+            hints.append(f"did you mean agent.algo_kwargs.{parts[1]}? (SB3 constructor keywords live there)")
         elif parts[:2] == ["agent", "policy_kwargs"] and len(parts) == 3:
             policy = algo.policy_aliases.get(str(_get(base, "agent.policy")))
             if policy is not None and parts[2] in _constructor_args(policy):
@@ -591,7 +630,7 @@ def prepare_experiment(raw: Mapping[str, Any], base_dir: str, output_dir: str) -
         keep = {k: tune_raw[k] for k in ("resume", "ray_address", "num_cpus", "verbose", "storage_path")}
         tune_raw = {**old["tune"], **keep}
         base = old["base"]
-    elif saved.exists():
+    elif (exp_dir / "tuner.pkl").exists():
         raise ValueError(
             f"{exp_dir} already holds an experiment; resume it with tune.resume=true or choose another "
             "tune.experiment_name / tune.storage_path"

@@ -88,6 +88,25 @@ def test_space_entries_become_tune_domains_and_named_values_resolve() -> None:
     assert specs[-1].resolve("large") == [256, 256]
 
 
+def test_shorthand_strings_equal_the_mapping_form() -> None:
+    short = parse_space({"a.lr": "loguniform(1e-5, 1e-3)", "a.n": "choice([256, 512, 1024])",
+                         "a.g": "quniform(0.9, 0.99, 0.01)", "a.arch": "choice({'small': [64], 'big': [256]})"})
+    long = parse_space({"a.lr": {"dist": "loguniform", "low": 1e-5, "high": 1e-3},
+                        "a.n": {"dist": "choice", "values": [256, 512, 1024]},
+                        "a.g": {"dist": "quniform", "low": 0.9, "high": 0.99, "q": 0.01},
+                        "a.arch": {"dist": "choice", "values": {"small": [64], "big": [256]}}})
+    assert short == long
+    with pytest.raises(ValueError, match=r"tune\.space\.a\.lr.*low, high"):
+        parse_space({"a.lr": "loguniform(1e-5)"})
+    with pytest.raises(ValueError, match=r"tune\.space\.a\.lr"):
+        parse_space({"a.lr": "1e-4"})
+
+
+def test_agent_level_keys_hint_at_algo_kwargs(compose_cfg, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"agent\.learning_rate.*did you mean agent\.algo_kwargs\.learning_rate"):
+        _experiment(compose_cfg, tmp_path, [], {"agent.learning_rate": "loguniform(1e-5, 1e-3)"})
+
+
 @pytest.mark.parametrize("entry, message", [
     ({"dist": "loguniform", "low": 0.0, "high": 1.0}, "low > 0"),
     ({"dist": "uniform", "low": 2.0, "high": 1.0}, "low < high"),
