@@ -668,8 +668,12 @@ def _scheduler(s: TuneSettings, max_t: int) -> Any:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
 
     if s.scheduler == "asha":
-        return ASHAScheduler(time_attr=TIME_ATTR, max_t=max_t, grace_period=min(s.grace_period, max_t),
-                             reduction_factor=s.reduction_factor)
+        # Rungs sit at grace_period * reduction_factor**k <= max_t. With max_t just below the budget and
+        # stop_last_trials=False, no rung falls on a trial's final report: a trial that reaches its budget
+        # ends by itself (run() writes its final files) instead of being stopped when nothing is left to save.
+        top = max(max_t - 1, 1)
+        return ASHAScheduler(time_attr=TIME_ATTR, max_t=top, grace_period=min(s.grace_period, top),
+                             reduction_factor=s.reduction_factor, stop_last_trials=False)
     if s.scheduler == "median":
         return MedianStoppingRule(time_attr=TIME_ATTR, grace_period=s.grace_period, min_samples_required=2)
     return FIFOScheduler()

@@ -209,6 +209,8 @@ def test_tiny_asha_experiment_writes_results_and_its_best_config_trains(local_ra
     sharpes = [float(r["sharpe"]) for r in rows if r["sharpe"]]
     assert sharpes == sorted(sharpes, reverse=True) and len(sharpes) == 4
     assert all(r["status"] in ("completed", "stopped early") for r in rows)
+    for r in rows:  # completed trials end by themselves (final files); ASHA kills the others mid-run
+        assert (Path(r["run_dir"]) / "final_model.zip").exists() == (r["status"] == "completed"), r
     assert "| rank | trial |" in (exp_dir / "results.md").read_text()
     # TensorBoard of every trial under the experiment dir, Tune checkpoints, one attempt each
     trial_dirs = sorted(exp_dir.glob("trial_*"))
