@@ -95,9 +95,22 @@ class SplitConfig:
 
 @dataclass(frozen=True, slots=True)
 class DataConfig:
-    """Market data of a run. Paths are absolute after `to_run_config`."""
+    """Market data of a run. Paths are absolute after `to_run_config`.
+
+    Attributes:
+        path: Parquet file of bars (used when ``store_root`` is None).
+        store_root: a quantgym Parquet store (scripts/download.py); bars are then read from
+            ``exchange`` / ``symbol`` / ``timeframe`` between ``start`` and ``end``.
+        exchange: ccxt exchange id of the store series.
+        symbol, timeframe: the market (store keys; also used in report titles).
+        funding_path: Parquet of funding events to join (timestamp, funding_rate), or None.
+        calendar: annualisation calendar, "24/7" or "sessions".
+        start, end: ISO dates (UTC) bounding the bars, end exclusive; None = all.
+    """
 
     path: str = "data/sample/btcusdt_1h.parquet"
+    store_root: str | None = None
+    exchange: str = "binance"
     symbol: str = "BTC/USDT"
     timeframe: str = "1h"
     funding_path: str | None = None
@@ -234,7 +247,7 @@ def to_run_config(cfg: DictConfig | dict[str, Any], base_dir: str | None = None)
     data = dict(raw["data"])
     split = SplitConfig(**data.pop("split", {}))
     cleaning = CleaningConfig.from_mapping(data.pop("cleaning", None) or {})
-    for key in ("path", "funding_path"):
+    for key in ("path", "funding_path", "store_root"):
         if data.get(key) is not None and base_dir is not None and not Path(data[key]).is_absolute():
             data[key] = str(Path(base_dir) / data[key])
     env_values = dict(raw["env"])

@@ -16,6 +16,7 @@ import pandas as pd
 
 from agents.config import DataConfig, SplitConfig
 from envs.data.cleaning import clean
+from envs.data.store import ParquetStore
 from envs.features.pipeline import FeatureCache, FeatureConfig, build_features
 from envs.market_data import MarketData, attach_funding
 
@@ -31,14 +32,26 @@ def _to_ms(value: str) -> int:
 
 
 def load_frame(cfg: DataConfig) -> pd.DataFrame:
-    """Read the run's bars (Parquet), restrict to [start, end), attach funding if configured."""
-    path = Path(cfg.path)
-    if not path.exists():
-        raise ValueError(
-            f"data.path={cfg.path!r} not found; point it at a Parquet file of bars (the repo ships "
-            "data/sample/btcusdt_1h.parquet) or download one with scripts/download.py"
-        )
-    df = pd.read_parquet(path)
+    """Read the run's bars (a Parquet file or a store span), restrict to [start, end), run the data
+    checks, attach funding if configured."""
+    if cfg.store_root is not None:
+        if not Path(cfg.store_root).is_dir():
+            raise ValueError(f"data.store_root={cfg.store_root!r} is not a folder; fill a store with scripts/download.py")
+        df = ParquetStore(cfg.store_root).read(cfg.exchange, cfg.symbol, cfg.timeframe, cfg.start, cfg.end)
+        if df.empty:
+            raise ValueError(
+                f"the store {cfg.store_root!r} has no {cfg.exchange} {cfg.symbol} {cfg.timeframe} bars between "
+                f"data.start={cfg.start} and data.end={cfg.end}; download them with scripts/download.py"
+            )
+        df = df.reset_index(drop=True)
+    else:
+        path = Path(cfg.path)
+        if not path.exists():
+            raise ValueError(
+                f"data.path={cfg.path!r} not found; point it at a Parquet file of bars (the repo ships "
+                "data/sample/btcusdt_1h.parquet) or download one with scripts/download.py"
+            )
+        df = pd.read_parquet(path)
     if cfg.start is not None:
         df = df[df["timestamp"] >= _to_ms(cfg.start)]
     if cfg.end is not None:

@@ -106,3 +106,17 @@ def test_every_load_runs_the_data_checks(compose_cfg, tmp_path) -> None:
     run = to_run_config(compose_cfg([f"data.path={path}", "env.window_size=8", "data.cleaning.duplicates=keep_last"]),
                         base_dir=REPO)
     assert len(load_splits(run.data, run.env.window_size).full) == 500
+
+
+def test_data_can_come_from_a_store_span(compose_cfg, tmp_path) -> None:
+    import pandas as pd
+
+    from envs.data.store import ParquetStore
+
+    bars = pd.read_parquet(REPO + "/data/sample/btcusdt_1h.parquet").iloc[:3000]
+    ParquetStore(tmp_path / "store").append("binance", "BTC/USDT", "1h", bars)
+    run = to_run_config(compose_cfg([f"data.store_root={tmp_path / 'store'}", "data.start=2022-02-01",
+                                     "data.end=2022-03-01", "env.window_size=8"]), base_dir=REPO)
+    full = load_splits(run.data, run.env.window_size).full
+    assert len(full) == 28 * 24
+    assert full.timestamp[0] == pd.Timestamp("2022-02-01", tz="UTC").value // 10**6
