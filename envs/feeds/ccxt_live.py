@@ -50,7 +50,14 @@ class LiveFeedConfig:
             closed candle a moment after the boundary.
         min_poll_interval_s: shortest sleep between polls while iterating, seconds (> 0).
         reconnect_delay_s: sleep after a failed poll (disconnect) while iterating, seconds (> 0).
-        retry: transient-error policy inside one poll.
+        retry: transient-error policy inside one poll; the websocket feed also spaces its
+            reconnects by this policy's backoff.
+        ws_wait_s: websocket feed only: longest real-time wait for a push in one step of ``bars``,
+            seconds (> 0).
+        ws_drain_s: websocket feed only: after a push, how long ``poll`` keeps reading further queued
+            pushes, seconds (> 0).
+        ws_fallback_ms: websocket feed only: if the stream has not delivered a bar this long after
+            its close (clock time), ms (>= 0), the bar is fetched through REST instead.
     """
 
     page_limit: int = 1000
@@ -58,6 +65,9 @@ class LiveFeedConfig:
     min_poll_interval_s: float = 1.0
     reconnect_delay_s: float = 5.0
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_retries=3))
+    ws_wait_s: float = 1.0
+    ws_drain_s: float = 0.02
+    ws_fallback_ms: int = 10_000
 
     def __post_init__(self) -> None:
         """Validate ranges."""
@@ -67,6 +77,10 @@ class LiveFeedConfig:
             raise ValueError(f"live.settle_ms={self.settle_ms} is invalid: must be >= 0 (ms)")
         if self.min_poll_interval_s <= 0 or self.reconnect_delay_s <= 0:
             raise ValueError("live.min_poll_interval_s and live.reconnect_delay_s must be > 0 (seconds)")
+        if self.ws_wait_s <= 0 or self.ws_drain_s <= 0:
+            raise ValueError("live.ws_wait_s and live.ws_drain_s must be > 0 (seconds)")
+        if self.ws_fallback_ms < 0:
+            raise ValueError(f"live.ws_fallback_ms={self.ws_fallback_ms} is invalid: must be >= 0 (ms)")
 
 
 @dataclass
@@ -165,7 +179,25 @@ class LiveFeed:
             FatalFetchError: non-transient exchange error (bad symbol, authentication...).
         """
         self.stats.polls += 1
-        now = self.clock.now_ms()
+        return self.backfill()
+
+    def backfill(self, now_ms: int | None = None) -> pd.DataFrame:
+        """Fetch through REST (``fetch_ohlcv``), store and return every bar closed after the last delivered one.
+
+        This is the REST path of ``poll``; the websocket feed calls it to fill what its stream missed.
+
+        Args:
+            now_ms: time deciding which bars are closed (open + timeframe <= now_ms), ms UTC; None =
+                the feed's clock. The websocket feed passes the exchange time its stream proved.
+
+        Returns:
+            Bar-format frame, strictly increasing, only closed bars, possibly empty. If the retries
+            run out, the bars fetched so far (a disconnect is counted; the next call goes on from them).
+
+        Raises:
+            FatalFetchError: non-transient exchange error (bad symbol, authentication...).
+        """
+        now = self.clock.now_ms() if now_ms is None else int(now_ms)
         if self._last is not None and self._last + 2 * self.tf_ms > now:
             return empty_bars()  # the next bar has not closed yet
         pages: list[pd.DataFrame] = []
@@ -195,11 +227,22 @@ class LiveFeed:
                            self.symbol, self.timeframe, e, _iso(since))
         if not pages:
             return empty_bars()
-        out = pd.concat(pages, ignore_index=True)
+        return self._commit(pd.concat(pages, ignore_index=True))
+
+    def _commit(self, out: pd.DataFrame) -> pd.DataFrame:
+        """Deliver ``out`` (closed bars, strictly increasing, all after the last delivered one).
+
+        Records gaps, appends to the store BEFORE returning (a stored bar counts as delivered) and
+        moves the cursor. Every delivery path (REST and websocket) goes through here.
+        """
+        if out.empty:
+            return out
+        ts = out["timestamp"].to_numpy()
+        assert (np.diff(ts) > 0).all() and (self._last is None or ts[0] > self._last), "out of order delivery"
         self._note_gaps(out)
-        if self.store is not None:  # commit before delivering: a stored bar counts as delivered
+        if self.store is not None:
             self.store.append(self.store_exchange, self.symbol, self.timeframe, out)
-        self._last = int(out["timestamp"].iloc[-1])
+        self._last = int(ts[-1])
         self.stats.bars += len(out)
         return out
 
@@ -213,7 +256,7 @@ class LiveFeed:
                            _iso(gap[0]), _iso(gap[1]))
 
     def bars(self, until_ms: int | None = None, max_bars: int | None = None) -> Iterator[Bar]:
-        """Yield closed bars as they close, sleeping on the clock between polls.
+        """Yield closed bars as they close, waiting on the clock between polls.
 
         Args:
             until_ms: stop once every bar opening before this time (ms UTC) was delivered or the
@@ -223,7 +266,7 @@ class LiveFeed:
         n = 0
         while True:
             disconnects = self.stats.disconnects
-            got = frame_to_bars(self.poll())
+            got = frame_to_bars(self._next_batch())
             for bar in got:
                 yield bar
                 n += 1
@@ -236,12 +279,22 @@ class LiveFeed:
                     return  # everything before until_ms was delivered
                 if not got and not failed and now >= until_ms + self.tf_ms + self.config.settle_ms:
                     return  # all of them have closed and the exchange has nothing more
-            if failed:
-                wait_s = self.config.reconnect_delay_s
-            else:
-                next_close = (self._last + 2 * self.tf_ms) if self._last is not None else now
-                wait_s = max(self.config.min_poll_interval_s, (next_close + self.config.settle_ms - now) / 1000)
-            self.clock.sleep(wait_s)
+            self._idle(now, failed)
+
+    def _next_batch(self) -> pd.DataFrame:
+        """One step of ``bars``: the next bars to yield (REST feed: one ``poll``)."""
+        return self.poll()
+
+    def _idle_s(self, now: int, failed: bool) -> float:
+        """Seconds ``bars`` waits after a step: until the next bar should have closed, or a reconnect delay."""
+        if failed:
+            return self.config.reconnect_delay_s
+        next_close = (self._last + 2 * self.tf_ms) if self._last is not None else now
+        return max(self.config.min_poll_interval_s, (next_close + self.config.settle_ms - now) / 1000)
+
+    def _idle(self, now: int, failed: bool) -> None:
+        """Wait between steps of ``bars`` (REST feed: sleep on the clock)."""
+        self.clock.sleep(self._idle_s(now, failed))
 
     def __iter__(self) -> Iterator[Bar]:
         """Yield closed bars forever (see ``bars``)."""
