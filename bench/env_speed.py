@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import tempfile
 import sys
 import time
 import tracemalloc
@@ -217,7 +218,7 @@ def main() -> None:
     extra, feats = memory_per_bar(df)
     peers: dict[str, float | None] = {}
     if not args.no_peers:
-        peer_path = Path("/tmp/quantgym_peer_bars.parquet")
+        peer_path = Path(tempfile.gettempdir()) / "quantgym_peer_bars.parquet"
         df.iloc[: args.peer_bars].to_parquet(peer_path)
         for name in ("gym-anytrading", "gym-trading-env"):
             peers[name] = bench_peer(name, peer_path, min(args.peer_bars - 100, 200_000), args.peer_python)
