@@ -59,6 +59,7 @@ class FakeWsExchange:
         self._sockets: set[web.WebSocketResponse] = set()
         self._cond = threading.Condition()
         self.subscriptions: list[list[str]] = []  # params of every SUBSCRIBE received, in order
+        self.subscribed_at: list[float] = []  # time.monotonic() of each SUBSCRIBE (compare RequestRecord.arrived_s)
         self.connections = 0  # websocket connections accepted
         self.frames_sent = 0
 
@@ -132,6 +133,7 @@ class FakeWsExchange:
                     await ws.send_str(json.dumps({"result": None, "id": req.get("id")}))
                     with self._cond:
                         self.subscriptions.append(list(req.get("params", [])))
+                        self.subscribed_at.append(time.monotonic())
                         self._cond.notify_all()
                 elif "id" in req:
                     await ws.send_str(json.dumps({"result": None, "id": req.get("id")}))

@@ -361,10 +361,12 @@ def open_live_feed(
         raise ValueError(f"live.mode={mode!r} is invalid: use one of {FEED_MODES}")
     if mode == "poll":
         return LiveFeed(exchange, symbol, timeframe, **kwargs)
-    if ws_exchange is None and (mode == "websocket" or has_watch_ohlcv(exchange.id)):
+    available = has_watch_ohlcv(exchange.id) if ws_exchange is None else bool(ws_exchange.has.get("watchOHLCV"))
+    if not available:
+        if mode == "websocket":
+            raise ValueError(f"{exchange.id} has no watchOHLCV in ccxt.pro; use live.mode='poll' or 'auto'")
+        logger.info("%s has no watchOHLCV in ccxt.pro: polling REST", exchange.id)
+        return LiveFeed(exchange, symbol, timeframe, **kwargs)
+    if ws_exchange is None:
         ws_exchange = ws_exchange_for(exchange)
-    if ws_exchange is not None and ws_exchange.has.get("watchOHLCV"):
-        return WebsocketLiveFeed(exchange, symbol, timeframe, ws_exchange=ws_exchange, **kwargs)
-    if mode == "websocket":
-        raise ValueError(f"{exchange.id} has no watchOHLCV in ccxt.pro; use live.mode='poll' or 'auto'")
-    return LiveFeed(exchange, symbol, timeframe, **kwargs)
+    return WebsocketLiveFeed(exchange, symbol, timeframe, ws_exchange=ws_exchange, **kwargs)

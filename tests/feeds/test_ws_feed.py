@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+import ccxt
 import pandas as pd
 import pytest
 
@@ -112,7 +113,9 @@ def test_every_closed_bar_once_in_order_across_a_disconnect(sim_clock, live_exch
         got.append(collect(feed, 15))
         rest_bars = len(live_exchange.requests_to(KLINES))
         assert rest_bars >= 1 and feed.stats.ws_bars == 20
-        subscribe(feed, ws_server, 2, got)  # reconnected after the backfill
+        subscribe(feed, ws_server, 2, got)
+        backfill_at = [r.arrived_s for r in live_exchange.requests_to(KLINES) if r.rows]
+        assert backfill_at and max(backfill_at) < ws_server.subscribed_at[1]  # backfilled, then resubscribed
         assert feed.stats.ws_connects == 2
 
         # the stream resumes; then it jumps from 36 to 40 (frames lost): 37..39 come through REST
@@ -201,3 +204,7 @@ def test_open_live_feed_modes(sim_clock, live_exchange, ws_server):
     with pytest.raises(ValueError, match="live.mode='sse' is invalid"):
         open_live_feed(rest, "BTC/USDT", "1m", mode="sse")  # type: ignore[arg-type]
     assert ws_server.open_connections == 0
+    no_stream = ccxt.bitbank()  # ccxt.pro has no bitbank: auto falls back to polling, websocket refuses
+    assert type(open_live_feed(no_stream, "BTC/JPY", "1m", mode="auto")) is LiveFeed
+    with pytest.raises(ValueError, match="bitbank has no watchOHLCV"):
+        open_live_feed(no_stream, "BTC/JPY", "1m", mode="websocket")
