@@ -19,8 +19,8 @@ CONF = Path(REPO) / "conf"
 def test_every_group_option_composes_and_converts(compose_cfg, group: str) -> None:
     for option in sorted(p.stem for p in (CONF / group).glob("*.yaml")):
         overrides = [f"{group}={option}"]
-        if group == "agent" and option == "dqn":
-            overrides.append("env.action_mode=discrete")
+        if group == "agent" and option in ("sac", "td3"):
+            overrides.append("env=spot")  # continuous actions
         run = to_run_config(compose_cfg(overrides), base_dir=REPO)
         assert run.env.window_size >= 1
 
@@ -51,12 +51,12 @@ def test_negative_fee_names_key_and_range(compose_cfg) -> None:
 
 def test_sac_with_discrete_actions_is_rejected(compose_cfg) -> None:
     with pytest.raises(ValueError, match="SAC needs a continuous action space"):
-        to_run_config(compose_cfg(["agent=sac", "env.action_mode=discrete"]), base_dir=REPO)
+        to_run_config(compose_cfg(["agent=sac"]), base_dir=REPO)  # the default env is discrete long/flat
 
 
 def test_dqn_with_continuous_actions_is_rejected(compose_cfg) -> None:
     with pytest.raises(ValueError, match="DQN needs a discrete action space"):
-        to_run_config(compose_cfg(["agent=dqn"]), base_dir=REPO)
+        to_run_config(compose_cfg(["agent=dqn", "env=spot"]), base_dir=REPO)
 
 
 def test_window_larger_than_a_split_is_rejected(compose_cfg) -> None:

@@ -36,7 +36,7 @@ def _scalars(run_dir: Path) -> dict[str, list]:
 def test_tiny_run_logs_trading_and_eval_metrics_and_writes_report(compose_cfg, tmp_path: Path, agent: str) -> None:
     overrides = [*SMOKE, f"agent={agent}"]
     if agent == "sac":
-        overrides += ["agent.algo_kwargs.learning_starts=256", "agent.algo_kwargs.batch_size=64",
+        overrides += ["env=spot", "agent.algo_kwargs.learning_starts=256", "agent.algo_kwargs.batch_size=64",
                       "agent.algo_kwargs.buffer_size=4096", "train.total_timesteps=1536"]
     cfg = to_run_config(compose_cfg(overrides), base_dir=str(REPO))
     result = run(cfg, tmp_path)
