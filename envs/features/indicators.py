@@ -21,6 +21,7 @@ Warm-up (rows that are NaN at the start), with the defaults in brackets:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 
 import numba
 import numpy as np
@@ -34,12 +35,49 @@ WEEK_DAYS = 7
 
 
 def _series(values: np.ndarray) -> pd.Series:
-    return pd.Series(np.asarray(values, dtype=np.float64))
+    # copy=False: pandas 3 copies ndarray inputs by default (8 MB per 1M bars); Copy-on-Write still
+    # protects ``values`` from anything ``ta`` does to the Series
+    return pd.Series(np.asarray(values, dtype=np.float64), copy=False)
 
 
 def _check_window(name: str, window: int, minimum: int = 1) -> None:
     if int(window) < minimum:
         raise ValueError(f"features.{name}={window} is invalid: must be >= {minimum} bars")
+
+
+def iter_log_return_features(
+    close: np.ndarray,
+    windows: tuple[int, ...] = (1, 5, 15, 60),
+    lags: tuple[int, ...] = (1, 2),
+    vol_windows: tuple[int, ...] = (30, 120),
+) -> Iterator[tuple[str, np.ndarray]]:
+    """``(name, float64 column)`` pairs of ``log_return_features``, one at a time (low peak memory)."""
+    for w in windows:
+        _check_window("return_windows", w)
+    for lag in lags:
+        _check_window("return_lags", lag)
+    for w in vol_windows:
+        _check_window("vol_windows", w, 2)
+    c = np.asarray(close, dtype=np.float64)
+    lc = np.log(c)
+    n = c.size
+    r1 = np.full(n, np.nan)
+    r1[1:] = lc[1:] - lc[:-1]
+    for w in windows:
+        r = np.full(n, np.nan)
+        r[w:] = lc[w:] - lc[:-w]
+        yield f"logret_{w}", r
+        del r
+    del lc
+    for lag in lags:
+        r = np.full(n, np.nan)
+        r[lag:] = r1[:-lag] if lag < n else r[lag:]
+        yield f"logret_1_lag{lag}", r
+        del r
+    s1 = _series(r1)
+    del r1
+    for w in vol_windows:
+        yield f"vol_{w}", s1.rolling(w, min_periods=w).std(ddof=1).to_numpy()
 
 
 def log_return_features(
@@ -62,27 +100,24 @@ def log_return_features(
     Returns:
         DataFrame (RangeIndex, ``dtype``) with one column per window/lag.
     """
-    c = np.asarray(close, dtype=np.float64)
-    lc = np.log(c)
-    n = c.size
-    out: dict[str, np.ndarray] = {}
-    r1 = np.full(n, np.nan)
-    r1[1:] = lc[1:] - lc[:-1]
-    for w in windows:
-        _check_window("return_windows", w)
-        r = np.full(n, np.nan)
-        r[w:] = lc[w:] - lc[:-w]
-        out[f"logret_{w}"] = r.astype(dtype, copy=False)
-    for lag in lags:
-        _check_window("return_lags", lag)
-        r = np.full(n, np.nan)
-        r[lag:] = r1[:-lag] if lag < n else r[lag:]
-        out[f"logret_1_lag{lag}"] = r.astype(dtype, copy=False)
-    s1 = _series(r1)
-    for w in vol_windows:
-        _check_window("vol_windows", w, 2)
-        out[f"vol_{w}"] = s1.rolling(w, min_periods=w).std(ddof=1).to_numpy().astype(dtype, copy=False)
-    return pd.DataFrame(out)
+    return _frame(iter_log_return_features(close, windows, lags, vol_windows), dtype)
+
+
+def _frame(columns: Iterable[tuple[str, np.ndarray]], dtype: str) -> pd.DataFrame:
+    """DataFrame of ``(name, values)`` pairs cast to ``dtype``."""
+    return pd.DataFrame({k: np.asarray(x).astype(dtype, copy=False) for k, x in columns})
+
+
+def iter_time_features(timestamp_ms: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
+    """``(name, float64 column)`` pairs of ``time_features``, one at a time."""
+    ts = np.asarray(timestamp_ms, dtype=np.int64)
+    tod = 2.0 * np.pi * (ts % DAY_MS) / DAY_MS
+    yield "tod_sin", np.sin(tod)
+    yield "tod_cos", np.cos(tod)
+    del tod
+    dow = 2.0 * np.pi * (((ts // DAY_MS) + 3) % WEEK_DAYS) / WEEK_DAYS  # 1970-01-01 was a Thursday
+    yield "dow_sin", np.sin(dow)
+    yield "dow_cos", np.cos(dow)
 
 
 def time_features(timestamp_ms: np.ndarray, dtype: str = "float64") -> pd.DataFrame:
@@ -96,11 +131,7 @@ def time_features(timestamp_ms: np.ndarray, dtype: str = "float64") -> pd.DataFr
         DataFrame with ``tod_sin``, ``tod_cos`` (period 1 day) and ``dow_sin``, ``dow_cos``
         (period 7 days, Monday = 0), each in [-1, 1].
     """
-    ts = np.asarray(timestamp_ms, dtype=np.int64)
-    tod = 2.0 * np.pi * (ts % DAY_MS) / DAY_MS
-    dow = 2.0 * np.pi * (((ts // DAY_MS) + 3) % WEEK_DAYS) / WEEK_DAYS  # 1970-01-01 was a Thursday
-    cols = {"tod_sin": np.sin(tod), "tod_cos": np.cos(tod), "dow_sin": np.sin(dow), "dow_cos": np.cos(dow)}
-    return pd.DataFrame({k: x.astype(dtype, copy=False) for k, x in cols.items()})
+    return _frame(iter_time_features(timestamp_ms), dtype)
 
 
 @numba.njit(cache=True)
@@ -195,6 +226,99 @@ def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, window: int = 14) 
     return _adx_kernel(h, lo, c, int(window)) / 100.0
 
 
+def iter_indicator_features(
+    df: pd.DataFrame,
+    *,
+    rsi_window: int = 14,
+    macd_fast: int = 12,
+    macd_slow: int = 26,
+    macd_signal: int = 9,
+    bb_window: int = 20,
+    bb_dev: float = 2.0,
+    squeeze_window: int = 120,
+    atr_window: int = 14,
+    adx_window: int = 14,
+    obv_window: int = 60,
+    vwap_window: int = 60,
+    atr_values: np.ndarray | None = None,
+) -> Iterator[tuple[str, np.ndarray]]:
+    """``(name, float64 column)`` pairs of ``indicator_features``, one at a time (low peak memory).
+
+    Temporaries of one indicator are freed before the next one is computed; arguments as in
+    ``indicator_features``.
+    """
+    for name, w, m in (
+        ("rsi_window", rsi_window, 1),
+        ("macd_fast", macd_fast, 1),
+        ("macd_signal", macd_signal, 1),
+        ("bb_window", bb_window, 2),
+        ("squeeze_window", squeeze_window, 1),
+        ("obv_window", obv_window, 1),
+        ("vwap_window", vwap_window, 1),
+    ):
+        _check_window(name, w, m)
+    if macd_fast >= macd_slow:
+        raise ValueError(f"features.macd_fast={macd_fast} must be < features.macd_slow={macd_slow}")
+    if not bb_dev > 0:
+        raise ValueError(f"features.bb_dev={bb_dev} is invalid: must be > 0 standard deviations")
+    h = df["high"].to_numpy(dtype=np.float64)
+    lo = df["low"].to_numpy(dtype=np.float64)
+    c = df["close"].to_numpy(dtype=np.float64)
+    v = df["volume"].to_numpy(dtype=np.float64)
+    cs, vs = _series(c), _series(v)
+    yield "rsi", ta.momentum.RSIIndicator(cs, window=rsi_window).rsi().to_numpy() / 100.0
+    macd = ta.trend.MACD(cs, window_slow=macd_slow, window_fast=macd_fast, window_sign=macd_signal)
+    macd_line, signal_line, diff_line = macd.macd(), macd.macd_signal(), macd.macd_diff()
+    del macd  # free ta's EMA series before the outputs are computed (peak memory on 1M bars)
+    yield "macd_frac", macd_line.to_numpy() / c
+    del macd_line
+    yield "macd_signal_frac", signal_line.to_numpy() / c
+    del signal_line
+    hist = diff_line.to_numpy() / c
+    del diff_line
+    yield "macd_hist_frac", hist
+    slope = np.full(c.size, np.nan)
+    slope[1:] = hist[1:] - hist[:-1]
+    del hist
+    yield "macd_hist_slope", slope
+    del slope
+    bb = ta.volatility.BollingerBands(cs, window=bb_window, window_dev=bb_dev)  # type: ignore[arg-type]
+    width = bb.bollinger_wband().to_numpy() / 100.0
+    del bb
+    yield "bb_width", width
+    wmin = _series(width).rolling(squeeze_window, min_periods=squeeze_window).min().to_numpy()
+    with np.errstate(invalid="ignore"):
+        squeeze = np.where(np.isnan(wmin), np.nan, (width <= wmin).astype(np.float64))
+    del width, wmin
+    yield "bb_squeeze", squeeze
+    del squeeze
+    a = atr(h, lo, c, atr_window) if atr_values is None else atr_values
+    yield "atr_frac", a / c
+    del a
+    yield "adx", adx(h, lo, c, adx_window)
+    obv = ta.volume.OnBalanceVolumeIndicator(cs, vs).on_balance_volume().to_numpy(dtype=np.float64)
+    d_obv = np.full(c.size, np.nan)
+    d_obv[obv_window:] = obv[obv_window:] - obv[:-obv_window]
+    del obv
+    vol_sum = vs.rolling(obv_window, min_periods=obv_window).sum().to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # rolling sum of the window (t-w, t] matches obv_t - obv_{t-w}
+        obv_roc = np.where(vol_sum > 0, d_obv / np.where(vol_sum > 0, vol_sum, 1.0), np.where(np.isnan(d_obv), np.nan, 0.0))
+    del d_obv, vol_sum
+    yield "obv_roc", obv_roc
+    del obv_roc
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tp = (h + lo + c) / 3.0
+        pv = _series(tp * v).rolling(vwap_window, min_periods=vwap_window).sum().to_numpy()
+        del tp
+        vv = vs.rolling(vwap_window, min_periods=vwap_window).sum().to_numpy()
+        vwap = np.where(vv > 0, pv / np.where(vv > 0, vv, 1.0), c)
+        del pv
+        vwap_dist = np.where(np.isnan(vv), np.nan, np.log(c / vwap))
+    del vv, vwap
+    yield "vwap_dist", vwap_dist
+
+
 def indicator_features(
     df: pd.DataFrame,
     *,
@@ -241,60 +365,11 @@ def indicator_features(
     Returns:
         DataFrame (RangeIndex, ``dtype``).
     """
-    for name, w, m in (
-        ("rsi_window", rsi_window, 1),
-        ("macd_fast", macd_fast, 1),
-        ("macd_signal", macd_signal, 1),
-        ("bb_window", bb_window, 2),
-        ("squeeze_window", squeeze_window, 1),
-        ("obv_window", obv_window, 1),
-        ("vwap_window", vwap_window, 1),
-    ):
-        _check_window(name, w, m)
-    if macd_fast >= macd_slow:
-        raise ValueError(f"features.macd_fast={macd_fast} must be < features.macd_slow={macd_slow}")
-    if not bb_dev > 0:
-        raise ValueError(f"features.bb_dev={bb_dev} is invalid: must be > 0 standard deviations")
-    h = df["high"].to_numpy(dtype=np.float64)
-    lo = df["low"].to_numpy(dtype=np.float64)
-    c = df["close"].to_numpy(dtype=np.float64)
-    v = df["volume"].to_numpy(dtype=np.float64)
-    cs, vs = _series(c), _series(v)
-    out: dict[str, np.ndarray] = {}
-
-    def put(name: str, values: np.ndarray) -> None:
-        out[name] = np.asarray(values).astype(dtype, copy=False)
-
-    put("rsi", ta.momentum.RSIIndicator(cs, window=rsi_window).rsi().to_numpy() / 100.0)
-    macd = ta.trend.MACD(cs, window_slow=macd_slow, window_fast=macd_fast, window_sign=macd_signal)
-    put("macd_frac", macd.macd().to_numpy() / c)
-    put("macd_signal_frac", macd.macd_signal().to_numpy() / c)
-    hist = macd.macd_diff().to_numpy() / c
-    put("macd_hist_frac", hist)
-    slope = np.full(c.size, np.nan)
-    slope[1:] = hist[1:] - hist[:-1]
-    put("macd_hist_slope", slope)
-    del macd, hist, slope  # free ta's intermediate series early (peak memory on 1M bars)
-    bb = ta.volatility.BollingerBands(cs, window=bb_window, window_dev=bb_dev)  # type: ignore[arg-type]
-    width = bb.bollinger_wband().to_numpy() / 100.0
-    put("bb_width", width)
-    wmin = _series(width).rolling(squeeze_window, min_periods=squeeze_window).min().to_numpy()
-    with np.errstate(invalid="ignore"):
-        put("bb_squeeze", np.where(np.isnan(wmin), np.nan, (width <= wmin).astype(np.float64)))
-    del bb, width, wmin
-    a = atr(h, lo, c, atr_window) if atr_values is None else atr_values
-    put("atr_frac", a / c)
-    put("adx", adx(h, lo, c, adx_window))
-    obv = ta.volume.OnBalanceVolumeIndicator(cs, vs).on_balance_volume().to_numpy(dtype=np.float64)
-    d_obv = np.full(c.size, np.nan)
-    d_obv[obv_window:] = obv[obv_window:] - obv[:-obv_window]
-    vol_sum = vs.rolling(obv_window, min_periods=obv_window).sum().to_numpy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # rolling sum of the window (t-w, t] matches obv_t - obv_{t-w}
-        put("obv_roc", np.where(vol_sum > 0, d_obv / np.where(vol_sum > 0, vol_sum, 1.0), np.where(np.isnan(d_obv), np.nan, 0.0)))
-        tp = (h + lo + c) / 3.0
-        pv = _series(tp * v).rolling(vwap_window, min_periods=vwap_window).sum().to_numpy()
-        vv = vs.rolling(vwap_window, min_periods=vwap_window).sum().to_numpy()
-        vwap = np.where(vv > 0, pv / np.where(vv > 0, vv, 1.0), c)
-        put("vwap_dist", np.where(np.isnan(vv), np.nan, np.log(c / vwap)))
-    return pd.DataFrame(out)
+    return _frame(
+        iter_indicator_features(
+            df, rsi_window=rsi_window, macd_fast=macd_fast, macd_slow=macd_slow, macd_signal=macd_signal,
+            bb_window=bb_window, bb_dev=bb_dev, squeeze_window=squeeze_window, atr_window=atr_window,
+            adx_window=adx_window, obv_window=obv_window, vwap_window=vwap_window, atr_values=atr_values,
+        ),
+        dtype,
+    )

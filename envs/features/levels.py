@@ -29,6 +29,7 @@ Fibonacci features until both a swing high and a swing low are confirmed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import numba
 import numpy as np
@@ -113,9 +114,10 @@ def _levels_kernel(
     ratios: np.ndarray,
     pos_lo: float,
     pos_hi: float,
+    out: np.ndarray,
 ) -> np.ndarray:  # pragma: no cover - numba
+    """Fill ``out`` (n x 6, NaN-initialised, float64 or float32: values are computed in float64) and return it."""
     n = close.shape[0]
-    out = np.full((n, 6), np.nan)
     levels = np.zeros(max_levels)
     counts = np.zeros(max_levels)
     touched = np.zeros(max_levels, dtype=np.int64)
@@ -169,6 +171,54 @@ def _levels_kernel(
     return out
 
 
+LEVEL_COLUMNS: tuple[str, ...] = (
+    "sr_support_dist", "sr_resistance_dist", "sr_support_touches", "sr_resistance_touches", "fib_dist", "fib_pos",
+)
+
+
+def iter_level_features(
+    df: pd.DataFrame,
+    *,
+    swing_k: int = 5,
+    max_levels: int = 20,
+    cluster_atr: float = 0.5,
+    max_dist_atr: float = 10.0,
+    atr_window: int = 14,
+    atr_values: np.ndarray | None = None,
+    support_resistance: bool = True,
+    fibonacci: bool = True,
+    dtype: str = "float64",
+) -> Iterator[tuple[str, np.ndarray]]:
+    """``(name, column)`` pairs of ``level_features``; columns are ``dtype`` (computed in float64).
+
+    The kernel writes straight into one ``dtype`` matrix (a float32 one is half the size of the
+    float64 result it replaces; the values are the float64 results rounded once, as ``astype`` does).
+    Arguments as in ``level_features``.
+    """
+    if int(swing_k) < 1:
+        raise ValueError(f"features.swing_k={swing_k} is invalid: must be >= 1 bar")
+    if int(max_levels) < 2:
+        raise ValueError(f"features.max_levels={max_levels} is invalid: must be >= 2")
+    if not cluster_atr >= 0:
+        raise ValueError(f"features.cluster_atr={cluster_atr} is invalid: must be >= 0 (ATR units)")
+    if not max_dist_atr > 0:
+        raise ValueError(f"features.max_dist_atr={max_dist_atr} is invalid: must be > 0 (ATR units)")
+    h = np.ascontiguousarray(df["high"].to_numpy(dtype=np.float64))
+    lo = np.ascontiguousarray(df["low"].to_numpy(dtype=np.float64))
+    c = np.ascontiguousarray(df["close"].to_numpy(dtype=np.float64))
+    a = atr_indicator(h, lo, c, atr_window) if atr_values is None else np.asarray(atr_values, dtype=np.float64)
+    sh, sl = swing_confirmations(h, lo, int(swing_k))
+    res = np.full((c.size, len(LEVEL_COLUMNS)), np.nan, dtype=dtype, order="F")
+    _levels_kernel(
+        c, np.ascontiguousarray(a), sh, sl, int(swing_k), int(max_levels), float(cluster_atr),
+        float(max_dist_atr), np.asarray(FIB_RATIOS), FIB_POS_CLIP[0], FIB_POS_CLIP[1], res,
+    )
+    del h, lo, c, a, sh, sl
+    for j, name in enumerate(LEVEL_COLUMNS):
+        if (support_resistance and j < 4) or (fibonacci and j >= 4):
+            yield name, res[:, j]
+
+
 def level_features(
     df: pd.DataFrame,
     *,
@@ -197,24 +247,14 @@ def level_features(
     Returns:
         DataFrame (RangeIndex, float64).
     """
-    if int(swing_k) < 1:
-        raise ValueError(f"features.swing_k={swing_k} is invalid: must be >= 1 bar")
-    if int(max_levels) < 2:
-        raise ValueError(f"features.max_levels={max_levels} is invalid: must be >= 2")
-    if not cluster_atr >= 0:
-        raise ValueError(f"features.cluster_atr={cluster_atr} is invalid: must be >= 0 (ATR units)")
-    if not max_dist_atr > 0:
-        raise ValueError(f"features.max_dist_atr={max_dist_atr} is invalid: must be > 0 (ATR units)")
-    h = np.ascontiguousarray(df["high"].to_numpy(dtype=np.float64))
-    lo = np.ascontiguousarray(df["low"].to_numpy(dtype=np.float64))
-    c = np.ascontiguousarray(df["close"].to_numpy(dtype=np.float64))
-    a = atr_indicator(h, lo, c, atr_window) if atr_values is None else np.asarray(atr_values, dtype=np.float64)
-    sh, sl = swing_confirmations(h, lo, int(swing_k))
-    res = _levels_kernel(
-        c, np.ascontiguousarray(a), sh, sl, int(swing_k), int(max_levels), float(cluster_atr),
-        float(max_dist_atr), np.asarray(FIB_RATIOS), FIB_POS_CLIP[0], FIB_POS_CLIP[1],
+    return pd.DataFrame(
+        dict(
+            iter_level_features(
+                df, swing_k=swing_k, max_levels=max_levels, cluster_atr=cluster_atr, max_dist_atr=max_dist_atr,
+                atr_window=atr_window, atr_values=atr_values, support_resistance=support_resistance,
+                fibonacci=fibonacci,
+            )
+        ),
+        columns=[n for j, n in enumerate(LEVEL_COLUMNS) if (support_resistance and j < 4) or (fibonacci and j >= 4)],
+        index=pd.RangeIndex(len(df)),
     )
-    names = ["sr_support_dist", "sr_resistance_dist", "sr_support_touches", "sr_resistance_touches", "fib_dist", "fib_pos"]
-    out = pd.DataFrame(res, columns=names)
-    keep = (names[:4] if support_resistance else []) + (names[4:] if fibonacci else [])
-    return out[keep]

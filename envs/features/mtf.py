@@ -11,7 +11,7 @@ has passed. Base bars before the first visible HTF bar get NaN.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -55,14 +55,29 @@ def join_higher_timeframe(
     Returns:
         DataFrame with one row per base bar (RangeIndex), ``dtype``, NaN where nothing is visible.
     """
+    n = len(base_timestamp_ms)
+    out = np.empty((n, htf_features.shape[1]), dtype=dtype, order="F")
+    for col, (_, values) in enumerate(
+        iter_join_higher_timeframe(base_timestamp_ms, htf_features, htf_timestamp_ms, timeframe_ms, dtype)
+    ):
+        out[:, col] = values
+    return pd.DataFrame(out, columns=list(htf_features.columns), copy=False)
+
+
+def iter_join_higher_timeframe(
+    base_timestamp_ms: np.ndarray,
+    htf_features: pd.DataFrame,
+    htf_timestamp_ms: np.ndarray,
+    timeframe_ms: int,
+    dtype: str = "float64",
+) -> Iterator[tuple[str, np.ndarray]]:
+    """``(name, column)`` pairs of ``join_higher_timeframe`` (same arguments), one column at a time."""
     j = visible_index(base_timestamp_ms, htf_timestamp_ms, timeframe_ms)
     # one NaN row appended at the end of the HTF values: rows with nothing visible point at it
     vals = np.vstack([htf_features.to_numpy(dtype=dtype), np.full((1, htf_features.shape[1]), np.nan, dtype=dtype)])
     j = np.where(j >= 0, j, vals.shape[0] - 1)
-    out = np.empty((j.size, vals.shape[1]), dtype=dtype, order="F")
-    for col in range(vals.shape[1]):
-        out[:, col] = vals[j, col]
-    return pd.DataFrame(out, columns=list(htf_features.columns), copy=False)
+    for col, name in enumerate(htf_features.columns):
+        yield str(name), vals[j, col]
 
 
 def mtf_features(
@@ -84,10 +99,30 @@ def mtf_features(
     Returns:
         Features aligned to ``df`` rows (RangeIndex), columns prefixed.
     """
-    tf = parse_timeframe(timeframe)
-    htf = resample(df, tf)
-    feats = builder(htf)
-    prefix = f"mtf_{timeframe}_" if prefix is None else prefix
-    joined = join_higher_timeframe(df["timestamp"].to_numpy(dtype=np.int64), feats, htf["timestamp"].to_numpy(), tf, dtype)
+    feats, htf_ts, tf, prefix = _htf_features(df, timeframe, builder, prefix)
+    joined = join_higher_timeframe(df["timestamp"].to_numpy(dtype=np.int64), feats, htf_ts, tf, dtype)
     joined.columns = [f"{prefix}{c}" for c in joined.columns]
     return joined
+
+
+def _htf_features(
+    df: pd.DataFrame, timeframe: str | int, builder: Callable[[pd.DataFrame], pd.DataFrame], prefix: str | None
+) -> tuple[pd.DataFrame, np.ndarray, int, str]:
+    """Features of the resampled bars, their open times, the HTF interval (ms) and the column prefix."""
+    tf = parse_timeframe(timeframe)
+    htf = resample(df, tf)
+    prefix = f"mtf_{timeframe}_" if prefix is None else prefix
+    return builder(htf), htf["timestamp"].to_numpy(), tf, prefix
+
+
+def iter_mtf_features(
+    df: pd.DataFrame,
+    timeframe: str | int,
+    builder: Callable[[pd.DataFrame], pd.DataFrame],
+    prefix: str | None = None,
+    dtype: str = "float64",
+) -> Iterator[tuple[str, np.ndarray]]:
+    """``(prefixed name, column)`` pairs of ``mtf_features`` (same arguments), one column at a time."""
+    feats, htf_ts, tf, prefix = _htf_features(df, timeframe, builder, prefix)
+    for name, values in iter_join_higher_timeframe(df["timestamp"].to_numpy(dtype=np.int64), feats, htf_ts, tf, dtype):
+        yield f"{prefix}{name}", values

@@ -13,17 +13,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
 
 from envs.data.resample import parse_timeframe
-from envs.features.indicators import atr, indicator_features, log_return_features, time_features
-from envs.features.levels import level_features
-from envs.features.mtf import mtf_features
+from envs.features.indicators import (
+    atr,
+    iter_indicator_features,
+    iter_log_return_features,
+    iter_time_features,
+)
+from envs.features.levels import iter_level_features
+from envs.features.mtf import iter_mtf_features
 
 logger = logging.getLogger(__name__)
 
@@ -150,68 +156,76 @@ class FeatureConfig:
         return cls(returns=False, time=False, indicators=False, levels=False, fibonacci=False, mtf_timeframes=())
 
 
-def _family_frames(bars: pd.DataFrame, cfg: FeatureConfig, families: set[str], dtype: str = "float64") -> list[pd.DataFrame]:
+Columns: TypeAlias = Iterator[tuple[str, np.ndarray]]
+
+
+def _family_columns(bars: pd.DataFrame, cfg: FeatureConfig, families: set[str], dtype: str = "float64") -> Columns:
+    """``(name, column)`` pairs of the enabled ``families``, one column at a time.
+
+    Columns come out as float64 (or already ``dtype`` for the levels kernel); each family's
+    temporaries are freed before the next column is computed, so the caller can copy each column
+    into its result and keep the working memory to one indicator's temporaries.
+    """
     h = bars["high"].to_numpy(dtype=np.float64)
     lo = bars["low"].to_numpy(dtype=np.float64)
     c = bars["close"].to_numpy(dtype=np.float64)
-    frames: list[pd.DataFrame] = []
     need_atr = "indicators" in families or "levels" in families or "fibonacci" in families
     a = atr(h, lo, c, cfg.atr_window) if need_atr else None
     if "returns" in families:
-        frames.append(log_return_features(c, cfg.return_windows, cfg.return_lags, cfg.vol_windows, dtype=dtype))
+        yield from iter_log_return_features(c, cfg.return_windows, cfg.return_lags, cfg.vol_windows)
     if "time" in families:
-        frames.append(time_features(bars["timestamp"].to_numpy(dtype=np.int64), dtype=dtype))
+        yield from iter_time_features(bars["timestamp"].to_numpy(dtype=np.int64))
     if "indicators" in families:
-        frames.append(
-            indicator_features(
-                bars,
-                rsi_window=cfg.rsi_window,
-                macd_fast=cfg.macd_fast,
-                macd_slow=cfg.macd_slow,
-                macd_signal=cfg.macd_signal,
-                bb_window=cfg.bb_window,
-                bb_dev=cfg.bb_dev,
-                squeeze_window=cfg.squeeze_window,
-                atr_window=cfg.atr_window,
-                adx_window=cfg.adx_window,
-                obv_window=cfg.obv_window,
-                vwap_window=cfg.vwap_window,
-                atr_values=a,
-                dtype=dtype,
-            )
+        yield from iter_indicator_features(
+            bars,
+            rsi_window=cfg.rsi_window,
+            macd_fast=cfg.macd_fast,
+            macd_slow=cfg.macd_slow,
+            macd_signal=cfg.macd_signal,
+            bb_window=cfg.bb_window,
+            bb_dev=cfg.bb_dev,
+            squeeze_window=cfg.squeeze_window,
+            atr_window=cfg.atr_window,
+            adx_window=cfg.adx_window,
+            obv_window=cfg.obv_window,
+            vwap_window=cfg.vwap_window,
+            atr_values=a,
         )
     sr, fib = "levels" in families, "fibonacci" in families
     if sr or fib:
-        frames.append(
-            level_features(
-                bars,
-                swing_k=cfg.swing_k,
-                max_levels=cfg.max_levels,
-                cluster_atr=cfg.cluster_atr,
-                max_dist_atr=cfg.max_dist_atr,
-                atr_values=a,
-                support_resistance=sr,
-                fibonacci=fib,
-            ).astype(dtype)
+        yield from iter_level_features(
+            bars,
+            swing_k=cfg.swing_k,
+            max_levels=cfg.max_levels,
+            cluster_atr=cfg.cluster_atr,
+            max_dist_atr=cfg.max_dist_atr,
+            atr_values=a,
+            support_resistance=sr,
+            fibonacci=fib,
+            dtype=dtype,
         )
-    return frames
+
+
+def _family_frame(bars: pd.DataFrame, cfg: FeatureConfig, families: set[str]) -> pd.DataFrame:
+    """All columns of ``families`` as one float64 frame (used on the short higher-timeframe series)."""
+    return pd.DataFrame(dict(_family_columns(bars, cfg, families)), index=pd.RangeIndex(len(bars)))
 
 
 def _enabled(cfg: FeatureConfig) -> set[str]:
     return {f for f in ("returns", "time", "indicators", "levels", "fibonacci") if getattr(cfg, f)}
 
 
-def _family_builders(config: FeatureConfig) -> list[Callable[[pd.DataFrame], list[pd.DataFrame]]]:
-    """One callable per family (and per MTF timeframe), each returning ``config.dtype`` frames."""
-    builders: list[Callable[[pd.DataFrame], list[pd.DataFrame]]] = []
+def _family_builders(config: FeatureConfig) -> list[Callable[[pd.DataFrame], Columns]]:
+    """One callable per family (and per MTF timeframe), each yielding ``(name, column)`` pairs."""
+    builders: list[Callable[[pd.DataFrame], Columns]] = []
     enabled = _enabled(config)
     groups = [{"returns"}, {"time"}, {"indicators"}, {"levels", "fibonacci"}]
     for group in groups:
         fams = group & enabled
         if fams:
 
-            def build(bars: pd.DataFrame, fams: set[str] = fams) -> list[pd.DataFrame]:
-                return _family_frames(bars, config, fams, config.dtype)
+            def build(bars: pd.DataFrame, fams: set[str] = fams) -> Columns:
+                return _family_columns(bars, config, fams, config.dtype)
 
             builders.append(build)
     mtf_fams = set(config.mtf_families)
@@ -220,12 +234,8 @@ def _family_builders(config: FeatureConfig) -> list[Callable[[pd.DataFrame], lis
     htf_cfg = config.htf_config()
     for tf in config.mtf_timeframes:
 
-        def build_mtf(bars: pd.DataFrame, tf: str = tf) -> list[pd.DataFrame]:
-            return [
-                mtf_features(
-                    bars, tf, lambda htf: pd.concat(_family_frames(htf, htf_cfg, mtf_fams), axis=1), dtype=config.dtype
-                )
-            ]
+        def build_mtf(bars: pd.DataFrame, tf: str = tf) -> Columns:
+            return iter_mtf_features(bars, tf, lambda htf: _family_frame(htf, htf_cfg, mtf_fams), dtype=config.dtype)
 
         builders.append(build_mtf)
     return builders
@@ -235,24 +245,25 @@ def compute_features(df: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
     """Feature columns only (no caching), one row per bar of ``df``, RangeIndex, ``config.dtype``.
 
     The column list is found on a short prefix first, so the full result is written into one
-    preallocated matrix family by family (peak memory: the result plus one family's temporaries).
+    preallocated ``config.dtype`` matrix column by column, each column cast as it is copied in
+    (values identical to ``astype``). Peak memory: the result plus one indicator's float64
+    temporaries (see docs/features.md for the measured numbers).
     """
     bars = df.reset_index(drop=True)
     builders = _family_builders(config)
     probe = bars.iloc[: min(len(bars), 300)]
-    names = [list(f.columns) for b in builders for f in b(probe)]
-    columns = [c for cols in names for c in cols]
+    columns = [name for b in builders for name, _ in b(probe)]
     matrix = np.empty((len(bars), len(columns)), dtype=config.dtype, order="F")
     j = 0
     for b in builders:
-        for frame in b(bars):
-            k = frame.shape[1]
-            if list(frame.columns) != columns[j : j + k]:
-                raise RuntimeError(f"feature columns changed between probe and run: {list(frame.columns)}")
-            for i, col in enumerate(frame.columns):
-                matrix[:, j + i] = frame[col].to_numpy()
-            j += k
-            del frame
+        for name, values in b(bars):
+            if j >= len(columns) or name != columns[j]:
+                raise RuntimeError(f"feature columns changed between probe and run at {j}: {name!r}")
+            matrix[:, j] = values
+            del values
+            j += 1
+    if j != len(columns):
+        raise RuntimeError(f"feature columns changed between probe and run: {j} of {len(columns)} computed")
     return pd.DataFrame(matrix, columns=columns, copy=False)
 
 
