@@ -18,6 +18,10 @@ Guarantees:
   last stored bar (backfilling the downtime). Every bar is appended to the store BEFORE it is
   returned, so the store is the feed's commit log (live data becomes training data).
 - A bar the exchange never serves (a real gap) is skipped once later bars arrive; it is logged as a gap.
+
+``envs.feeds.ccxt_ws.WebsocketLiveFeed`` subclasses this feed for exchanges with ccxt.pro's
+``watch_ohlcv``: bars arrive by push, and ``backfill`` (this module's REST path) and ``_commit``
+(store, then deliver) are shared, so both feeds keep one cursor and the same guarantees.
 """
 
 from __future__ import annotations

@@ -140,6 +140,7 @@ class WebsocketLiveFeed(LiveFeed):
         self._need_backfill = True  # REST catch-up before streamed bars are emitted
         self._ws_failures = 0  # consecutive websocket failures
         self._reconnect_at_ms: int | None = None  # clock time before which no reconnect is tried
+        self._fallback_at_ms: int | None = None  # clock time of the last REST fallback for a silent stream
         self._closed = False
 
     # ------------------------------------------------------------------ public API
@@ -180,14 +181,26 @@ class WebsocketLiveFeed(LiveFeed):
             if self._need_backfill:  # the stream just failed: forget its unfinished candles, backfill now
                 self._forget_stream()
                 out.append(self.backfill())
-            elif self._last is not None and (
-                self._last + 2 * self.tf_ms + self.config.ws_fallback_ms <= self.clock.now_ms()
-            ):
+            elif self._stream_overdue():
+                self._fallback_at_ms = self.clock.now_ms()
                 out.append(self.backfill())  # stream silent too long: REST for those bars
         out = [f for f in out if not f.empty]
         if not out:
             return empty_bars()
         return out[0] if len(out) == 1 else pd.concat(out, ignore_index=True)
+
+    def _stream_overdue(self) -> bool:
+        """True when the next bar closed ``ws_fallback_ms`` ago without the stream delivering it.
+
+        REST is then asked at most every ``min_poll_interval_s`` (an exchange that serves nothing,
+        e.g. in maintenance, is not hammered).
+        """
+        if self._last is None:
+            return False
+        now = self.clock.now_ms()
+        if self._last + 2 * self.tf_ms + self.config.ws_fallback_ms > now:
+            return False
+        return self._fallback_at_ms is None or now - self._fallback_at_ms >= self.config.min_poll_interval_s * 1000
 
     def close(self) -> None:
         """Cancel the pending watch and close the websocket connections and the private event loop."""
