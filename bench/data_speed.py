@@ -17,7 +17,9 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 
@@ -25,11 +27,14 @@ from envs.data.resample import resample
 from envs.data.store import ParquetStore, month_key
 from envs.features.pipeline import FeatureConfig, build_features
 
+T = TypeVar("T")
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance_BTCUSDT_1m.parquet"
 
 
-def timed(fn, repeat: int) -> tuple[float, object]:
-    best, out = float("inf"), None
+def timed(fn: Callable[[], T], repeat: int) -> tuple[float, T]:
+    """Best wall time of ``repeat`` calls (seconds) and the last result."""
+    best = float("inf")
     for _ in range(repeat):
         gc.collect()
         t = time.perf_counter()
@@ -62,10 +67,10 @@ def bench_store(df: pd.DataFrame, repeat: int) -> None:
         n = max(repeat, 5)
         t_full, full = timed(lambda: store.read("binance", "BTC/USDT", "1m"), n)
         t_month, one = timed(lambda: store.read("binance", "BTC/USDT", "1m", m_start, m_end), n)
-        assert len(full) == len(df) and (full["timestamp"].to_numpy() == ts).all()  # type: ignore[arg-type,index]
+        assert len(full) == len(df) and (full["timestamp"].to_numpy() == ts).all()
         print(f"store: wrote {res.rows_added:,} bars into {len(res.partitions_written)} month partitions in {t_write:.2f} s")
-        print(f"store load, full span: {t_full:.3f} s (best of {n}), {len(full):,} bars; target <= 0.5 s")  # type: ignore[arg-type]
-        print(f"store load, one month ({month}): {t_month:.3f} s (best of {n}), {len(one):,} bars")  # type: ignore[arg-type]
+        print(f"store load, full span: {t_full:.3f} s (best of {n}), {len(full):,} bars; target <= 0.5 s")
+        print(f"store load, one month ({month}): {t_month:.3f} s (best of {n}), {len(one):,} bars")
 
 
 def main() -> None:
@@ -85,16 +90,16 @@ def main() -> None:
     if "resample" in parts:
         t_res, hourly = timed(lambda: resample(df, "1h"), args.repeat)
         peak_res = peak_mb(lambda: resample(df, "1h"))
-        print(f"resample 1m -> 1h: {t_res:.3f} s (best of {args.repeat}), {len(hourly):,} bars; target <= 1 s")  # type: ignore[arg-type]
+        print(f"resample 1m -> 1h: {t_res:.3f} s (best of {args.repeat}), {len(hourly):,} bars; target <= 1 s")
         print(f"peak traced memory, resample: {peak_res:.1f} MiB ({peak_res / raw_mb:.2f}x raw); target <= 3x raw")
     if "features" in parts:
         cfg = FeatureConfig()
         build_features(df.iloc[:5000], cfg)  # compile numba kernels outside the timing
         t_feat, feats = timed(lambda: build_features(df, cfg), args.repeat)
-        out_mb = feats.memory_usage(deep=True).sum() / 2**20  # type: ignore[union-attr]
-        n_feat = len(feats.attrs["feature_columns"])  # type: ignore[union-attr]
-        feat_mb = feats[feats.attrs["feature_columns"]].memory_usage().sum() / 2**20  # type: ignore[union-attr,index]
-        warm = feats.attrs["warmup_bars"]  # type: ignore[union-attr]
+        out_mb = feats.memory_usage(deep=True).sum() / 2**20
+        n_feat = len(feats.attrs["feature_columns"])
+        feat_mb = feats[feats.attrs["feature_columns"]].memory_usage().sum() / 2**20
+        warm = feats.attrs["warmup_bars"]
         del feats
         peak_feat = peak_mb(lambda: build_features(df, cfg))
         print(f"default features: {t_feat:.2f} s, {n_feat} feature columns (float32), warm-up {warm:,} rows; "
