@@ -208,3 +208,26 @@ def test_open_live_feed_modes(sim_clock, live_exchange, ws_server):
     assert type(open_live_feed(no_stream, "BTC/JPY", "1m", mode="auto")) is LiveFeed
     with pytest.raises(ValueError, match="bitbank has no watchOHLCV"):
         open_live_feed(no_stream, "BTC/JPY", "1m", mode="websocket")
+
+
+def test_stream_hole_waits_for_rest_when_rest_is_down(sim_clock, live_exchange, ws_server, bars_1m):
+    got: list[pd.DataFrame] = []
+    with make_feed(live_exchange, ws_server, clock=sim_clock, start=SAMPLE_START_MS) as feed:
+        subscribe(feed, ws_server, 1, got)
+        got.append(stream_bars(feed, ws_server, sim_clock, 0, 4))
+        # REST down for two full retry cycles: the hole fill and the silent-stream fallback both fail
+        live_exchange.add_fault("drop", path=KLINES, count=6)
+        sim_clock.set_ms(at(8))
+        ws_server.push(8, closed=False)
+        sim_clock.set_ms(at(9, 1))
+        ws_server.push(8, closed=True)
+        ws_server.push(9, closed=False)
+        deadline = time.monotonic() + 10
+        while feed.stats.disconnects < 2:  # bar 8 is closed on the stream, but 5..7 are missing
+            assert time.monotonic() < deadline, "the hole fill never ran"
+            held = feed.poll(wait_s=0.2)
+            assert held.empty, "delivered past a hole REST could not fill"
+        got.append(collect(feed, 4))  # REST is back: 5..7, then the held streamed bar 8
+    delivered = pd.concat(got, ignore_index=True)
+    pd.testing.assert_frame_equal(delivered, bars_1m.iloc[:9].reset_index(drop=True))
+    assert feed.stats.gaps == [] and feed.stats.ws_bars == 6
