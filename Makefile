@@ -30,6 +30,7 @@ train: install
 	$(PY) scripts/train.py $(ARGS)
 
 test: install
+	$(PY) -m ruff check envs agents scripts bench tests
 	$(PY) -m pytest -q $(ARGS)
 
 # Peers live in their own venv: gym-trading-env pins ccxt==3.0.59, which would break quantgym's ccxt>=4.3.

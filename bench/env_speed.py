@@ -19,7 +19,6 @@ import argparse
 import json
 import subprocess
 import tempfile
-import sys
 import time
 import tracemalloc
 from pathlib import Path
