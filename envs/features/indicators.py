@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numba
 import numpy as np
@@ -319,23 +320,7 @@ def iter_indicator_features(
     yield "vwap_dist", vwap_dist
 
 
-def indicator_features(
-    df: pd.DataFrame,
-    *,
-    rsi_window: int = 14,
-    macd_fast: int = 12,
-    macd_slow: int = 26,
-    macd_signal: int = 9,
-    bb_window: int = 20,
-    bb_dev: float = 2.0,
-    squeeze_window: int = 120,
-    atr_window: int = 14,
-    adx_window: int = 14,
-    obv_window: int = 60,
-    vwap_window: int = 60,
-    atr_values: np.ndarray | None = None,
-    dtype: str = "float64",
-) -> pd.DataFrame:
+def indicator_features(df: pd.DataFrame, *, dtype: str = "float64", **params: Any) -> pd.DataFrame:
     """Scale-free technical indicators of OHLCV bars.
 
     Columns: ``rsi`` (0..1), ``macd_frac``, ``macd_signal_frac``, ``macd_hist_frac`` (MACD lines
@@ -348,6 +333,7 @@ def indicator_features(
 
     Args:
         df: bars with ``high``, ``low``, ``close``, ``volume`` (any index; positions are used).
+        params: the keyword arguments of `iter_indicator_features`:
         rsi_window: RSI window in bars, >= 1.
         macd_fast: MACD fast EMA span in bars, >= 1, < ``macd_slow``.
         macd_slow: MACD slow EMA span in bars.
@@ -365,11 +351,4 @@ def indicator_features(
     Returns:
         DataFrame (RangeIndex, ``dtype``).
     """
-    return _frame(
-        iter_indicator_features(
-            df, rsi_window=rsi_window, macd_fast=macd_fast, macd_slow=macd_slow, macd_signal=macd_signal,
-            bb_window=bb_window, bb_dev=bb_dev, squeeze_window=squeeze_window, atr_window=atr_window,
-            adx_window=adx_window, obv_window=obv_window, vwap_window=vwap_window, atr_values=atr_values,
-        ),
-        dtype,
-    )
+    return _frame(iter_indicator_features(df, **params), dtype)

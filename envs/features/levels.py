@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import numba
 import numpy as np
@@ -219,22 +220,12 @@ def iter_level_features(
             yield name, res[:, j]
 
 
-def level_features(
-    df: pd.DataFrame,
-    *,
-    swing_k: int = 5,
-    max_levels: int = 20,
-    cluster_atr: float = 0.5,
-    max_dist_atr: float = 10.0,
-    atr_window: int = 14,
-    atr_values: np.ndarray | None = None,
-    support_resistance: bool = True,
-    fibonacci: bool = True,
-) -> pd.DataFrame:
+def level_features(df: pd.DataFrame, **params: Any) -> pd.DataFrame:
     """Support/resistance and Fibonacci features (see the module docstring for definitions).
 
     Args:
         df: bars with ``high``, ``low``, ``close`` (positions are used).
+        params: the keyword arguments of `iter_level_features`:
         swing_k: bars on each side of a swing point, >= 1; a swing is confirmed k bars later.
         max_levels: most levels kept at once, >= 2.
         cluster_atr: swing prices within ``cluster_atr * ATR`` of a level join it, >= 0.
@@ -247,14 +238,5 @@ def level_features(
     Returns:
         DataFrame (RangeIndex, float64).
     """
-    return pd.DataFrame(
-        dict(
-            iter_level_features(
-                df, swing_k=swing_k, max_levels=max_levels, cluster_atr=cluster_atr, max_dist_atr=max_dist_atr,
-                atr_window=atr_window, atr_values=atr_values, support_resistance=support_resistance,
-                fibonacci=fibonacci,
-            )
-        ),
-        columns=[n for j, n in enumerate(LEVEL_COLUMNS) if (support_resistance and j < 4) or (fibonacci and j >= 4)],
-        index=pd.RangeIndex(len(df)),
-    )
+    columns = dict(iter_level_features(df, **params))
+    return pd.DataFrame(columns, columns=[n for n in LEVEL_COLUMNS if n in columns], index=pd.RangeIndex(len(df)))
