@@ -113,7 +113,10 @@ class Simulation:
 
     def info(self, S: npt.NDArray[np.float64], i: int) -> dict[str, object]:
         """The info dict of env i (plain Python scalars; keys `INFO_KEYS`)."""
-        col = S[:, i].tolist()
+        return self.info_from_column(S[:, i].tolist())
+
+    def info_from_column(self, col: list[float]) -> dict[str, object]:
+        """The info dict from one env's state column as a Python list (``S[:, i].tolist()``)."""
         return {
             "timestamp": int(self.timestamps[int(col[K.S_T])]),
             "price": col[K.S_PRICE],

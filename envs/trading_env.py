@@ -143,15 +143,15 @@ class TradingEnv(gym.Env):
                 raise ValueError(f"action {a} outside Discrete({len(self.config.exposure_levels)})")
             self._act[0] = a
         else:
-            self._act[0] = np.asarray(action, dtype=np.float64).reshape(-1)[0]
-        S = self._state
-        sim = self.sim
+            self._act[:] = action  # shape (1,) array, list or scalar
+        S, sim = self._state, self.sim
         K.step_batch(self._act, S, sim.market, sim.params, sim.levels, sim.features, sim.timestamps, self._obs,
                      self._reward, self._done, self._ts)
-        terminated = bool(S[K.S_TERMINATED, 0])
-        truncated = bool(S[K.S_TRUNCATED, 0])
-        info = self.sim.info(S, 0)
+        col = S[:, 0].tolist()
+        info = sim.info_from_column(col)
+        terminated = col[K.S_TERMINATED] > 0.0
+        truncated = col[K.S_TRUNCATED] > 0.0
         if terminated or truncated:
-            info["episode_summary"] = self.sim.episode_summary(S, 0)
+            info["episode_summary"] = sim.episode_summary(S, 0)
             self._ready = False
-        return self._obs[0].copy(), float(S[K.S_REWARD, 0]), terminated, truncated, info
+        return self._obs[0].copy(), col[K.S_REWARD], terminated, truncated, info
