@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -350,12 +352,21 @@ class FeatureCache:
         return pd.read_parquet(p)
 
     def save(self, key: str, frame: pd.DataFrame) -> Path:
-        """Write ``frame`` atomically (temp file + rename) and return its path."""
+        """Write ``frame`` atomically (a temp file unique to this writer + rename) and return its path.
+
+        Concurrent writers of the same key (e.g. parallel tuning trials) each rename their own
+        complete file into place; the last rename wins and readers never see a partial file.
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
         p = self.path(key)
-        tmp = p.with_suffix(".tmp")
-        frame.to_parquet(tmp, index=False)
-        tmp.replace(p)
+        fd, tmp_name = tempfile.mkstemp(prefix=p.stem + ".", suffix=".tmp", dir=self.directory)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            frame.to_parquet(tmp, index=False)
+            tmp.replace(p)
+        finally:
+            tmp.unlink(missing_ok=True)
         return p
 
 

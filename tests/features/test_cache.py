@@ -79,3 +79,33 @@ def test_config_errors_name_the_key() -> None:
         FeatureConfig(mtf_families=("volume",))
     with pytest.raises(ValueError, match="timeframe='2x'"):
         FeatureConfig(mtf_timeframes=("2x",))
+
+
+def test_concurrent_writers_of_one_key_never_collide(tmp_path) -> None:
+    """Parallel tuning trials build the same features at once: every save succeeds, the file is whole."""
+    import threading
+
+    import numpy as np
+    import pandas as pd
+
+    from envs.features.pipeline import FeatureCache
+
+    cache = FeatureCache(tmp_path)
+    frame = pd.DataFrame({"a": np.arange(50_000, dtype=np.float32), "b": np.ones(50_000, dtype=np.float32)})
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for _ in range(5):
+                cache.save("same-key", frame)
+        except BaseException as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    pd.testing.assert_frame_equal(cache.load("same-key"), frame)
+    assert not list(tmp_path.glob("*.tmp"))
