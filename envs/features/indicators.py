@@ -1,13 +1,14 @@
-"""Technical indicators (thin wrapper over ``ta`` 0.11 classes) and own numpy return/time features.
+"""Technical indicators, return and time features, one float64 column at a time.
 
 Every function is strictly causal: the value at row t uses rows <= t only (rolling windows end at
-t, EWMs run forward, no centring, no whole-series normalisation, no backfill). Inputs are reset
-to a RangeIndex before ``ta`` sees them (``ta`` is slow with a DatetimeIndex, see STACK.md §5).
-ATR and ADX are numba ports of ``ta``'s algorithms (``ta`` runs them as per-row Python loops,
-~10 s per 1M rows together); tests check them against ``ta`` to 1e-9. Warm-up rows are NaN
-(``ta`` returns 0 there for ATR/ADX). Every
-output is scale-free (fractions of price, log returns, 0..1 oscillators), so one model can see
-different assets and price eras.
+t, EWMs run forward, no centring, no whole-series normalisation, no backfill). The indicators
+are the algorithms of ``ta`` 0.11's classes (RSIIndicator, MACD, BollingerBands,
+AverageTrueRange, ADXIndicator, OnBalanceVolumeIndicator), run by the numba kernels of
+``envs.features.kernels``: ``ta`` itself chains pandas Series (several full-length temporaries
+per indicator) and loops in Python for ATR/ADX, which breaks the memory and speed budgets on
+millions of bars; tests check every kernel against the ``ta`` class to 1e-9. Warm-up rows are
+NaN (``ta`` returns 0 there for ATR/ADX). Every output is scale-free (fractions of price, log
+returns, 0..1 oscillators), so one model can see different assets and price eras.
 
 Warm-up (rows that are NaN at the start), with the defaults in brackets:
 
@@ -24,21 +25,15 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import numba
 import numpy as np
 import pandas as pd
-import ta
+
+from envs.features import kernels
 
 logger = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
 WEEK_DAYS = 7
-
-
-def _series(values: np.ndarray) -> pd.Series:
-    # copy=False: pandas 3 copies ndarray inputs by default (8 MB per 1M bars); Copy-on-Write still
-    # protects ``values`` from anything ``ta`` does to the Series
-    return pd.Series(np.asarray(values, dtype=np.float64), copy=False)
 
 
 def _check_window(name: str, window: int, minimum: int = 1) -> None:
@@ -75,10 +70,8 @@ def iter_log_return_features(
         r[lag:] = r1[:-lag] if lag < n else r[lag:]
         yield f"logret_1_lag{lag}", r
         del r
-    s1 = _series(r1)
-    del r1
     for w in vol_windows:
-        yield f"vol_{w}", s1.rolling(w, min_periods=w).std(ddof=1).to_numpy()
+        yield f"vol_{w}", kernels.rolling_std(r1, int(w), 1)
 
 
 def log_return_features(
@@ -135,60 +128,6 @@ def time_features(timestamp_ms: np.ndarray, dtype: str = "float64") -> pd.DataFr
     return _frame(iter_time_features(timestamp_ms), dtype)
 
 
-@numba.njit(cache=True)
-def _atr_kernel(high: np.ndarray, low: np.ndarray, close: np.ndarray, window: int) -> np.ndarray:  # pragma: no cover
-    n = close.shape[0]
-    tr = np.empty(n)
-    tr[0] = high[0] - low[0]
-    for i in range(1, n):
-        tr[i] = max(high[i] - low[i], abs(high[i] - close[i - 1]), abs(low[i] - close[i - 1]))
-    out = np.full(n, np.nan)
-    out[window - 1] = tr[:window].mean()
-    for i in range(window, n):
-        out[i] = (out[i - 1] * (window - 1) + tr[i]) / float(window)
-    return out
-
-
-@numba.njit(cache=True)
-def _wilder_sum(x: np.ndarray, window: int, m: int) -> np.ndarray:  # pragma: no cover
-    # ta's running sum: s[0] = sum(x[1:window+1]); s[i] = s[i-1] - s[i-1]/window + x[window+i]
-    s = np.zeros(m)
-    s[0] = x[1 : window + 1].sum()
-    for i in range(1, m - 1):
-        s[i] = s[i - 1] - (s[i - 1] / float(window)) + x[window + i]
-    return s
-
-
-@numba.njit(cache=True)
-def _adx_kernel(high: np.ndarray, low: np.ndarray, close: np.ndarray, window: int) -> np.ndarray:  # pragma: no cover
-    n = close.shape[0]
-    tr = np.zeros(n)
-    pos = np.zeros(n)
-    neg = np.zeros(n)
-    for i in range(1, n):
-        tr[i] = max(high[i], close[i - 1]) - min(low[i], close[i - 1])
-        up = high[i] - high[i - 1]
-        down = low[i - 1] - low[i]
-        pos[i] = abs(up) if (up > down and up > 0.0) else 0.0
-        neg[i] = abs(down) if (down > up and down > 0.0) else 0.0
-    m = n - (window - 1)
-    trs = _wilder_sum(tr, window, m)
-    dip = _wilder_sum(pos, window, m)
-    din = _wilder_sum(neg, window, m)
-    di = np.zeros(m)
-    for i in range(m):
-        p = 100.0 * (dip[i] / trs[i]) if trs[i] != 0.0 else 0.0
-        q = 100.0 * (din[i] / trs[i]) if trs[i] != 0.0 else 0.0
-        di[i] = 100.0 * abs((p - q) / (p + q)) if p + q != 0.0 else 0.0
-    out = np.full(n, np.nan)
-    a = di[:window].mean()
-    out[window + window - 1] = a
-    for i in range(window + 1, m):
-        a = (a * (window - 1) + di[i - 1]) / float(window)
-        out[i + window - 1] = a
-    return out
-
-
 def _arrays(*xs: np.ndarray) -> tuple[np.ndarray, ...]:
     return tuple(np.ascontiguousarray(x, dtype=np.float64) for x in xs)
 
@@ -196,7 +135,7 @@ def _arrays(*xs: np.ndarray) -> tuple[np.ndarray, ...]:
 def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, window: int = 14) -> np.ndarray:
     """Wilder's Average True Range, quote currency (same algorithm as ``ta.volatility.AverageTrueRange``).
 
-    A numba port of ta's per-row Python loop (equal to it to ~1e-12; ta takes ~3 s per 1M rows).
+    ``envs.features.kernels.atr`` (ta runs it as a per-row Python loop, ~3 s per 1M rows).
 
     Returns:
         float64 array; NaN for the first ``window - 1`` rows (warm-up; ta returns 0 there).
@@ -206,13 +145,13 @@ def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, window: int = 14) 
     if n < window:
         return np.full(n, np.nan)
     h, lo, c = _arrays(high, low, close)
-    return _atr_kernel(h, lo, c, int(window))
+    return kernels.atr(h, lo, c, int(window))
 
 
 def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, window: int = 14) -> np.ndarray:
     """Average Directional Index scaled to [0, 1] (same algorithm as ``ta.trend.ADXIndicator.adx``).
 
-    A numba port of ta's per-row Python loops (equal to it to ~1e-12; ta takes ~6 s per 1M rows).
+    ``envs.features.kernels.adx`` (ta runs it as per-row Python loops, ~6 s per 1M rows).
     Like ta, the value at row t uses the directional index up to row t - 1.
 
     Returns:
@@ -224,7 +163,7 @@ def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, window: int = 14) 
     if n < 2 * window + 1:
         return np.full(n, np.nan)
     h, lo, c = _arrays(high, low, close)
-    return _adx_kernel(h, lo, c, int(window)) / 100.0
+    return kernels.adx(h, lo, c, int(window)) / 100.0
 
 
 def iter_indicator_features(
@@ -262,62 +201,38 @@ def iter_indicator_features(
         raise ValueError(f"features.macd_fast={macd_fast} must be < features.macd_slow={macd_slow}")
     if not bb_dev > 0:
         raise ValueError(f"features.bb_dev={bb_dev} is invalid: must be > 0 standard deviations")
-    h = df["high"].to_numpy(dtype=np.float64)
-    lo = df["low"].to_numpy(dtype=np.float64)
-    c = df["close"].to_numpy(dtype=np.float64)
-    v = df["volume"].to_numpy(dtype=np.float64)
-    cs, vs = _series(c), _series(v)
-    yield "rsi", ta.momentum.RSIIndicator(cs, window=rsi_window).rsi().to_numpy() / 100.0
-    macd = ta.trend.MACD(cs, window_slow=macd_slow, window_fast=macd_fast, window_sign=macd_signal)
-    macd_line, signal_line, diff_line = macd.macd(), macd.macd_signal(), macd.macd_diff()
-    del macd  # free ta's EMA series before the outputs are computed (peak memory on 1M bars)
-    yield "macd_frac", macd_line.to_numpy() / c
-    del macd_line
-    yield "macd_signal_frac", signal_line.to_numpy() / c
-    del signal_line
-    hist = diff_line.to_numpy() / c
-    del diff_line
-    yield "macd_hist_frac", hist
+    h, lo, c, v = _arrays(df["high"], df["low"], df["close"], df["volume"])
+    r = kernels.rsi(c, int(rsi_window))
+    r /= 100.0
+    yield "rsi", r
+    del r
+    line, signal = kernels.macd_lines(
+        c, int(macd_fast), int(macd_slow), int(macd_signal),
+        kernels.span_alpha(macd_fast), kernels.span_alpha(macd_slow), kernels.span_alpha(macd_signal),
+    )
+    yield "macd_frac", line / c
+    yield "macd_signal_frac", signal / c
+    line -= signal  # the MACD histogram (ta's macd_diff), in place
+    del signal
+    line /= c
+    yield "macd_hist_frac", line
     slope = np.full(c.size, np.nan)
-    slope[1:] = hist[1:] - hist[:-1]
-    del hist
+    slope[1:] = line[1:] - line[:-1]
+    del line
     yield "macd_hist_slope", slope
     del slope
-    bb = ta.volatility.BollingerBands(cs, window=bb_window, window_dev=bb_dev)  # type: ignore[arg-type]
-    width = bb.bollinger_wband().to_numpy() / 100.0
-    del bb
+    width = kernels.bollinger_width(c, int(bb_window), float(bb_dev))
     yield "bb_width", width
-    wmin = _series(width).rolling(squeeze_window, min_periods=squeeze_window).min().to_numpy()
-    with np.errstate(invalid="ignore"):
-        squeeze = np.where(np.isnan(wmin), np.nan, (width <= wmin).astype(np.float64))
-    del width, wmin
+    squeeze = kernels.is_rolling_min(width, int(squeeze_window))
+    del width
     yield "bb_squeeze", squeeze
     del squeeze
     a = atr(h, lo, c, atr_window) if atr_values is None else atr_values
     yield "atr_frac", a / c
     del a
     yield "adx", adx(h, lo, c, adx_window)
-    obv = ta.volume.OnBalanceVolumeIndicator(cs, vs).on_balance_volume().to_numpy(dtype=np.float64)
-    d_obv = np.full(c.size, np.nan)
-    d_obv[obv_window:] = obv[obv_window:] - obv[:-obv_window]
-    del obv
-    vol_sum = vs.rolling(obv_window, min_periods=obv_window).sum().to_numpy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # rolling sum of the window (t-w, t] matches obv_t - obv_{t-w}
-        obv_roc = np.where(vol_sum > 0, d_obv / np.where(vol_sum > 0, vol_sum, 1.0), np.where(np.isnan(d_obv), np.nan, 0.0))
-    del d_obv, vol_sum
-    yield "obv_roc", obv_roc
-    del obv_roc
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tp = (h + lo + c) / 3.0
-        pv = _series(tp * v).rolling(vwap_window, min_periods=vwap_window).sum().to_numpy()
-        del tp
-        vv = vs.rolling(vwap_window, min_periods=vwap_window).sum().to_numpy()
-        vwap = np.where(vv > 0, pv / np.where(vv > 0, vv, 1.0), c)
-        del pv
-        vwap_dist = np.where(np.isnan(vv), np.nan, np.log(c / vwap))
-    del vv, vwap
-    yield "vwap_dist", vwap_dist
+    yield "obv_roc", kernels.obv_roc(c, v, int(obv_window))
+    yield "vwap_dist", kernels.vwap_dist(h, lo, c, v, int(vwap_window))
 
 
 def indicator_features(df: pd.DataFrame, *, dtype: str = "float64", **params: Any) -> pd.DataFrame:

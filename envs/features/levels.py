@@ -104,10 +104,10 @@ def _add_level(levels: np.ndarray, counts: np.ndarray, touched: np.ndarray, n_lv
 
 @numba.njit(cache=True)
 def _levels_kernel(
+    high: np.ndarray,
+    low: np.ndarray,
     close: np.ndarray,
     atr: np.ndarray,
-    sh: np.ndarray,
-    sl: np.ndarray,
     k: int,
     max_levels: int,
     cluster_atr: float,
@@ -117,7 +117,11 @@ def _levels_kernel(
     pos_hi: float,
     out: np.ndarray,
 ) -> np.ndarray:  # pragma: no cover - numba
-    """Fill ``out`` (n x 6, NaN-initialised, float64 or float32: values are computed in float64) and return it."""
+    """Fill ``out`` (n x 6, NaN-initialised, float64 or float32: values are computed in float64) and return it.
+
+    Swings are detected as they confirm (the rule of ``swing_confirmations``, inline: no
+    full-length swing arrays).
+    """
     n = close.shape[0]
     levels = np.zeros(max_levels)
     counts = np.zeros(max_levels)
@@ -130,13 +134,13 @@ def _levels_kernel(
     for t in range(n):
         a = atr[t]
         tol = cluster_atr * a if a == a else 0.0
-        if sh[t] == sh[t]:
-            n_lv = _add_level(levels, counts, touched, n_lv, sh[t], tol, t)
-            hi_px = sh[t]
+        if t >= 2 * k and _is_swing(high, t - k, k, 1.0):
+            n_lv = _add_level(levels, counts, touched, n_lv, high[t - k], tol, t)
+            hi_px = high[t - k]
             hi_at = t - k
-        if sl[t] == sl[t]:
-            n_lv = _add_level(levels, counts, touched, n_lv, sl[t], tol, t)
-            lo_px = sl[t]
+        if t >= 2 * k and _is_swing(low, t - k, k, -1.0):
+            n_lv = _add_level(levels, counts, touched, n_lv, low[t - k], tol, t)
+            lo_px = low[t - k]
             lo_at = t - k
         if not (a == a and a > 0.0):
             continue
@@ -208,13 +212,12 @@ def iter_level_features(
     lo = np.ascontiguousarray(df["low"].to_numpy(dtype=np.float64))
     c = np.ascontiguousarray(df["close"].to_numpy(dtype=np.float64))
     a = atr_indicator(h, lo, c, atr_window) if atr_values is None else np.asarray(atr_values, dtype=np.float64)
-    sh, sl = swing_confirmations(h, lo, int(swing_k))
     res = np.full((c.size, len(LEVEL_COLUMNS)), np.nan, dtype=dtype, order="F")
     _levels_kernel(
-        c, np.ascontiguousarray(a), sh, sl, int(swing_k), int(max_levels), float(cluster_atr),
+        h, lo, c, np.ascontiguousarray(a), int(swing_k), int(max_levels), float(cluster_atr),
         float(max_dist_atr), np.asarray(FIB_RATIOS), FIB_POS_CLIP[0], FIB_POS_CLIP[1], res,
     )
-    del h, lo, c, a, sh, sl
+    del h, lo, c, a
     for j, name in enumerate(LEVEL_COLUMNS):
         if (support_resistance and j < 4) or (fibonacci and j >= 4):
             yield name, res[:, j]

@@ -123,3 +123,52 @@ def test_numba_atr_and_adx_equal_ta(sample_1m: pd.DataFrame, window: int) -> Non
     assert np.isnan(got_atr[: window - 1]).all() and np.isnan(got_adx[: 2 * window - 1]).all()
     np.testing.assert_allclose(got_atr[window - 1 :], ref_atr[window - 1 :], rtol=1e-9)
     np.testing.assert_allclose(got_adx[2 * window - 1 :], ref_adx[2 * window - 1 :], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("rsi_w,fast,slow,sig,bb_w,dev", [(14, 12, 26, 9, 20, 2.0), (5, 3, 10, 4, 7, 1.5)])
+def test_numba_indicators_equal_ta_classes(sample_1m: pd.DataFrame, rsi_w, fast, slow, sig, bb_w, dev) -> None:
+    """Each kernel behind ``indicator_features`` against the ``ta`` class it ports, on real bars."""
+    import ta
+
+    df = sample_1m.iloc[:5000].reset_index(drop=True)
+    c, v = df["close"], df["volume"]
+    got = indicator_features(
+        df, rsi_window=rsi_w, macd_fast=fast, macd_slow=slow, macd_signal=sig, bb_window=bb_w, bb_dev=dev,
+        squeeze_window=50, obv_window=30, vwap_window=30,
+    )
+    macd = ta.trend.MACD(c, window_slow=slow, window_fast=fast, window_sign=sig)
+    bb = ta.volatility.BollingerBands(c, window=bb_w, window_dev=dev)
+    width = bb.bollinger_wband().to_numpy() / 100
+    wmin = pd.Series(width).rolling(50, min_periods=50).min().to_numpy()
+    obv = ta.volume.OnBalanceVolumeIndicator(c, v).on_balance_volume().to_numpy()
+    d_obv = np.full(len(df), np.nan)
+    d_obv[30:] = obv[30:] - obv[:-30]
+    tp = (df["high"] + df["low"] + c) / 3
+    vwap = (tp * v).rolling(30).sum() / v.rolling(30).sum()
+    ref = {
+        "rsi": ta.momentum.RSIIndicator(c, window=rsi_w).rsi().to_numpy() / 100,
+        "macd_frac": macd.macd().to_numpy() / c.to_numpy(),
+        "macd_signal_frac": macd.macd_signal().to_numpy() / c.to_numpy(),
+        "macd_hist_frac": macd.macd_diff().to_numpy() / c.to_numpy(),
+        "bb_width": width,
+        "bb_squeeze": np.where(np.isnan(wmin), np.nan, (width <= wmin + 1e-12 * np.abs(wmin)).astype(float)),
+        "obv_roc": d_obv / v.rolling(30).sum().to_numpy(),
+        "vwap_dist": np.log(c / vwap).to_numpy(),
+    }
+    for name, expected in ref.items():
+        # pandas' online rolling std (inside ta's Bollinger) loses ~1e-8 on flat windows: looser there
+        atol = 1e-7 if name == "bb_width" else 1e-13
+        np.testing.assert_allclose(got[name].to_numpy(), expected, rtol=1e-9, atol=atol, equal_nan=True, err_msg=name)
+    # and the width exactly: two-pass population std of the last bb_w closes
+    win = np.lib.stride_tricks.sliding_window_view(c.to_numpy(), bb_w)
+    exact = np.full(len(df), np.nan)
+    exact[bb_w - 1 :] = 2 * dev * win.std(axis=1) / win.mean(axis=1)
+    np.testing.assert_allclose(got["bb_width"].to_numpy(), exact, rtol=1e-9, atol=1e-15, equal_nan=True)
+
+
+def test_numba_rolling_volatility_equals_pandas(sample_1m: pd.DataFrame) -> None:
+    c = sample_1m["close"].to_numpy()
+    got = log_return_features(c, windows=(1,), lags=(), vol_windows=(2, 30))
+    r1 = pd.Series(np.log(c)).diff()
+    for w in (2, 30):
+        np.testing.assert_allclose(got[f"vol_{w}"], r1.rolling(w, min_periods=w).std(ddof=1), rtol=1e-9, equal_nan=True)
