@@ -17,8 +17,9 @@ import pandas as pd
 from agents.config import DataConfig, SplitConfig
 from envs.data.cleaning import clean
 from envs.data.store import ParquetStore
+from envs.features.collinearity import PruneResult, prune_collinear_report
 from envs.features.pipeline import FeatureCache, FeatureConfig, build_features
-from envs.market_data import MarketData, attach_funding
+from envs.market_data import DERIVED_FEATURES, MarketData, attach_funding
 
 logger = logging.getLogger(__name__)
 
@@ -159,3 +160,29 @@ def load_splits(cfg: DataConfig, window_size: int, features: FeatureConfig | Non
         cache = FeatureCache(cache_dir) if cache_dir is not None else None
         df = build_features(df, features, cache)
     return make_splits(df, cfg.split, window_size)
+
+
+def prune_features(splits: Splits, features: FeatureConfig) -> tuple[Splits, PruneResult | None]:
+    """Apply ``features.prune_vif`` / ``prune_corr``: drop collinear feature columns from every split.
+
+    The decision uses the TRAINING split's own bars only (its decision rows, not its warm-up and
+    nothing after it); the env's derived price features are always kept. Returns the splits
+    unchanged and None when neither threshold is set.
+    """
+    if features.prune_vif is None and features.prune_corr is None:
+        return splits, None
+    full = splits.full
+    candidates = [n for n in full.feature_names if n not in DERIVED_FEATURES]
+    if not candidates:
+        return splits, None
+    b = splits.bounds["train"]
+    idx = [full.feature_names.index(n) for n in candidates]
+    train = pd.DataFrame(full.raw_features[b.start : b.end, idx].astype(np.float64), columns=candidates)
+    result = prune_collinear_report(
+        train, candidates, threshold_vif=features.prune_vif if features.prune_vif is not None else np.inf,
+        threshold_corr=features.prune_corr,
+    )
+    logger.info("collinearity pruning on the training split: kept %d of %d features, dropped %s",
+                len(result.kept), len(candidates), [c for c, _ in result.dropped])
+    keep = [n for n in full.feature_names if n in DERIVED_FEATURES or n in set(result.kept)]
+    return Splits(full=full.select_features(keep), bounds=splits.bounds), result

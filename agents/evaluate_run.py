@@ -54,6 +54,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data_path: str | None
             raise ValueError(f"split={split!r} is invalid: choose train, val or test (or give data_path)")
         data = load_splits(cfg.data, cfg.env.window_size, cfg.features, FEATURE_CACHE).get(split)
         name = split
+    if tuple(normalizer.names) != data.feature_names:  # the run pruned collinear columns (features.prune_*)
+        data = data.select_features(normalizer.names)
     model_path = run / f"{model}_model.zip"
     if not model_path.exists():
         raise ValueError(f"{model_path} not found: model must be 'best' or 'final' of a finished run")

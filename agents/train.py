@@ -11,6 +11,7 @@ Run folder layout (``run_dir``)::
     eval_history.json      every validation result
     report.md, metrics.json, *.png   the test-split evaluation against baselines
     splits.json            spans of train / val / test
+    collinearity.md        with features.prune_vif/prune_corr: which feature columns were dropped and why
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
 from agents.callbacks import TradingMetricsCallback, ValidationCallback
 from agents.config import RunConfig
-from agents.data import Splits, load_splits
+from agents.data import Splits, load_splits, prune_features
 from agents.evaluation.runner import Policy, evaluation_env, run_policy
 from agents.evaluation.suite import evaluate_policy
 from agents.sb3 import build_model, load_model
@@ -143,6 +144,9 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
         OmegaConf.save(OmegaConf.create(asdict(cfg)), saved_cfg)
     if splits is None:
         splits = load_splits(cfg.data, cfg.env.window_size, cfg.features, FEATURE_CACHE)
+    splits, pruning = prune_features(splits, cfg.features)  # decided on this run's training split
+    if pruning is not None:
+        (run_dir / "collinearity.md").write_text(pruning.to_markdown() + "\n")
     normalizer = FeatureNormalizer.fit(splits.get("train"))  # the training split only
     (run_dir / "normalizer.json").write_text(json.dumps(normalizer.to_dict()))
     (run_dir / "splits.json").write_text(json.dumps(splits.describe(), indent=1))
@@ -187,6 +191,9 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
         seed=cfg.train.seed,
         extra_sections={
             "Data splits": "\n".join(f"- **{k}**: {v}" for k, v in splits.describe().items()),
+            **({"Collinearity pruning": f"kept {len(pruning.kept)} of {len(pruning.vif_before)} feature "
+                f"columns, decided on the training split (dropped: {', '.join(c for c, _ in pruning.dropped) or 'none'}); "
+                "see collinearity.md."} if pruning is not None else {}),
             "Model selection": f"best validation Sharpe {validation.best_sharpe:.3f} over "
                                f"{len(validation.history)} evaluations; the test split was never used for "
                                "selection.",

@@ -870,6 +870,8 @@ def evaluate_best_on_test(run_dir: Path, trial_sharpes: Sequence[float], out_dir
 
     cfg, normalizer = load_run(run_dir)
     test_md = load_splits(cfg.data, cfg.env.window_size, cfg.features, FEATURE_CACHE).get("test")
+    if tuple(normalizer.names) != test_md.feature_names:  # the trial pruned collinear columns
+        test_md = test_md.select_features(normalizer.names)
     model_path = run_dir / "best_model.zip"
     if not model_path.exists():
         model_path = run_dir / "final_model.zip"

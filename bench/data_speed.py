@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pandas as pd
+from omegaconf import OmegaConf
 
 from envs.data.resample import resample
 from envs.data.store import ParquetStore, month_key
@@ -78,6 +79,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--parts", default="store,resample,features", help="comma list of store, resample, features")
+    ap.add_argument("--features", default="default", help="preset of conf/features/ to measure (default, full, ...)")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
     if not DATA.exists():
@@ -93,7 +95,8 @@ def main() -> None:
         print(f"resample 1m -> 1h: {t_res:.3f} s (best of {args.repeat}), {len(hourly):,} bars; target <= 1 s")
         print(f"peak traced memory, resample: {peak_res:.1f} MiB ({peak_res / raw_mb:.2f}x raw); target <= 3x raw")
     if "features" in parts:
-        cfg = FeatureConfig()
+        preset = Path(__file__).resolve().parents[1] / "conf" / "features" / f"{args.features}.yaml"
+        cfg = FeatureConfig.from_mapping(OmegaConf.to_container(OmegaConf.load(preset)))  # type: ignore[arg-type]
         build_features(df.iloc[:5000], cfg)  # compile numba kernels outside the timing
         t_feat, feats = timed(lambda: build_features(df, cfg), args.repeat)
         out_mb = feats.memory_usage(deep=True).sum() / 2**20
@@ -102,7 +105,7 @@ def main() -> None:
         warm = feats.attrs["warmup_bars"]
         del feats
         peak_feat = peak_mb(lambda: build_features(df, cfg))
-        print(f"default features: {t_feat:.2f} s, {n_feat} feature columns (float32), warm-up {warm:,} rows; "
+        print(f"features={args.features}: {t_feat:.2f} s, {n_feat} feature columns (float32), warm-up {warm:,} rows; "
               "target <= 20 s")
         print(f"output frame: {out_mb:.1f} MiB ({out_mb / raw_mb:.2f}x raw), of which the float32 feature matrix "
               f"{feat_mb:.1f} MiB ({feat_mb / raw_mb:.2f}x raw)")

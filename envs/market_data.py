@@ -12,7 +12,8 @@ weighted mean/variance of *past* values (bars < t), never statistics of the whol
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numba
@@ -247,6 +248,23 @@ class MarketData:
             timestamp=cut(self.timestamp), open=cut(self.open), high=cut(self.high), low=cut(self.low),  # type: ignore[arg-type]
             close=cut(self.close), volume=cut(self.volume), funding_rate=cut(self.funding_rate),  # type: ignore[arg-type]
             spread=cut(self.spread), feature_names=self.feature_names, raw_features=cut(self.raw_features),  # type: ignore[arg-type]
+        )
+
+    def select_features(self, names: Sequence[str]) -> MarketData:
+        """The same bars with only the observation features ``names`` (kept in this data's order).
+
+        Used to apply a column selection decided elsewhere (collinearity pruning on the training
+        split) to every split; unknown names raise ``ValueError`` listing the available ones.
+        """
+        wanted = set(names)
+        unknown = sorted(wanted - set(self.feature_names))
+        if unknown:
+            raise ValueError(f"features {unknown} are not in this data; it has {list(self.feature_names)}")
+        idx = [i for i, n in enumerate(self.feature_names) if n in wanted]
+        return replace(
+            self,
+            feature_names=tuple(self.feature_names[i] for i in idx),
+            raw_features=np.ascontiguousarray(self.raw_features[:, idx]),
         )
 
     def observation_features(

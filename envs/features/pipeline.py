@@ -36,8 +36,22 @@ from envs.features.mtf import iter_mtf_features
 logger = logging.getLogger(__name__)
 
 #: Bump when a feature definition changes, so cached Parquet files are not reused.
-FEATURE_VERSION = "1"
+FEATURE_VERSION = "2"  # 2: indicators run by envs.features.kernels; indicator_columns
 MTF_FAMILIES: tuple[str, ...] = ("returns", "indicators", "levels")
+#: FeatureConfig fields that select columns after computation (not part of the feature cache key).
+PRUNING_FIELDS: tuple[str, ...] = ("prune_vif", "prune_corr")
+#: Outputs of the indicators family, in the order they are computed.
+INDICATOR_COLUMNS: tuple[str, ...] = (
+    "rsi", "macd_frac", "macd_signal_frac", "macd_hist_frac", "macd_hist_slope", "bb_width", "bb_squeeze",
+    "atr_frac", "adx", "obv_roc", "vwap_dist",
+)
+#: The default keeps one MACD line: macd_frac = macd_signal_frac + macd_hist_frac exactly (VIF inf),
+#: and macd_hist_slope is the 1-bar change of macd_hist_frac, already in the observation window.
+DEFAULT_INDICATOR_COLUMNS: tuple[str, ...] = (
+    "rsi", "macd_hist_frac", "bb_width", "bb_squeeze", "atr_frac", "adx", "obv_roc", "vwap_dist",
+)
+#: On the hourly bars the default keeps the slow regime indicators: trend strength and momentum.
+DEFAULT_MTF_INDICATOR_COLUMNS: tuple[str, ...] = ("rsi", "adx")
 BAR_COLUMNS: tuple[str, ...] = ("timestamp", "open", "high", "low", "close", "volume")
 
 
@@ -76,12 +90,20 @@ class FeatureConfig:
         mtf_squeeze_window: ``squeeze_window`` on the higher timeframes (HTF bars).
         mtf_volume_window: ``obv_window`` and ``vwap_window`` on the higher timeframes (HTF bars).
         dtype: ``"float32"`` or ``"float64"`` for the feature columns.
+        indicator_columns: which outputs of the indicators family to keep (subset of
+            ``INDICATOR_COLUMNS``, in any order; the result keeps the family's order).
+        mtf_indicator_columns: the same on the higher timeframes.
+        prune_vif: if set (> 1, 10 is common), training runs drop feature columns, highest VIF
+            first, until every VIF <= it, decided on the training split only (``agents.data.
+            prune_features``; a ``collinearity.md`` report lands in the run directory). Not part of
+            the computed features nor of the cache key.
+        prune_corr: if set (in (0, 1]), first drop the later column of each pair with |corr| above it.
     """
 
     returns: bool = True
-    return_windows: tuple[int, ...] = (1, 5, 15, 60)
-    return_lags: tuple[int, ...] = (1, 2)
-    vol_windows: tuple[int, ...] = (30, 120)
+    return_windows: tuple[int, ...] = (1, 15, 60)
+    return_lags: tuple[int, ...] = ()
+    vol_windows: tuple[int, ...] = (120,)
     time: bool = True
     indicators: bool = True
     rsi_window: int = 14
@@ -103,11 +125,15 @@ class FeatureConfig:
     max_dist_atr: float = 10.0
     mtf_timeframes: tuple[str, ...] = ("1h",)
     mtf_families: tuple[str, ...] = ("returns", "indicators")
-    mtf_return_windows: tuple[int, ...] = (1, 4, 24)
+    mtf_return_windows: tuple[int, ...] = (4, 24)
     mtf_vol_windows: tuple[int, ...] = (24,)
     mtf_squeeze_window: int = 24
     mtf_volume_window: int = 24
     dtype: str = "float32"
+    indicator_columns: tuple[str, ...] = DEFAULT_INDICATOR_COLUMNS
+    mtf_indicator_columns: tuple[str, ...] = DEFAULT_MTF_INDICATOR_COLUMNS
+    prune_vif: float | None = None
+    prune_corr: float | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -118,8 +144,18 @@ class FeatureConfig:
             "mtf_families",
             "mtf_return_windows",
             "mtf_vol_windows",
+            "indicator_columns",
+            "mtf_indicator_columns",
         ):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        for key in ("indicator_columns", "mtf_indicator_columns"):
+            unknown = [c for c in getattr(self, key) if c not in INDICATOR_COLUMNS]
+            if unknown:
+                raise ValueError(f"features.{key} has {unknown}: allowed {list(INDICATOR_COLUMNS)} (conf/features/*.yaml)")
+        if self.prune_vif is not None and not self.prune_vif > 1.0:
+            raise ValueError(f"features.prune_vif={self.prune_vif} is invalid: must be > 1 (10 is common) or null")
+        if self.prune_corr is not None and not 0.0 < self.prune_corr <= 1.0:
+            raise ValueError(f"features.prune_corr={self.prune_corr} is invalid: must be in (0, 1] or null")
         bad = [f for f in self.mtf_families if f not in MTF_FAMILIES]
         if bad:
             raise ValueError(f"features.mtf_families has {bad}: allowed {list(MTF_FAMILIES)} (conf/features/*.yaml)")
@@ -150,6 +186,7 @@ class FeatureConfig:
             obv_window=self.mtf_volume_window,
             vwap_window=self.mtf_volume_window,
             mtf_timeframes=(),
+            indicator_columns=self.mtf_indicator_columns,
         )
 
     @classmethod
@@ -178,7 +215,8 @@ def _family_columns(bars: pd.DataFrame, cfg: FeatureConfig, families: set[str], 
     if "time" in families:
         yield from iter_time_features(bars["timestamp"].to_numpy(dtype=np.int64))
     if "indicators" in families:
-        yield from iter_indicator_features(
+        keep = set(cfg.indicator_columns)
+        for name, values in iter_indicator_features(
             bars,
             rsi_window=cfg.rsi_window,
             macd_fast=cfg.macd_fast,
@@ -192,7 +230,10 @@ def _family_columns(bars: pd.DataFrame, cfg: FeatureConfig, families: set[str], 
             obv_window=cfg.obv_window,
             vwap_window=cfg.vwap_window,
             atr_values=a,
-        )
+        ):
+            if name in keep:
+                yield name, values
+            del values
     sr, fib = "levels" in families, "fibonacci" in families
     if sr or fib:
         yield from iter_level_features(
@@ -335,7 +376,8 @@ class FeatureCache:
     @staticmethod
     def key(df: pd.DataFrame, config: FeatureConfig) -> str:
         """Cache key of ``(df, config)``: hash of data bytes, config fields and FEATURE_VERSION."""
-        cfg = json.dumps(asdict(config), sort_keys=True, default=list)
+        fields_ = {k: v for k, v in asdict(config).items() if k not in PRUNING_FIELDS}  # pruning is decided later
+        cfg = json.dumps(fields_, sort_keys=True, default=list)
         h = hashlib.blake2b(digest_size=16)
         h.update(f"{FEATURE_VERSION}|{data_hash(df)}|{cfg}".encode())
         return h.hexdigest()

@@ -11,7 +11,14 @@ import pytest
 from omegaconf import OmegaConf
 
 import envs.features.pipeline as pipeline
-from envs.features.pipeline import FeatureCache, FeatureConfig, build_features, nominal_warmup_bars
+from envs.features.collinearity import vif
+from envs.features.pipeline import (
+    INDICATOR_COLUMNS,
+    FeatureCache,
+    FeatureConfig,
+    build_features,
+    nominal_warmup_bars,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,13 +33,33 @@ def test_build_features_layout_and_warmup(small: pd.DataFrame) -> None:
     cols = out.attrs["feature_columns"]
     assert list(out.columns[:6]) == ["timestamp", "open", "high", "low", "close", "volume"]
     pd.testing.assert_frame_equal(out.iloc[:, :6], small)
-    assert all(out[c].dtype == np.float32 for c in cols) and len(cols) >= 40
+    assert all(out[c].dtype == np.float32 for c in cols) and len(cols) == 27
     w = out.attrs["warmup_bars"]
     x = out[cols].to_numpy()
     assert np.isfinite(x[w:]).all() and not np.isfinite(x[w - 1]).all()
     assert w <= nominal_warmup_bars(FeatureConfig())
     no_levels = build_features(small, FeatureConfig(levels=False, fibonacci=False))
     assert no_levels.attrs["warmup_bars"] <= nominal_warmup_bars(FeatureConfig(levels=False, fibonacci=False))
+
+
+def test_indicator_columns_select_outputs_and_reject_unknown_names(small: pd.DataFrame) -> None:
+    full = build_features(small, FeatureConfig(indicator_columns=INDICATOR_COLUMNS, mtf_timeframes=()))
+    picked = build_features(small, FeatureConfig(indicator_columns=("adx", "rsi"), mtf_timeframes=()))
+    dropped = set(full.attrs["feature_columns"]) - set(picked.attrs["feature_columns"])
+    assert dropped == set(INDICATOR_COLUMNS) - {"adx", "rsi"}
+    for col in picked.attrs["feature_columns"]:  # selecting columns does not change the others' values
+        np.testing.assert_array_equal(picked[col].to_numpy(), full[col].to_numpy())
+    with pytest.raises(ValueError, match=r"features.mtf_indicator_columns has \['rsi_14'\]: allowed \['rsi'"):
+        FeatureConfig(mtf_indicator_columns=("rsi_14",))
+
+
+def test_default_preset_has_no_exact_collinearity(sample_1m: pd.DataFrame) -> None:
+    """The curated default: no column is a linear combination of the others on real bars (finite VIF)."""
+    out = build_features(sample_1m, FeatureConfig())
+    v = vif(out.iloc[out.attrs["warmup_bars"] :], out.attrs["feature_columns"])
+    assert np.isfinite(v.to_numpy()).all() and v.max() < 100, v.sort_values().tail(3)
+    full = build_features(sample_1m, FeatureConfig(indicator_columns=INDICATOR_COLUMNS))
+    assert not np.isfinite(vif(full.iloc[full.attrs["warmup_bars"] :], full.attrs["feature_columns"])).all()
 
 
 def test_none_preset_returns_bars_only(small: pd.DataFrame) -> None:

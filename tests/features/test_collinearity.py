@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from envs.features.collinearity import correlation_matrix, prune_collinear, prune_collinear_report, vif
-from envs.features.pipeline import FeatureConfig, build_features
+from envs.features.pipeline import INDICATOR_COLUMNS, FeatureConfig, build_features
 
 
 def frame(n: int = 2000, seed: int = 0) -> pd.DataFrame:
@@ -59,7 +59,7 @@ def test_correlation_threshold_keeps_the_earlier_column() -> None:
 
 
 def test_decided_on_train_only_and_applied_to_other_splits(sample_1m: pd.DataFrame) -> None:
-    feats = build_features(sample_1m, FeatureConfig(mtf_timeframes=()))
+    feats = build_features(sample_1m, FeatureConfig(mtf_timeframes=(), indicator_columns=INDICATOR_COLUMNS))
     cols = feats.attrs["feature_columns"]
     train, test = feats.iloc[:7000], feats.iloc[7000:]
     kept = prune_collinear(train, cols)

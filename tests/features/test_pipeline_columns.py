@@ -8,11 +8,12 @@ import pandas as pd
 from envs.features.indicators import atr, indicator_features, log_return_features, time_features
 from envs.features.levels import level_features
 from envs.features.mtf import mtf_features
-from envs.features.pipeline import FeatureConfig, compute_features
+from envs.features.pipeline import INDICATOR_COLUMNS, FeatureConfig, compute_features
 
 
 def test_compute_features_equals_family_frames_cast_once(sample_1m):
-    cfg = FeatureConfig(mtf_timeframes=("1h", "4h"), mtf_families=("returns", "indicators", "levels"))
+    cfg = FeatureConfig(mtf_timeframes=("1h", "4h"), mtf_families=("returns", "indicators", "levels"),
+                        indicator_columns=INDICATOR_COLUMNS, mtf_indicator_columns=INDICATOR_COLUMNS)
     got = compute_features(sample_1m, cfg)
     h, lo, c = (sample_1m[k].to_numpy() for k in ("high", "low", "close"))
     a = atr(h, lo, c, cfg.atr_window)
