@@ -136,3 +136,14 @@ def test_concurrent_writers_of_one_key_never_collide(tmp_path) -> None:
     assert errors == []
     pd.testing.assert_frame_equal(cache.load("same-key"), frame)
     assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("name", ["binance_ETHUSDT_1m.parquet", "binance_SOLUSDT_1m.parquet"])
+def test_default_preset_has_no_exact_collinearity_on_other_assets(name: str) -> None:
+    """The curation was done on BTC: check it holds on other real minute series (100k bars)."""
+    from tests.conftest import shared_file
+
+    bars = pd.read_parquet(shared_file(name)).iloc[-100_000:].reset_index(drop=True)
+    out = build_features(bars[["timestamp", "open", "high", "low", "close", "volume"]], FeatureConfig())
+    v = vif(out.iloc[out.attrs["warmup_bars"] :], out.attrs["feature_columns"])
+    assert np.isfinite(v.to_numpy()).all() and v.max() < 100, v.sort_values().tail(3)
