@@ -184,5 +184,6 @@ def prune_features(splits: Splits, features: FeatureConfig) -> tuple[Splits, Pru
     )
     logger.info("collinearity pruning on the training split: kept %d of %d features, dropped %s",
                 len(result.kept), len(candidates), [c for c, _ in result.dropped])
-    keep = [n for n in full.feature_names if n in DERIVED_FEATURES or n in set(result.kept)]
+    kept = set(result.kept)
+    keep = [n for n in full.feature_names if n in DERIVED_FEATURES or n in kept]
     return Splits(full=full.select_features(keep), bounds=splits.bounds), result

@@ -34,6 +34,17 @@ def load_run(run_dir: str | Path, base_dir: str | None = None) -> tuple[RunConfi
     return cfg, FeatureNormalizer.from_dict(json.loads(norm_path.read_text()))
 
 
+def run_features(data: MarketData, normalizer: FeatureNormalizer) -> MarketData:
+    """``data`` with the observation features the run was trained on (those its normaliser holds).
+
+    They differ from freshly built features when the run pruned collinear columns
+    (``features.prune_vif`` / ``prune_corr``, decided on its training split).
+    """
+    if tuple(normalizer.names) == data.feature_names:
+        return data
+    return data.select_features(normalizer.names)
+
+
 def evaluate_run(run_dir: str | Path, split: str = "test", data_path: str | None = None, model: str = "best",
                  out_dir: str | Path | None = None, base_dir: str | None = None) -> dict[str, Any]:
     """Evaluate the run's ``best`` (or ``final``) model on ``split`` of its data, or on ``data_path``.
@@ -54,8 +65,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data_path: str | None
             raise ValueError(f"split={split!r} is invalid: choose train, val or test (or give data_path)")
         data = load_splits(cfg.data, cfg.env.window_size, cfg.features, FEATURE_CACHE).get(split)
         name = split
-    if tuple(normalizer.names) != data.feature_names:  # the run pruned collinear columns (features.prune_*)
-        data = data.select_features(normalizer.names)
+    data = run_features(data, normalizer)
     model_path = run / f"{model}_model.zip"
     if not model_path.exists():
         raise ValueError(f"{model_path} not found: model must be 'best' or 'final' of a finished run")

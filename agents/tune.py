@@ -863,15 +863,14 @@ def evaluate_best_on_test(run_dir: Path, trial_sharpes: Sequence[float], out_dir
         out_dir: where report.md, metrics.json and the plots go.
     """
     from agents.data import load_splits
-    from agents.evaluate_run import load_run
+    from agents.evaluate_run import load_run, run_features
     from agents.evaluation.suite import evaluate_policy
     from agents.sb3 import load_model
     from agents.train import FEATURE_CACHE, sb3_policy
 
     cfg, normalizer = load_run(run_dir)
-    test_md = load_splits(cfg.data, cfg.env.window_size, cfg.features, FEATURE_CACHE).get("test")
-    if tuple(normalizer.names) != test_md.feature_names:  # the trial pruned collinear columns
-        test_md = test_md.select_features(normalizer.names)
+    test_md = run_features(load_splits(cfg.data, cfg.env.window_size, cfg.features, FEATURE_CACHE).get("test"),
+                           normalizer)
     model_path = run_dir / "best_model.zip"
     if not model_path.exists():
         model_path = run_dir / "final_model.zip"

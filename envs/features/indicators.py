@@ -206,10 +206,7 @@ def iter_indicator_features(
     r /= 100.0
     yield "rsi", r
     del r
-    line, signal = kernels.macd_lines(
-        c, int(macd_fast), int(macd_slow), int(macd_signal),
-        kernels.span_alpha(macd_fast), kernels.span_alpha(macd_slow), kernels.span_alpha(macd_signal),
-    )
+    line, signal = kernels.macd_lines(c, int(macd_fast), int(macd_slow), int(macd_signal))
     yield "macd_frac", line / c
     yield "macd_signal_frac", signal / c
     line -= signal  # the MACD histogram (ta's macd_diff), in place

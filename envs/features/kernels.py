@@ -19,18 +19,19 @@ import numpy as np
 
 
 @numba.njit(cache=True)
-def ewm_mean(x: np.ndarray, alpha: float, min_periods: int) -> np.ndarray:  # pragma: no cover - numba
-    """pandas ``Series.ewm(alpha=alpha, min_periods=min_periods, adjust=False).mean()``.
+def ewm_mean(x: np.ndarray, com: float, min_periods: int) -> np.ndarray:  # pragma: no cover - numba
+    """pandas ``Series.ewm(com=com, min_periods=min_periods, adjust=False).mean()``.
 
-    Same recursion as pandas' ``ewm`` kernel (leading NaN skipped; a NaN later keeps the previous
-    value and decays the old weight, ``ignore_na=False``); ``min_periods`` counts observations.
+    pandas turns ``alpha`` into com = 1 / alpha - 1 and ``span`` into com = (span - 1) / 2, then
+    uses alpha = 1 / (1 + com): pass com the same way to get the same rounding. Same recursion as
+    pandas' ``ewm`` kernel (leading NaN skipped; a NaN later keeps the previous value and decays
+    the old weight, ``ignore_na=False``); ``min_periods`` counts observations.
     """
     n = x.shape[0]
     out = np.full(n, np.nan)
     if n == 0:
         return out
-    com = 1.0 / alpha - 1.0
-    a = 1.0 / (1.0 + com)  # pandas derives alpha from com: same rounding
+    a = 1.0 / (1.0 + com)
     old_wt_factor = 1.0 - a
     weighted = x[0]
     nobs = 1 if x[0] == x[0] else 0
@@ -56,11 +57,6 @@ def ewm_mean(x: np.ndarray, alpha: float, min_periods: int) -> np.ndarray:  # pr
     return out
 
 
-def span_alpha(span: int) -> float:
-    """pandas' alpha of ``ewm(span=span)``: 1 / (1 + (span - 1) / 2)."""
-    return 1.0 / (1.0 + (span - 1.0) / 2.0)
-
-
 @numba.njit(cache=True)
 def rsi(close: np.ndarray, window: int) -> np.ndarray:  # pragma: no cover - numba
     """``ta.momentum.RSIIndicator(close, window).rsi()`` (0..100); NaN for the first window - 1 rows."""
@@ -69,11 +65,12 @@ def rsi(close: np.ndarray, window: int) -> np.ndarray:  # pragma: no cover - num
     for i in range(1, n):
         d = close[i] - close[i - 1]
         up[i] = d if d > 0.0 else 0.0
-    ema_up = ewm_mean(up, 1.0 / window, window)
+    com = 1.0 / (1.0 / window) - 1.0  # ta passes alpha = 1 / window
+    ema_up = ewm_mean(up, com, window)
     for i in range(1, n):  # reuse ``up`` for the down moves (the up EMA is already computed)
         d = close[i] - close[i - 1]
         up[i] = -d if d < 0.0 else 0.0
-    ema_dn = ewm_mean(up, 1.0 / window, window)
+    ema_dn = ewm_mean(up, com, window)
     out = np.full(n, np.nan)
     for i in range(n):
         if ema_dn[i] == 0.0:
@@ -84,13 +81,13 @@ def rsi(close: np.ndarray, window: int) -> np.ndarray:  # pragma: no cover - num
 
 
 @numba.njit(cache=True)
-def macd_lines(close: np.ndarray, fast: int, slow: int, signal: int, a_fast: float, a_slow: float, a_sig: float):  # pragma: no cover
-    """``ta.trend.MACD``: (macd line, signal line), quote currency; ``a_*`` = ``span_alpha`` of each span."""
-    line = ewm_mean(close, a_fast, fast)
-    slow_ema = ewm_mean(close, a_slow, slow)
+def macd_lines(close: np.ndarray, fast: int, slow: int, signal: int):  # pragma: no cover - numba
+    """``ta.trend.MACD``: (macd line, signal line), quote currency; EMAs of spans fast, slow, signal."""
+    line = ewm_mean(close, (fast - 1.0) / 2.0, fast)
+    slow_ema = ewm_mean(close, (slow - 1.0) / 2.0, slow)
     for i in range(line.shape[0]):
         line[i] -= slow_ema[i]
-    return line, ewm_mean(line, a_sig, signal)
+    return line, ewm_mean(line, (signal - 1.0) / 2.0, signal)
 
 
 @numba.njit(cache=True)
@@ -129,18 +126,10 @@ def bollinger_width(close: np.ndarray, window: int, dev: float) -> np.ndarray:  
 
     σ is the population std (ddof=0) of the last ``window`` closes, as in ``ta``.
     """
-    n = close.shape[0]
-    out = np.full(n, np.nan)
-    for t in range(window - 1, n):
-        s = 0.0
-        for j in range(t - window + 1, t + 1):
-            s += close[j]
-        m = s / window
-        q = 0.0
-        for j in range(t - window + 1, t + 1):
-            q += (close[j] - m) * (close[j] - m)
-        out[t] = 2.0 * dev * np.sqrt(q / window) / m
-    return out
+    mean, width = rolling_mean_std(close, window, 0)
+    for t in range(width.shape[0]):
+        width[t] = 2.0 * dev * width[t] / mean[t]
+    return width
 
 
 @numba.njit(cache=True)
