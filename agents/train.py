@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import re
+import zipfile
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -77,17 +79,20 @@ class ConfigTextCallback(BaseCallback):
         return True
 
 
-def latest_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
-    """The newest checkpoint zip of a run and its step count (None when there is none)."""
+def checkpoints_newest_first(run_dir: Path) -> list[tuple[Path, int]]:
+    """Every checkpoint zip of a run with its step count, newest first."""
     found = []
     for p in (run_dir / "checkpoints").glob("model_*_steps.zip"):
         m = _CKPT.search(p.name)
         if m:
-            found.append((int(m.group(1)), p))
-    if not found:
-        return None
-    steps, path = max(found)
-    return path, steps
+            found.append((p, int(m.group(1))))
+    return sorted(found, key=lambda x: x[1], reverse=True)
+
+
+def latest_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
+    """The newest checkpoint zip of a run and its step count (None when there is none)."""
+    found = checkpoints_newest_first(run_dir)
+    return found[0] if found else None
 
 
 def _wrap(vec: VecTradingEnv, cfg: RunConfig) -> VecEnv:
@@ -98,14 +103,12 @@ def _wrap(vec: VecTradingEnv, cfg: RunConfig) -> VecEnv:
     return venv
 
 
-def _resume_model(cfg: RunConfig, run_dir: Path, vec: VecTradingEnv) -> tuple[BaseAlgorithm, VecEnv]:
-    found = latest_checkpoint(run_dir)
-    if found is None:
-        raise ValueError(
-            f"train.resume_from={str(run_dir)!r} has no checkpoints/model_*_steps.zip to resume from; "
-            "start a new run instead (checkpoints are written every train.checkpoint_freq steps)"
-        )
-    path, steps = found
+#: What loading a checkpoint file cut short by a crash raises (SB3 writes its files in place).
+_TRUNCATED = (EOFError, pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError)
+
+
+def _load_checkpoint(cfg: RunConfig, run_dir: Path, path: Path, steps: int,
+                     vec: VecTradingEnv) -> tuple[BaseAlgorithm, VecEnv]:
     venv: VecEnv = VecMonitor(vec)
     vn_path = run_dir / "checkpoints" / f"model_vecnormalize_{steps}_steps.pkl"
     if cfg.train.normalize_reward:
@@ -116,8 +119,34 @@ def _resume_model(cfg: RunConfig, run_dir: Path, vec: VecTradingEnv) -> tuple[Ba
     rb_path = run_dir / "checkpoints" / f"model_replay_buffer_{steps}_steps.pkl"
     if rb_path.exists() and hasattr(model, "load_replay_buffer"):
         model.load_replay_buffer(str(rb_path))
-    logger.info("resuming %s from %s at %d steps", cfg.agent.name, path.name, model.num_timesteps)
     return model, venv
+
+
+def _resume_model(cfg: RunConfig, run_dir: Path, vec: VecTradingEnv) -> tuple[BaseAlgorithm, VecEnv]:
+    """Load the newest checkpoint whose files are all whole.
+
+    A kill can land while SB3 writes a checkpoint (model zip, replay buffer, reward normaliser):
+    such a checkpoint is reported and skipped for the one before it; if none loads, the newest
+    one's error is raised.
+    """
+    found = checkpoints_newest_first(run_dir)
+    if not found:
+        raise ValueError(
+            f"train.resume_from={str(run_dir)!r} has no checkpoints/model_*_steps.zip to resume from; "
+            "start a new run instead (checkpoints are written every train.checkpoint_freq steps)"
+        )
+    first_error: Exception | None = None
+    for path, steps in found:
+        try:
+            model, venv = _load_checkpoint(cfg, run_dir, path, steps, vec)
+        except _TRUNCATED as err:
+            logger.warning("checkpoint at %d steps is incomplete (%s: %s), probably cut short by a crash; "
+                           "trying the one before it", steps, type(err).__name__, err)
+            first_error = first_error or err
+            continue
+        logger.info("resuming %s from %s at %d steps", cfg.agent.name, path.name, model.num_timesteps)
+        return model, venv
+    raise ValueError(f"no checkpoint in {run_dir / 'checkpoints'} loads; the newest failed with: {first_error}")
 
 
 def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,

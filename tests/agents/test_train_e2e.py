@@ -110,3 +110,21 @@ def test_hydra_multirun_trains_each_combination(tmp_path: Path) -> None:
     assert len(reports) == 4
     names = sorted(p.parent.name for p in reports)
     assert any("agent=a2c" in n and "train.seed=1" in n for n in names), names
+
+
+@pytest.mark.slow
+def test_resume_skips_a_checkpoint_cut_short_by_a_crash(compose_cfg, tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """A kill during SB3's checkpoint write leaves a truncated file: resume falls back to the one before."""
+    cfg = to_run_config(compose_cfg([*SMOKE, "features=none", "train.normalize_reward=true"]), base_dir=str(REPO))
+    run(cfg, tmp_path, test_report=False)
+    ckpts = tmp_path / "checkpoints"
+    assert (ckpts / "model_2048_steps.zip").exists() and (ckpts / "model_1024_steps.zip").exists()
+    normaliser = ckpts / "model_vecnormalize_2048_steps.pkl"
+    normaliser.write_bytes(normaliser.read_bytes()[:40])  # the write that the kill interrupted
+    (tmp_path / "final_model.zip").unlink()
+    with caplog.at_level("WARNING", logger="agents.train"):
+        result = run(cfg, tmp_path, resume=True, test_report=False)
+    assert "checkpoint at 2048 steps is incomplete" in caplog.text
+    assert result["num_timesteps"] >= cfg.train.total_timesteps
+    assert load_model("ppo", tmp_path / "final_model.zip").num_timesteps >= cfg.train.total_timesteps
