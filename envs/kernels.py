@@ -105,7 +105,11 @@ def make_params(config: EnvConfig, bars_per_year: float, n_bars: int) -> npt.NDA
 
 @numba.njit(cache=True)
 def target_exposure(a: float, P: np.ndarray, levels: np.ndarray, sigma: float, mu: float) -> float:
-    """Rule 2: action value -> sized target exposure (position value / equity), capped."""
+    """Rule 2: action value -> sized target exposure (position value / equity), capped.
+
+    A discrete ``a`` must be a valid index into ``levels``: the envs check every action at their
+    Python boundary (`envs.trading_env.check_actions`), this compiled code cannot report errors.
+    """
     max_lev = P[P_MAX_LEV]
     long_only = P[P_LONG_ONLY] > 0.0
     if P[P_DISCRETE] > 0.0:

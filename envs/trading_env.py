@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gymnasium as gym
@@ -28,6 +29,57 @@ def make_spaces(sim: Simulation) -> tuple[spaces.Space, spaces.Box]:
     return action_space, observation_space
 
 
+def _bad_action(what: str, action: object, n_levels: int) -> ValueError:
+    if n_levels:
+        rule = (f"discrete actions are integer indices 0..{n_levels - 1} into env.exposure_levels "
+                "(not bools, not floats)")
+    else:
+        rule = "continuous actions must be finite numbers (values outside [-1, 1] are clipped)"
+    return ValueError(f"{what} {action!r} is outside the action space: {rule}")
+
+
+def discrete_index(action: object, n_levels: int) -> int:
+    """The level index of one discrete action (an int, numpy integer or 1-element integer array).
+
+    Raises:
+        ValueError: for bools, floats, non-integer arrays or an index outside [0, n_levels).
+    """
+    if isinstance(action, (int, np.integer)) and not isinstance(action, (bool, np.bool_)):
+        a = int(action)
+    else:
+        arr = np.asarray(action)
+        if arr.size != 1 or arr.dtype.kind not in "iu":
+            raise _bad_action("action", action, n_levels)
+        a = int(arr.reshape(-1)[0])
+    if not 0 <= a < n_levels:
+        raise _bad_action("action", action, n_levels)
+    return a
+
+
+def check_actions(actions: npt.NDArray[Any], n_levels: int) -> None:
+    """Refuse a batch of actions outside the action space (one vectorized pass, no copy).
+
+    Args:
+        actions: (n_envs,) actions as given to `VecTradingEnv.step_async`.
+        n_levels: number of discrete levels; 0 for continuous actions.
+
+    Raises:
+        ValueError: discrete: a non-integer dtype or an index outside [0, n_levels); continuous:
+            a NaN/inf value. The message names the first offending env.
+    """
+    if n_levels:
+        if actions.dtype.kind not in "iu":
+            raise _bad_action(f"actions of dtype {actions.dtype} (first: env 0 =", actions.reshape(-1)[0], n_levels)
+        bad = (actions < 0) | (actions >= n_levels)
+    else:
+        if actions.dtype.kind not in "fiu":
+            raise _bad_action(f"actions of dtype {actions.dtype} (first: env 0 =", actions.reshape(-1)[0], 0)
+        bad = ~np.isfinite(actions)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise _bad_action(f"env {i}: action", actions[i].item(), n_levels)
+
+
 class TradingEnv(gym.Env):
     """Trade one asset from bars, with fees, slippage, sizing, leverage, funding, liquidation and stops.
 
@@ -44,7 +96,10 @@ class TradingEnv(gym.Env):
 
     ## Action Space
     ``continuous``: ``Box(-1, 1, (1,), float32)``; exposure = a x max_leverage (max(a, 0) when
-    long_only). ``discrete``: ``Discrete(len(exposure_levels))``; exposure = the chosen level.
+    long_only); values outside [-1, 1] are clipped to it, NaN/inf raise ``ValueError``.
+    ``discrete``: ``Discrete(len(exposure_levels))``; exposure = the chosen level; anything but an
+    integer index in [0, len(exposure_levels)) (a bool, a float such as 1.7, NaN, 3) raises
+    ``ValueError``.
     Sizing (fixed / vol_target / risk_per_trade / kelly) then scales it, capped at ±max_leverage.
 
     ## Observation Space
@@ -103,6 +158,7 @@ class TradingEnv(gym.Env):
         self._done = np.zeros(1, dtype=bool)
         self._ts = np.zeros(1, dtype=np.int64)
         self._discrete = self.config.action_mode == "discrete"
+        self._n_levels = len(self.config.exposure_levels)
         self._ready = False
 
     @property
@@ -138,12 +194,11 @@ class TradingEnv(gym.Env):
         if not self._ready:
             raise RuntimeError("Call reset before using step method (the episode has ended or not started).")
         if self._discrete:
-            a = int(action)  # type: ignore[call-overload]
-            if not 0 <= a < len(self.config.exposure_levels):
-                raise ValueError(f"action {a} outside Discrete({len(self.config.exposure_levels)})")
-            self._act[0] = a
+            self._act[0] = discrete_index(action, self._n_levels)
         else:
             self._act[:] = action  # shape (1,) array, list or scalar
+            if not math.isfinite(self._act[0]):
+                raise _bad_action("action", action, 0)
         S, sim = self._state, self.sim
         K.step_batch(self._act, S, sim.market, sim.params, sim.levels, sim.features, sim.timestamps, self._obs,
                      self._reward, self._done, self._ts)

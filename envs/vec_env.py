@@ -16,7 +16,7 @@ from envs import kernels as K
 from envs.config import EnvConfig
 from envs.market_data import FeatureNormalizer, MarketData
 from envs.simulation import ACCOUNT_ROWS, Simulation
-from envs.trading_env import make_spaces
+from envs.trading_env import check_actions, make_spaces
 
 
 class VecTradingEnv(VecEnv):
@@ -69,6 +69,7 @@ class VecTradingEnv(VecEnv):
         self._dones = np.zeros(n_envs, dtype=bool)
         self.account: dict[str, npt.NDArray[Any]] = {k: self._state[row] for k, row in ACCOUNT_ROWS.items()}
         self.account["timestamp"] = self._timestamp
+        self._n_levels = len(self.config.exposure_levels) if self.config.action_mode == "discrete" else 0
         self._ready = False
 
     # --- VecEnv API -------------------------------------------------------------------------
@@ -87,8 +88,19 @@ class VecTradingEnv(VecEnv):
         return self._obs.copy()
 
     def step_async(self, actions: np.ndarray) -> None:
-        """Store actions: (n,) ints for discrete, (n, 1) or (n,) floats for continuous."""
-        self._actions[:] = np.asarray(actions, dtype=np.float64).reshape(self.num_envs)
+        """Store actions: (n,) ints for discrete, (n, 1) or (n,) floats for continuous.
+
+        Raises:
+            ValueError: an action outside the action space (a discrete index outside
+                [0, len(exposure_levels)) or of a non-integer dtype; a NaN/inf continuous value);
+                continuous values outside [-1, 1] are clipped by the kernel.
+        """
+        a = np.asarray(actions)
+        if a.size != self.num_envs:
+            raise ValueError(f"got {a.size} action(s) of shape {a.shape} for {self.num_envs} envs")
+        a = a.reshape(self.num_envs)
+        check_actions(a, self._n_levels)
+        self._actions[:] = a
 
     def step_wait(self) -> VecEnvStepReturn:
         """Step all envs in one kernel call; auto-reset finished ones (SB3 convention)."""
