@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import numba
+import numpy as np
 
 
 @numba.njit(cache=True)
@@ -18,12 +19,31 @@ def bps_to_frac(bps: float) -> float:
 
 
 @numba.njit(cache=True)
+def float_floor(x: float) -> float:
+    """``floor(x)`` as a float64 (exact; never an int64 overflow).
+
+    numba's ``math.floor`` returns int64 and wraps around beyond 2^63 (1e19 -> -9.2e18);
+    ``np.floor`` stays in float64 for any magnitude.
+    """
+    return float(np.floor(x))
+
+
+@numba.njit(cache=True)
+def float_ceil(x: float) -> float:
+    """``ceil(x)`` as a float64 (see `float_floor`)."""
+    return float(np.ceil(x))
+
+
+@numba.njit(cache=True)
 def round_qty_toward_zero(qty: float, lot_size: float) -> float:
-    """Round a quantity toward zero to a multiple of ``lot_size`` (0 = no rounding)."""
+    """Round a quantity toward zero to a multiple of ``lot_size`` (0 = no rounding).
+
+    Rounds in floating point, so any number of lots (even beyond 2^63) keeps its sign.
+    """
     if lot_size <= 0.0:
         return qty
     steps = qty / lot_size
-    steps = math.floor(steps + 1e-9) if steps >= 0 else math.ceil(steps - 1e-9)
+    steps = float_floor(steps + 1e-9) if steps >= 0 else float_ceil(steps - 1e-9)
     return steps * lot_size
 
 

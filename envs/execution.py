@@ -10,7 +10,7 @@ import math
 
 import numba
 
-from envs.accounting import bps_to_frac
+from envs.accounting import bps_to_frac, float_ceil, float_floor
 
 SLIP_NONE = 0
 SLIP_FIXED_BPS = 1
@@ -64,13 +64,19 @@ def slippage_frac(
 
 @numba.njit(cache=True)
 def round_to_tick(px: float, side: float, tick_size: float) -> float:
-    """Round ``px`` to ``tick_size`` in the direction adverse to the trader (buy up, sell down)."""
+    """Round ``px`` to ``tick_size`` in the direction adverse to the trader (buy up, sell down).
+
+    Rounds in floating point (no int64 overflow for any price / tick ratio). A positive price
+    never rounds below one tick (the smallest positive price on the grid), so fills stay > 0.
+    """
     if tick_size <= 0.0:
         return px
     steps = px / tick_size
     if side > 0:
-        return math.ceil(steps - 1e-9) * tick_size
-    return math.floor(steps + 1e-9) * tick_size
+        steps = float_ceil(steps - 1e-9)
+    else:
+        steps = float_floor(steps + 1e-9)
+    return max(steps, 1.0) * tick_size if px > 0.0 else steps * tick_size
 
 
 @numba.njit(cache=True)

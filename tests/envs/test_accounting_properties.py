@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from envs import TradingEnv
+from envs import TradingEnv, VecTradingEnv
 from tests.envs.helpers import config, make_bars
 
 DAY_MS = 86_400_000
@@ -540,3 +540,32 @@ def test_env_matches_reference_account(data: Any, kw: dict) -> None:
         assert (terminated, truncated) == (ref_terminated, ref_truncated)
         if terminated or truncated:
             break
+
+
+@SETTINGS
+@given(price=st.floats(1e-8, 1e6), cash=st.floats(1.0, 1e12), lot=st.sampled_from([0.0] + [10.0**k for k in range(-12, 3)]),
+       tick_frac=st.sampled_from([0.0, 1e-12, 1e-6]), a=st.floats(0.0, 1.0), long_only=st.booleans())
+@example(price=1e-5, cash=1e6, lot=1e-8, tick_frac=0.0, a=1.0, long_only=True)  # int64 overflow: 1e19 lots
+@example(price=1e-5, cash=1e9, lot=1e-12, tick_frac=1e-12, a=1.0, long_only=False)  # and 1e12 ticks
+def test_a_long_action_never_becomes_a_short_at_any_scale(price: float, cash: float, lot: float, tick_frac: float,
+                                                           a: float, long_only: bool) -> None:
+    """Lot and tick rounding keep sign and size for any price, cash and lot size (they round in
+    floating point, so more than 2^63 lots or ticks cannot wrap around), in both envs."""
+    bars = make_bars([price, price, price])
+    cfg = config(initial_cash=cash, lot_size=lot, tick_size=price * tick_frac, long_only=long_only, slippage_model="fixed_bps",
+                 slippage_bps=5.0)
+    env = TradingEnv(bars, cfg)
+    env.reset(seed=0)
+    info = env.step(np.array([a], dtype=np.float64))[4]
+    vec = VecTradingEnv(bars, cfg, n_envs=1, seed=0)
+    vec.reset()
+    vec.step(np.array([a]))
+    target = a * cash / price
+    for pos, fill in ((info["position"], info["fill_price"]), (vec.account["position"][0], vec.account["fill_price"][0])):
+        assert 0.0 <= pos <= target * (1 + 1e-9)
+        if lot > 0:
+            assert pos >= target - lot - 1e-9 * target  # rounded down by less than one lot
+        if pos > 0:
+            assert fill >= price  # a buy fills at or above the open, rounded up to the tick
+            assert math.isfinite(fill)
+    assert info["position"] == vec.account["position"][0]

@@ -100,3 +100,24 @@ def test_out_of_range_continuous_actions_are_clipped_in_both_envs(a: float) -> N
     vec.reset()
     vec.step(np.array([[a], [clipped]]))
     assert vec.account["position"][0] == vec.account["position"][1] == pos
+
+
+# ---- 2. lot and tick rounding at any magnitude ------------------------------------------------------
+
+
+@given(x=st.floats(-1e300, 1e300), step=st.floats(1e-12, 1e3))
+@SETTINGS
+def test_compiled_rounding_equals_its_python_definition_at_any_magnitude(x: float, step: float) -> None:
+    """numba's int64 ``math.floor`` wrapped beyond 2^63 steps; rounding now stays in float64."""
+    from envs.accounting import round_qty_toward_zero
+    from envs.execution import round_to_tick
+
+    q = round_qty_toward_zero(x, step)
+    assert q == round_qty_toward_zero.py_func(x, step)
+    assert q == 0.0 or np.sign(q) == np.sign(x)
+    assert abs(q) <= abs(x) * (1 + 1e-9) + 1e-9 * step
+    if x > 0:
+        for side in (1.0, -1.0):
+            assert round_to_tick(x, side, step) == round_to_tick.py_func(x, side, step)
+        assert round_to_tick(x, 1.0, step) >= min(x * (1 - 1e-15), step)
+        assert round_to_tick(x, -1.0, step) >= step  # a positive price never rounds to 0 or below
