@@ -27,10 +27,10 @@ from omegaconf import OmegaConf
 
 from agents.tune import (
     ATTEMPTS_LOG,
-    FAIL_ONCE_ENV,
     Experiment,
     parse_space,
     prepare_experiment,
+    quantgym_trial,
     register_tune_configs,
     run_experiment,
     to_tune_space,
@@ -200,7 +200,7 @@ def test_tiny_asha_experiment_writes_results_and_its_best_config_trains(local_ra
     assert exp.settings.num_samples == 4 and exp.settings.scheduler == "asha"
     summary = run_experiment(exp)
     exp_dir = exp.settings.experiment_dir
-    assert not summary["interrupted"] and summary["n_trials"] == 4
+    assert not summary.interrupted and summary.n_trials == 4
 
     rows = _rows(exp_dir / "results.csv")
     assert len(rows) == 4
@@ -220,11 +220,11 @@ def test_tiny_asha_experiment_writes_results_and_its_best_config_trains(local_ra
         assert list(d.glob("checkpoint_*")), d
         assert len(_attempts(d)) == 1
     # the winner on the test split beside its validation score, with the deflated Sharpe
-    best = summary["best"]
-    assert best["trial_id"] == rows[0]["trial_id"]
-    assert best["validation"]["sharpe"] == pytest.approx(float(rows[0]["sharpe"]))
-    assert best["test"]["sharpe"] is not None and 0.0 <= best["deflated_sharpe"] <= 1.0
-    assert best["n_trials_for_dsr"] == 4
+    best = summary.best
+    assert best is not None and best.trial_id == rows[0]["trial_id"]
+    assert best.validation.sharpe == pytest.approx(float(rows[0]["sharpe"]))
+    assert best.test.sharpe is not None and best.deflated_sharpe is not None and 0.0 <= best.deflated_sharpe <= 1.0
+    assert best.n_trials_for_dsr == 4
     assert (exp_dir / "best_test" / "report.md").exists()
     summary_md = (exp_dir / "summary.md").read_text()
     assert "Deflated Sharpe ratio over 4 trials" in summary_md and "validation" in summary_md
@@ -256,19 +256,46 @@ def test_a_crashing_trial_is_retried_and_does_not_stop_the_others(local_ray, com
     assert set(rows) == {"64", "1"}
     assert rows["64"]["status"] == "completed" and rows["1"]["status"] == "error"
     assert "batch_size" in rows["1"]["error"]
-    assert summary["best"]["hyperparameters"]["agent.algo_kwargs.batch_size"] == 64
+    assert summary.best is not None and summary.best.hyperparameters["agent.algo_kwargs.batch_size"] == 64
     failed_dir = exp.settings.experiment_dir / f"trial_{rows['1']['trial_id']}"
     assert len(_attempts(failed_dir)) == 2  # first run + max_failures=1 retry
 
 
+FAIL_AT_STEP = 512
+
+
+def _fails_once_midway(config: dict[str, Any], setup: dict[str, Any]) -> None:
+    """`quantgym_trial` whose first attempt raises right after its first report at >= FAIL_AT_STEP steps.
+
+    Runs in a Ray worker: it wraps Ray's ``tune.report`` there (the test side injects the fault; the
+    production trainable has no hook for it).
+    """
+    from ray import tune
+
+    first_attempt = tune.get_checkpoint() is None
+    real_report = tune.report
+
+    def report(metrics: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        real_report(metrics, *args, **kwargs)
+        if first_attempt and metrics["timesteps"] >= FAIL_AT_STEP:
+            raise RuntimeError(f"injected failure at {metrics['timesteps']} steps")
+
+    tune.report = report
+    try:
+        quantgym_trial(config, setup)
+    finally:
+        tune.report = real_report
+
+
 @pytest.mark.slow
-def test_a_trial_failing_midway_is_retried_from_its_tune_checkpoint(local_ray, compose_cfg, tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(FAIL_ONCE_ENV, "512")  # the first attempt raises after its report at 512 steps
+def test_a_trial_failing_midway_is_retried_from_its_tune_checkpoint(local_ray, compose_cfg, tmp_path: Path) -> None:
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers need not import the tests
     exp = _experiment(compose_cfg, tmp_path, ["tune.searcher=random", "tune.scheduler=fifo", "tune.num_samples=1",
                                               "tune.max_failures=1", "tune.verbose=0"],
                       {"env.window_size": {"dist": "choice", "values": [16]}})
-    run_experiment(exp)
+    run_experiment(exp, trainable=_fails_once_midway)
     (row,) = _rows(exp.settings.experiment_dir / "results.csv")
     assert row["status"] == "completed" and float(row["timesteps"]) >= 1024  # rollouts may overshoot
     trial_dir = exp.settings.experiment_dir / f"trial_{row['trial_id']}"
