@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agents.tune.dotted import flatten
 from agents.tune.settings import fail
 
 RANGE_DISTS = ("uniform", "loguniform", "quniform", "qloguniform", "randint", "lograndint", "qrandint")
@@ -141,20 +142,43 @@ def parse_entry(key: str, entry: Any) -> ParamSpec:
         entry = expand_shorthand(where, entry)
     if not isinstance(entry, Mapping) or "dist" not in entry:
         fail(where, entry, "must be a mapping with 'dist' (e.g. {dist: loguniform, low: 1e-5, high: 1e-3})")
-    extra = set(entry) - set(FIELDS)
+    dist = entry["dist"]
+    allowed = ("dist", "low", "high", "q") if dist in RANGE_DISTS else ("dist", "values")
+    extra = set(entry) - set(allowed if dist in RANGE_DISTS + VALUE_DISTS else FIELDS)
     if extra:
-        fail(where, dict(entry), f"unknown field(s) {sorted(extra)}; allowed: {', '.join(FIELDS)}")
-    if entry["dist"] in RANGE_DISTS:
+        fail(where, dict(entry), f"unknown field(s) {sorted(extra)} for dist={dist}; allowed: {', '.join(allowed)} "
+                                 "(to replace an entry from the command line, give it as one string, e.g. "
+                                 f"{where}='loguniform(1e-5,1e-3)')")
+    if dist in RANGE_DISTS:
         return _range_spec(where, key, entry)
-    if entry["dist"] in VALUE_DISTS:
+    if dist in VALUE_DISTS:
         return _value_spec(where, key, entry)
     fail(where, entry["dist"], f"unknown dist; choose one of {RANGE_DISTS + VALUE_DISTS}")
     raise AssertionError  # unreachable: fail raises
 
 
+def is_entry(value: Any) -> bool:
+    """Whether a ``tune.space`` value is one entry (a shorthand string or a mapping with any of `FIELDS`)."""
+    return not isinstance(value, Mapping) or any(k in value for k in FIELDS)
+
+
+def flat_space(space: Mapping[str, Any]) -> dict[str, Any]:
+    """``tune.space`` keyed by dotted config keys, whether written nested or dotted (both may mix)."""
+    try:
+        return flatten(space, is_entry)
+    except ValueError as e:
+        raise ValueError(f"tune.space: {e}") from e
+
+
 def parse_space(space: Mapping[str, Any]) -> list[ParamSpec]:
-    """Parse ``tune.space`` (dotted key -> entry) into `ParamSpec` s, in order (see `parse_entry`)."""
-    return [parse_entry(key, entry) for key, entry in space.items()]
+    """Parse ``tune.space`` into `ParamSpec` s, in order (see `parse_entry`).
+
+    Entries may be nested (``agent: {algo_kwargs: {learning_rate: ...}}``, as the presets write them, so
+    that a command-line override such as ``tune.space.agent.algo_kwargs.learning_rate.high=1e-4``
+    narrows one bound and ``tune.space.agent.algo_kwargs.learning_rate='loguniform(1e-5,1e-4)'``
+    replaces the entry) or keyed by dotted keys (``agent.algo_kwargs.learning_rate: ...``).
+    """
+    return [parse_entry(key, entry) for key, entry in flat_space(space).items()]
 
 
 def to_tune_space(specs: Sequence[ParamSpec]) -> dict[str, Any]:

@@ -172,6 +172,62 @@ def test_trial_config_applies_samples_and_derives_the_seed(compose_cfg, tmp_path
     assert trial_index_of("a750d092") == trial_index_of("a750d092") != trial_index_of("b56ea13f")
 
 
+def _spec(exp: Experiment, key: str) -> Any:
+    return next(s for s in exp.specs if s.key == key)
+
+
+def test_one_command_line_override_narrows_replaces_adds_or_drops_a_searched_key(compose_cfg,
+                                                                                 tmp_path: Path) -> None:
+    lr = "agent.algo_kwargs.learning_rate"
+    preset = _experiment(compose_cfg, tmp_path, [])
+    assert (_spec(preset, lr).low, _spec(preset, lr).high) == (1e-5, 1e-3)
+
+    narrowed = _experiment(compose_cfg, tmp_path, [f"tune.space.{lr}.high=1e-4"])
+    assert (_spec(narrowed, lr).dist, _spec(narrowed, lr).low, _spec(narrowed, lr).high) == ("loguniform", 1e-5, 1e-4)
+    # the override as Hydra receives it from the shell: "tune.space.<key>='dist(args)'"
+    replaced = _experiment(compose_cfg, tmp_path, [f"tune.space.{lr}='uniform(1e-4,2e-4)'",
+                                                   "tune.space.env.reward='choice([\"log_return\"])'"])
+    assert (_spec(replaced, lr).dist, _spec(replaced, lr).low, _spec(replaced, lr).high) == ("uniform", 1e-4, 2e-4)
+    assert _spec(replaced, "env.reward").values == ("log_return",)
+    assert [s.key for s in replaced.specs] == [s.key for s in preset.specs]  # the other keys are untouched
+
+    changed = _experiment(compose_cfg, tmp_path, ["+tune.space.agent.algo_kwargs.vf_coef='uniform(0.3,0.7)'",
+                                                  "~tune.space.env.reward"])
+    keys = [s.key for s in changed.specs]
+    assert "agent.algo_kwargs.vf_coef" in keys and "env.reward" not in keys
+
+
+@pytest.mark.parametrize("override, message", [
+    ("+tune.space.agent.learning_rate='loguniform(1e-5,1e-3)'", r"did you mean agent\.algo_kwargs\.learning_rate"),
+    ("tune.space.agent.algo_kwargs.learning_rate='gaussian(0,1)'", "unknown dist"),
+    ("tune.space.agent.algo_kwargs.learning_rate.low=0", "low > 0"),
+    ("tune.space.agent.algo_kwargs.learning_rate.high=1e-6", "low < high"),
+    ("tune.space.env.window_size='choice([16, 0])'", r"candidate value 0 is invalid"),
+    ("tune.space.env.window_size.values=[16,32.5]", r"tune\.space\.env\.window_size"),
+])
+def test_command_line_space_overrides_are_validated_like_the_yaml_form(compose_cfg, tmp_path: Path, override: str,
+                                                                       message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _experiment(compose_cfg, tmp_path, [override])
+
+
+def test_a_bad_space_override_stops_scripts_tune_before_ray_starts(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "tune.py"), "tune=smoke",
+         "tune.space.agent.algo_kwargs.learning_rate='loguniform(0,1e-3)'", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "tune.space.agent.algo_kwargs.learning_rate" in proc.stderr and "low > 0" in proc.stderr, proc.stderr
+    assert "ray" not in proc.stdout.lower()
+
+
+def test_dotted_and_nested_space_entries_mix_but_a_key_given_twice_fails() -> None:
+    entry = {"dist": "choice", "values": [16]}
+    assert parse_space({"env": {"window_size": entry}}) == parse_space({"env.window_size": entry})
+    with pytest.raises(ValueError, match=r"env\.window_size is given twice"):
+        parse_space({"env.window_size": entry, "env": {"window_size": entry}})
+
+
 def test_resume_without_a_saved_experiment_fails_with_the_fix(compose_cfg, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="tune.storage_path"):
         _experiment(compose_cfg, tmp_path, ["tune.resume=true"])
