@@ -6,6 +6,7 @@ Use a running Ray cluster: `python scripts/tune.py tune=ppo tune.ray_address=aut
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def main(cfg: DictConfig) -> float | None:
     summary = run_experiment(exp)
     if summary.interrupted:
         print(f"\nInterrupted: {summary.finished_trials} of {summary.n_trials} trials finished. Resume with:\n"
-              f"  python scripts/tune.py {summary.resume}")
+              f"  {shlex.quote(sys.executable)} {shlex.quote(str(Path(__file__).resolve()))} {summary.resume}")
         return None
     print(f"\nResults: {summary.results_md}")
     best = summary.best

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,17 @@ BEST_CONFIG = "best_config"
 
 
 def retrain_command(config_dir: Path | str) -> str:
-    """The command that retrains the best trial from ``config_dir/best_config.yaml``."""
-    return f"python scripts/train.py --config-path {config_dir} --config-name {BEST_CONFIG}"
+    """The command that retrains the best trial from ``config_dir/best_config.yaml``.
+
+    The Python running this process (the project's ``.venv/bin/python`` after ``make``) and
+    scripts/train.py are given as absolute paths, so the command works as printed from a fresh shell in
+    any folder (``python`` may be missing or another interpreter there). The venv's interpreter is
+    kept as the symlink it is: resolving it would leave the venv.
+    """
+    python = Path(sys.executable).absolute()
+    script = Path(__file__).resolve().parents[2] / "scripts" / "train.py"
+    return shlex.join([str(python), str(script), "--config-path", str(Path(config_dir).absolute()),
+                       "--config-name", BEST_CONFIG])
 
 
 def write_best_config(base: Mapping[str, Any], specs: Sequence[ParamSpec], sample: Mapping[str, Any],

@@ -16,10 +16,13 @@ data file and ``tune.storage_path`` must exist at the same path on every node (s
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -147,19 +150,55 @@ def _trial_dirname(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _init_ray(s: TuneSettings) -> bool:
-    """Start (or attach to) Ray unless this process already did; returns whether we must shut it down."""
+@contextlib.contextmanager
+def _ray_session(s: TuneSettings) -> Iterator[None]:
+    """Start a local Ray (or attach to ``tune.ray_address``) unless this process already runs one.
+
+    A local Ray keeps its temporary files (session logs, sockets, lock files) in a fresh folder of its
+    own, removed at the end, so nothing is left in the system temp dir's ``ray/session_*``. (Unix
+    socket paths are limited to about 107 characters, which rules out the run folder itself.)
+    """
     import ray
 
     if ray.is_initialized():
-        return False
+        yield
+        return
     if s.ray_address:
         ray.init(address=s.ray_address, log_to_driver=s.verbose > 1, logging_level=logging.WARNING)
         logger.info("attached to the Ray cluster at %s: %s", s.ray_address, ray.cluster_resources())
-    else:
+        try:
+            yield
+        finally:
+            ray.shutdown()
+        return
+    temp_dir = tempfile.mkdtemp(prefix="quantgym-ray-")
+    previous = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = temp_dir  # Ray's lock files and the workers' temp files follow it
+    try:
         ray.init(num_cpus=s.num_cpus, include_dashboard=False, log_to_driver=s.verbose > 1,
-                 logging_level=logging.WARNING)
-    return True
+                 logging_level=logging.WARNING, _temp_dir=temp_dir)
+        try:
+            yield
+        finally:
+            ray.shutdown()
+    finally:
+        if previous is None:
+            os.environ.pop("RAY_TMPDIR", None)
+        else:
+            os.environ["RAY_TMPDIR"] = previous
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _loggers() -> list[Any]:
+    """Tune's CSV and JSON loggers (results.csv and the ResultGrid read them).
+
+    Tune's TensorBoard logger is left out: every trial writes its own TensorBoard run under
+    ``trial_<id>/run/tb`` (shown by ``tensorboard --logdir <experiment>``), and Tune's would add a
+    second copy and print a hint pointing into Ray's temporary folder.
+    """
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    return [CSVLoggerCallback(), JsonLoggerCallback()]
 
 
 def _tuner(exp: Experiment, trainable: Any) -> Any:
@@ -187,7 +226,7 @@ def _tuner(exp: Experiment, trainable: Any) -> Any:
         run_config=tune.RunConfig(
             name=s.experiment_name, storage_path=s.storage_path, verbose=s.verbose,
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2), callbacks=_loggers(),
         ),
     )
 
@@ -211,15 +250,10 @@ def run_experiment(exp: Experiment, trainable: Trainable = quantgym_trial) -> Tu
         OmegaConf.save(OmegaConf.create({"base": exp.base, "tune": asdict(s)}), exp_dir / "experiment.yaml")
     # small experiments checkpoint often; Tune's "snapshotting may become a bottleneck" warning is noise here
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    owns_ray = _init_ray(s)
-    try:
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # only the loggers of `_loggers`
+    with _ray_session(s):
         wrapped = tune.with_resources(tune.with_parameters(trainable, setup=exp.setup), {"cpu": s.cpus_per_trial})
         grid = _tuner(exp, wrapped).fit()
-    finally:
-        if owns_ray:
-            import ray
-
-            ray.shutdown()
     finished = grid.num_terminated + grid.num_errors
     if finished < len(grid) or len(grid) < s.num_samples * _grid_points(exp.specs):
         logger.warning("experiment interrupted: %d of %d trials finished; resume it with tune.resume=true "

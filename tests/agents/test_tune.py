@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -242,11 +243,14 @@ def local_ray() -> Iterator[None]:
     """One local Ray (2 CPUs, no dashboard) for the in-process experiments of this module."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    temp_dir = tempfile.mkdtemp(prefix="qgt", dir="/tmp")  # Ray's session files, removed at the end
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+             _temp_dir=temp_dir)
     try:
         yield
     finally:
         ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.mark.slow
@@ -362,6 +366,38 @@ def test_a_trial_failing_midway_is_retried_from_its_tune_checkpoint(local_ray, c
     assert history[-1]["timesteps"] >= 1024
     ckpts = sorted(int(p.stem.split("_")[1]) for p in (trial_dir / "run" / "checkpoints").glob("model_*_steps.zip"))
     assert ckpts[0] <= 512 < ckpts[-1]  # training continued from the restored SB3 checkpoint
+
+
+@pytest.mark.slow
+def test_tune_leaves_no_ray_files_in_temp_prints_one_tensorboard_hint_and_a_working_retrain(tmp_path: Path) -> None:
+    system_tmp = Path(tempfile.mkdtemp(prefix="qgt", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    env = {**os.environ, "TMPDIR": str(system_tmp), "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_TMPDIR", None)
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "tune.py"), "tune=smoke", "tune.searcher=random",
+             "tune.scheduler=fifo", "tune.num_samples=1", "train.total_timesteps=256", "tune.verbose=1",
+             f"tune.storage_path={tmp_path}", f"hydra.run.dir={tmp_path / 'hydra'}"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        leftovers = sorted(str(p.relative_to(system_tmp)) for p in system_tmp.rglob("*")
+                           if "ray" in p.name or p.name.startswith("session_"))
+        assert leftovers == [], leftovers
+    finally:
+        shutil.rmtree(system_tmp, ignore_errors=True)
+    out = proc.stdout + proc.stderr
+    hints = [line for line in out.splitlines() if "tensorboard --logdir" in line]
+    assert len(hints) == 1 and str(tmp_path / "smoke") in hints[0], hints
+
+    # the printed "Retrain:" command works as printed, from another folder
+    (retrain,) = [line.removeprefix("Retrain:").strip() for line in proc.stdout.splitlines()
+                  if line.startswith("Retrain:")]
+    fresh = tmp_path / "fresh_shell"
+    fresh.mkdir()
+    run = subprocess.run([*shlex.split(retrain), f"hydra.run.dir={fresh / 'run'}"], cwd=fresh,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (fresh / "run" / "final_model.zip").exists()
 
 
 def _wait_for(predicate: Callable[[], bool], proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
