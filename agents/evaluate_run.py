@@ -10,11 +10,11 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
+from agents.artifacts import FEATURE_CACHE, sb3_policy
 from agents.config import RunConfig, to_run_config
 from agents.data import load_splits
 from agents.evaluation.suite import evaluate_policy
 from agents.sb3 import load_model
-from agents.train import FEATURE_CACHE, sb3_policy
 from envs.features.pipeline import FeatureConfig, build_features
 from envs.market_data import FeatureNormalizer, MarketData
 

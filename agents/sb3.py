@@ -29,11 +29,6 @@ ACTIVATIONS: dict[str, type[torch.nn.Module]] = {
 }
 
 
-def register_algorithm(name: str, cls: type[BaseAlgorithm]) -> None:
-    """Make another SB3-compatible algorithm available as ``agent.name=<name>``."""
-    ALGORITHMS[name] = cls
-
-
 def algorithm_class(name: str) -> type[BaseAlgorithm]:
     """The registered class for ``agent.name``."""
     if name not in ALGORITHMS:

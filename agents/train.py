@@ -33,10 +33,11 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
+from agents.artifacts import FEATURE_CACHE, sb3_policy
 from agents.callbacks import TradingMetricsCallback, ValidationCallback
 from agents.config import RunConfig
 from agents.data import Splits, load_splits, prune_features
-from agents.evaluation.runner import Policy, evaluation_env, run_policy
+from agents.evaluation.runner import evaluation_env, run_policy
 from agents.evaluation.suite import evaluate_policy
 from agents.sb3 import build_model, load_model
 from envs.market_data import FeatureNormalizer
@@ -45,14 +46,7 @@ from envs.vec_env import VecTradingEnv
 logger = logging.getLogger(__name__)
 
 TB_NAME = "run"
-#: feature cache shared by runs (git-ignored); keyed by data content hash + feature config
-FEATURE_CACHE = Path(__file__).resolve().parents[1] / "data" / "cache" / "features"
 _CKPT = re.compile(r"model_(\d+)_steps\.zip$")
-
-
-def sb3_policy(model: BaseAlgorithm) -> Policy:
-    """Deterministic policy of an SB3 model, in the evaluator's policy signature."""
-    return lambda obs, info, t: model.predict(obs, deterministic=True)[0]
 
 
 class ConfigTextCallback(BaseCallback):

@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from agents.artifacts import FEATURE_CACHE
 from agents.config import RunConfig, SplitConfig
 from agents.data import SplitBounds, Splits, load_splits
 from agents.evaluation.report import to_json_value
 from agents.evaluation.suite import judge
-from agents.train import FEATURE_CACHE, run
+from agents.train import run
 from envs import metrics
 
 logger = logging.getLogger(__name__)

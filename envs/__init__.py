@@ -2,51 +2,59 @@
 
 Public API: `EnvConfig`, `TradingEnv`, `VecTradingEnv`, `MarketData`, `FeatureNormalizer`.
 ``gymnasium.make("Trading-v0", data=..., config=...)`` builds a `TradingEnv`.
-`VecTradingEnv` subclasses Stable-Baselines3's ``VecEnv``, so it is imported lazily: ``import envs``
-does not pull in SB3 and torch until ``envs.VecTradingEnv`` is used.
+
+``import envs`` reads no source file and writes nothing: the public names are imported on first
+use (``from envs import TradingEnv``), which also keeps SB3 and torch out until ``envs.VecTradingEnv``
+is used. numba's compile cache goes to ``$NUMBA_CACHE_DIR`` when set, else to
+``.cache/numba/<stamp>`` under the current working directory (never inside the installed package);
+``<stamp>`` changes with any edit under envs/ (see `numba_cache_dir`), so a stale kernel is impossible.
 """
 
-import hashlib
+import importlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import gymnasium
 
-def _numba_cache_dir() -> Path:
-    """A compile-cache folder keyed by the hash of every source file under envs/.
-
-    numba's ``cache=True`` only notices edits to the file a function is defined in, not to the
-    compiled functions it calls from other modules; keying the folder on all sources makes a stale
-    kernel impossible (any edit recompiles once).
-    """
-    root = Path(__file__).resolve().parent
-    digest = hashlib.sha1()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(path.read_bytes())
-    return root.parent / ".cache" / "numba" / digest.hexdigest()[:16]
-
-
-if "NUMBA_CACHE_DIR" not in os.environ:  # must precede the first @njit(cache=True) below
-    import numba
-
-    numba.config.CACHE_DIR = str(_numba_cache_dir())
-
-import gymnasium  # noqa: E402
-
-from envs.config import EnvConfig  # noqa: E402
-from envs.market_data import FeatureNormalizer, MarketData  # noqa: E402
-from envs.trading_env import TradingEnv  # noqa: E402
+if TYPE_CHECKING:  # imported on first use at run time (see `__getattr__`)
+    from envs.config import EnvConfig
+    from envs.market_data import FeatureNormalizer, MarketData
+    from envs.trading_env import TradingEnv
+    from envs.vec_env import VecTradingEnv
 
 __all__ = ["EnvConfig", "FeatureNormalizer", "MarketData", "TradingEnv", "VecTradingEnv"]
+
+_LAZY = {
+    "EnvConfig": "envs.config", "FeatureNormalizer": "envs.market_data", "MarketData": "envs.market_data",
+    "TradingEnv": "envs.trading_env", "VecTradingEnv": "envs.vec_env",
+}
+
+
+def numba_cache_dir(cwd: Path | None = None) -> Path:
+    """``<cwd>/.cache/numba/<stamp>``: the compile-cache folder used when ``NUMBA_CACHE_DIR`` is unset.
+
+    numba's ``cache=True`` only notices edits to the file a function is defined in, not to the
+    compiled functions it calls from other modules. ``<stamp>`` is built from the file count, total
+    size and newest modification time of the sources under envs/ (metadata only, no file is read),
+    so any edit gives a fresh folder and recompiles once.
+    """
+    root = Path(__file__).resolve().parent
+    stats = [p.stat() for p in root.rglob("*.py")]
+    stamp = f"{len(stats)}-{sum(s.st_size for s in stats)}-{max(s.st_mtime_ns for s in stats)}"
+    return (cwd if cwd is not None else Path.cwd()) / ".cache" / "numba" / stamp
+
+
+if "NUMBA_CACHE_DIR" not in os.environ:  # numba fixes the folder when a cached function is declared
+    import numba
+
+    numba.config.CACHE_DIR = str(numba_cache_dir())
 
 if "Trading-v0" not in gymnasium.registry:
     gymnasium.register(id="Trading-v0", entry_point="envs.trading_env:TradingEnv")
 
 
 def __getattr__(name: str) -> Any:
-    if name == "VecTradingEnv":
-        from envs.vec_env import VecTradingEnv
-
-        return VecTradingEnv
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'envs' has no attribute {name!r}")

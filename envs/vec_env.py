@@ -130,18 +130,36 @@ class VecTradingEnv(VecEnv):
     def close(self) -> None:
         """Nothing to release (no subprocesses)."""
 
+    def _checked_indices(self, indices: VecEnvIndices) -> list[int]:
+        """``indices`` as a list of env numbers, each in [0, num_envs) (negative ones count from the end)."""
+        out = []
+        for i in self._get_indices(indices):
+            if not -self.num_envs <= int(i) < self.num_envs:
+                raise IndexError(f"env index {i} is out of range: this VecTradingEnv has {self.num_envs} envs")
+            out.append(int(i) % self.num_envs)
+        return out
+
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        """Attribute of the (shared) simulator, once per requested index."""
-        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
+        """Attribute of each requested env: its own ``np_random``, else the (shared) simulator's."""
+        if attr_name == "np_random":
+            return [self._rngs[i] for i in self._checked_indices(indices)]
+        return [getattr(self, attr_name) for _ in self._checked_indices(indices)]
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        """Set an attribute on the shared simulator (applies to every env)."""
+        """Set an attribute of every env (the simulator is shared, so setting it on some envs only fails)."""
+        if attr_name == "np_random":
+            for i in self._checked_indices(indices):
+                self._rngs[i] = value
+            return
+        if sorted(set(self._checked_indices(indices))) != list(range(self.num_envs)):
+            raise ValueError(f"set_attr({attr_name!r}, indices={indices!r}): the {self.num_envs} envs share one "
+                             "simulator, so an attribute can only be set for all of them (indices=None)")
         setattr(self, attr_name, value)
 
     def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None,
                    **method_kwargs: Any) -> list[Any]:
         """Call a method of the shared simulator once per requested index."""
-        return [getattr(self, method_name)(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
+        return [getattr(self, method_name)(*method_args, **method_kwargs) for _ in self._checked_indices(indices)]
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         """No env is wrapped individually."""

@@ -6,6 +6,7 @@ Use a running Ray cluster: `python scripts/tune.py tune=ppo tune.ray_address=aut
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -32,22 +33,19 @@ def main(cfg: DictConfig) -> float | None:
     exp_dir = exp.settings.experiment_dir
     print(f"Experiment: {exp_dir}\nWatch it:   tensorboard --logdir {exp_dir}")
     summary = run_experiment(exp)
-    if summary["interrupted"]:
-        print(f"\nInterrupted: {summary['finished_trials']} of {summary['n_trials']} trials finished. Resume with:\n"
-              f"  python scripts/tune.py {summary['resume']}")
+    if summary.interrupted:
+        print(f"\nInterrupted: {summary.finished_trials} of {summary.n_trials} trials finished. Resume with:\n"
+              f"  {shlex.quote(sys.executable)} {shlex.quote(str(Path(__file__).resolve()))} {summary.resume}")
         return None
-    print(f"\nResults: {summary['results_md']}")
-    best = summary.get("best")
+    print(f"\nResults: {summary.results_md}")
+    best = summary.best
     if best is None:
         print("No trial reported a validation metric; see the error column of the results table.")
         return None
-    print(f"Best trial {best['trial_id']}: validation {summary['metric']} {best['validation'].get(summary['metric'])}, "
-          f"test Sharpe {best['test']['sharpe']}, deflated Sharpe over {best['n_trials_for_dsr']} trials "
-          f"{best['deflated_sharpe']}")
-    print(f"Summary: {exp_dir / 'summary.md'}\nRetrain: python scripts/train.py --config-path {exp_dir} "
-          "--config-name best_config")
-    return best["validation"].get(summary["metric"])
-
+    print(f"Best trial {best.trial_id}: validation {summary.metric} {best.score}, test Sharpe {best.test.sharpe}, "
+          f"deflated Sharpe over {best.n_trials_for_dsr} trials {best.deflated_sharpe}")
+    print(f"Summary: {exp_dir / 'summary.md'}\nRetrain: {best.retrain}")
+    return best.score
 
 if __name__ == "__main__":
     main()

@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -27,10 +28,10 @@ from omegaconf import OmegaConf
 
 from agents.tune import (
     ATTEMPTS_LOG,
-    FAIL_ONCE_ENV,
     Experiment,
     parse_space,
     prepare_experiment,
+    quantgym_trial,
     register_tune_configs,
     run_experiment,
     to_tune_space,
@@ -172,6 +173,62 @@ def test_trial_config_applies_samples_and_derives_the_seed(compose_cfg, tmp_path
     assert trial_index_of("a750d092") == trial_index_of("a750d092") != trial_index_of("b56ea13f")
 
 
+def _spec(exp: Experiment, key: str) -> Any:
+    return next(s for s in exp.specs if s.key == key)
+
+
+def test_one_command_line_override_narrows_replaces_adds_or_drops_a_searched_key(compose_cfg,
+                                                                                 tmp_path: Path) -> None:
+    lr = "agent.algo_kwargs.learning_rate"
+    preset = _experiment(compose_cfg, tmp_path, [])
+    assert (_spec(preset, lr).low, _spec(preset, lr).high) == (1e-5, 1e-3)
+
+    narrowed = _experiment(compose_cfg, tmp_path, [f"tune.space.{lr}.high=1e-4"])
+    assert (_spec(narrowed, lr).dist, _spec(narrowed, lr).low, _spec(narrowed, lr).high) == ("loguniform", 1e-5, 1e-4)
+    # the override as Hydra receives it from the shell: "tune.space.<key>='dist(args)'"
+    replaced = _experiment(compose_cfg, tmp_path, [f"tune.space.{lr}='uniform(1e-4,2e-4)'",
+                                                   "tune.space.env.reward='choice([\"log_return\"])'"])
+    assert (_spec(replaced, lr).dist, _spec(replaced, lr).low, _spec(replaced, lr).high) == ("uniform", 1e-4, 2e-4)
+    assert _spec(replaced, "env.reward").values == ("log_return",)
+    assert [s.key for s in replaced.specs] == [s.key for s in preset.specs]  # the other keys are untouched
+
+    changed = _experiment(compose_cfg, tmp_path, ["+tune.space.agent.algo_kwargs.vf_coef='uniform(0.3,0.7)'",
+                                                  "~tune.space.env.reward"])
+    keys = [s.key for s in changed.specs]
+    assert "agent.algo_kwargs.vf_coef" in keys and "env.reward" not in keys
+
+
+@pytest.mark.parametrize("override, message", [
+    ("+tune.space.agent.learning_rate='loguniform(1e-5,1e-3)'", r"did you mean agent\.algo_kwargs\.learning_rate"),
+    ("tune.space.agent.algo_kwargs.learning_rate='gaussian(0,1)'", "unknown dist"),
+    ("tune.space.agent.algo_kwargs.learning_rate.low=0", "low > 0"),
+    ("tune.space.agent.algo_kwargs.learning_rate.high=1e-6", "low < high"),
+    ("tune.space.env.window_size='choice([16, 0])'", r"candidate value 0 is invalid"),
+    ("tune.space.env.window_size.values=[16,32.5]", r"tune\.space\.env\.window_size"),
+])
+def test_command_line_space_overrides_are_validated_like_the_yaml_form(compose_cfg, tmp_path: Path, override: str,
+                                                                       message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _experiment(compose_cfg, tmp_path, [override])
+
+
+def test_a_bad_space_override_stops_scripts_tune_before_ray_starts(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "tune.py"), "tune=smoke",
+         "tune.space.agent.algo_kwargs.learning_rate='loguniform(0,1e-3)'", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "tune.space.agent.algo_kwargs.learning_rate" in proc.stderr and "low > 0" in proc.stderr, proc.stderr
+    assert "ray" not in proc.stdout.lower()
+
+
+def test_dotted_and_nested_space_entries_mix_but_a_key_given_twice_fails() -> None:
+    entry = {"dist": "choice", "values": [16]}
+    assert parse_space({"env": {"window_size": entry}}) == parse_space({"env.window_size": entry})
+    with pytest.raises(ValueError, match=r"env\.window_size is given twice"):
+        parse_space({"env.window_size": entry, "env": {"window_size": entry}})
+
+
 def test_resume_without_a_saved_experiment_fails_with_the_fix(compose_cfg, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="tune.storage_path"):
         _experiment(compose_cfg, tmp_path, ["tune.resume=true"])
@@ -186,11 +243,14 @@ def local_ray() -> Iterator[None]:
     """One local Ray (2 CPUs, no dashboard) for the in-process experiments of this module."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    temp_dir = tempfile.mkdtemp(prefix="qgt", dir="/tmp")  # Ray's session files, removed at the end
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+             _temp_dir=temp_dir)
     try:
         yield
     finally:
         ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.mark.slow
@@ -200,7 +260,7 @@ def test_tiny_asha_experiment_writes_results_and_its_best_config_trains(local_ra
     assert exp.settings.num_samples == 4 and exp.settings.scheduler == "asha"
     summary = run_experiment(exp)
     exp_dir = exp.settings.experiment_dir
-    assert not summary["interrupted"] and summary["n_trials"] == 4
+    assert not summary.interrupted and summary.n_trials == 4
 
     rows = _rows(exp_dir / "results.csv")
     assert len(rows) == 4
@@ -220,11 +280,11 @@ def test_tiny_asha_experiment_writes_results_and_its_best_config_trains(local_ra
         assert list(d.glob("checkpoint_*")), d
         assert len(_attempts(d)) == 1
     # the winner on the test split beside its validation score, with the deflated Sharpe
-    best = summary["best"]
-    assert best["trial_id"] == rows[0]["trial_id"]
-    assert best["validation"]["sharpe"] == pytest.approx(float(rows[0]["sharpe"]))
-    assert best["test"]["sharpe"] is not None and 0.0 <= best["deflated_sharpe"] <= 1.0
-    assert best["n_trials_for_dsr"] == 4
+    best = summary.best
+    assert best is not None and best.trial_id == rows[0]["trial_id"]
+    assert best.validation.sharpe == pytest.approx(float(rows[0]["sharpe"]))
+    assert best.test.sharpe is not None and best.deflated_sharpe is not None and 0.0 <= best.deflated_sharpe <= 1.0
+    assert best.n_trials_for_dsr == 4
     assert (exp_dir / "best_test" / "report.md").exists()
     summary_md = (exp_dir / "summary.md").read_text()
     assert "Deflated Sharpe ratio over 4 trials" in summary_md and "validation" in summary_md
@@ -256,19 +316,46 @@ def test_a_crashing_trial_is_retried_and_does_not_stop_the_others(local_ray, com
     assert set(rows) == {"64", "1"}
     assert rows["64"]["status"] == "completed" and rows["1"]["status"] == "error"
     assert "batch_size" in rows["1"]["error"]
-    assert summary["best"]["hyperparameters"]["agent.algo_kwargs.batch_size"] == 64
+    assert summary.best is not None and summary.best.hyperparameters["agent.algo_kwargs.batch_size"] == 64
     failed_dir = exp.settings.experiment_dir / f"trial_{rows['1']['trial_id']}"
     assert len(_attempts(failed_dir)) == 2  # first run + max_failures=1 retry
 
 
+FAIL_AT_STEP = 512
+
+
+def _fails_once_midway(config: dict[str, Any], setup: dict[str, Any]) -> None:
+    """`quantgym_trial` whose first attempt raises right after its first report at >= FAIL_AT_STEP steps.
+
+    Runs in a Ray worker: it wraps Ray's ``tune.report`` there (the test side injects the fault; the
+    production trainable has no hook for it).
+    """
+    from ray import tune
+
+    first_attempt = tune.get_checkpoint() is None
+    real_report = tune.report
+
+    def report(metrics: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        real_report(metrics, *args, **kwargs)
+        if first_attempt and metrics["timesteps"] >= FAIL_AT_STEP:
+            raise RuntimeError(f"injected failure at {metrics['timesteps']} steps")
+
+    tune.report = report
+    try:
+        quantgym_trial(config, setup)
+    finally:
+        tune.report = real_report
+
+
 @pytest.mark.slow
-def test_a_trial_failing_midway_is_retried_from_its_tune_checkpoint(local_ray, compose_cfg, tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(FAIL_ONCE_ENV, "512")  # the first attempt raises after its report at 512 steps
+def test_a_trial_failing_midway_is_retried_from_its_tune_checkpoint(local_ray, compose_cfg, tmp_path: Path) -> None:
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers need not import the tests
     exp = _experiment(compose_cfg, tmp_path, ["tune.searcher=random", "tune.scheduler=fifo", "tune.num_samples=1",
                                               "tune.max_failures=1", "tune.verbose=0"],
                       {"env.window_size": {"dist": "choice", "values": [16]}})
-    run_experiment(exp)
+    run_experiment(exp, trainable=_fails_once_midway)
     (row,) = _rows(exp.settings.experiment_dir / "results.csv")
     assert row["status"] == "completed" and float(row["timesteps"]) >= 1024  # rollouts may overshoot
     trial_dir = exp.settings.experiment_dir / f"trial_{row['trial_id']}"
@@ -279,6 +366,38 @@ def test_a_trial_failing_midway_is_retried_from_its_tune_checkpoint(local_ray, c
     assert history[-1]["timesteps"] >= 1024
     ckpts = sorted(int(p.stem.split("_")[1]) for p in (trial_dir / "run" / "checkpoints").glob("model_*_steps.zip"))
     assert ckpts[0] <= 512 < ckpts[-1]  # training continued from the restored SB3 checkpoint
+
+
+@pytest.mark.slow
+def test_tune_leaves_no_ray_files_in_temp_prints_one_tensorboard_hint_and_a_working_retrain(tmp_path: Path) -> None:
+    system_tmp = Path(tempfile.mkdtemp(prefix="qgt", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    env = {**os.environ, "TMPDIR": str(system_tmp), "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_TMPDIR", None)
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "tune.py"), "tune=smoke", "tune.searcher=random",
+             "tune.scheduler=fifo", "tune.num_samples=1", "train.total_timesteps=256", "tune.verbose=1",
+             f"tune.storage_path={tmp_path}", f"hydra.run.dir={tmp_path / 'hydra'}"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        leftovers = sorted(str(p.relative_to(system_tmp)) for p in system_tmp.rglob("*")
+                           if "ray" in p.name or p.name.startswith("session_"))
+        assert leftovers == [], leftovers
+    finally:
+        shutil.rmtree(system_tmp, ignore_errors=True)
+    out = proc.stdout + proc.stderr
+    hints = [line for line in out.splitlines() if "tensorboard --logdir" in line]
+    assert len(hints) == 1 and str(tmp_path / "smoke") in hints[0], hints
+
+    # the printed "Retrain:" command works as printed, from another folder
+    (retrain,) = [line.removeprefix("Retrain:").strip() for line in proc.stdout.splitlines()
+                  if line.startswith("Retrain:")]
+    fresh = tmp_path / "fresh_shell"
+    fresh.mkdir()
+    run = subprocess.run([*shlex.split(retrain), f"hydra.run.dir={fresh / 'run'}"], cwd=fresh,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (fresh / "run" / "final_model.zip").exists()
 
 
 def _wait_for(predicate: Callable[[], bool], proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
