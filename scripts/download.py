@@ -11,11 +11,11 @@ import logging
 import sys
 from dataclasses import dataclass, field
 
-import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
+from agents.cli import hydra_entry
 from agents.config import writable_structured
 from envs.data.download import DownloadError, FeedConfig, run_download
 from envs.data.retry import FatalFetchError
@@ -34,7 +34,7 @@ class DownloadAppConfig:
 ConfigStore.instance().store(name="download_schema", node=writable_structured(DownloadAppConfig))
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="download")
+@hydra_entry("download")
 def main(cfg: DictConfig) -> None:
     """Convert the config to typed objects, run the download, print the summaries."""
     try:
