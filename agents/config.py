@@ -233,6 +233,14 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="run_schema", node=RunSchema)
 
 
+def _refuse_unknown(prefix: str, values: dict[str, Any], cls: type, ignore: tuple[str, ...] = ()) -> None:
+    """Raise naming the first key of ``values`` that ``cls`` has no field for (e.g. ``+tarin.seed=3``)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(k for k in values if k not in known and k not in ignore)
+    if unknown:
+        raise ValueError(f"unknown config key {prefix}{unknown[0]} (a typo?); valid keys here: {sorted(known)}")
+
+
 def to_run_config(cfg: DictConfig | dict[str, Any], base_dir: str | None = None) -> RunConfig:
     """Convert a composed Hydra config (or plain dict) into a validated `RunConfig`.
 
@@ -244,6 +252,10 @@ def to_run_config(cfg: DictConfig | dict[str, Any], base_dir: str | None = None)
 
     raw = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     assert isinstance(raw, dict)
+    _refuse_unknown("", raw, RunConfig, ignore=("hydra",))
+    for section, cls in (("data", DataConfig), ("train", TrainConfig), ("evaluation", EvaluationConfig),
+                         ("agent", AgentConfig)):
+        _refuse_unknown(f"{section}.", raw.get(section) or {}, cls)
     data = dict(raw["data"])
     split = SplitConfig(**data.pop("split", {}))
     cleaning = CleaningConfig.from_mapping(data.pop("cleaning", None) or {})
