@@ -149,9 +149,16 @@ class TrainConfig:
     resume_from: str | None = None
     torch_threads: int = 1
     progress_bar: bool = True
+    #: checkpoints kept in <run>/checkpoints (the newest ones)
+    keep_checkpoints: int = 2
+    #: off-policy agents (SAC, TD3, DQN): save the replay buffer with the newest checkpoint, so a resumed run
+    #: keeps its experience; about buffer_size x observation floats x 8 bytes (1.2 GB for SAC's 100k
+    #: transitions of a 1,476-float observation)
+    save_replay_buffer: bool = True
 
     def __post_init__(self) -> None:
-        for key in ("total_timesteps", "n_envs", "eval_freq", "checkpoint_freq", "torch_threads"):
+        for key in ("total_timesteps", "n_envs", "eval_freq", "checkpoint_freq", "torch_threads",
+                    "keep_checkpoints"):
             if getattr(self, key) < 1:
                 _fail(f"train.{key}", getattr(self, key), "must be >= 1")
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):

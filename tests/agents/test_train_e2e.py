@@ -126,5 +126,6 @@ def test_resume_skips_a_checkpoint_cut_short_by_a_crash(compose_cfg, tmp_path: P
     with caplog.at_level("WARNING", logger="agents.train"):
         result = run(cfg, tmp_path, resume=True, test_report=False)
     assert "checkpoint at 2048 steps is incomplete" in caplog.text
+    assert str(normaliser) in caplog.text  # the warning names the file
     assert result["num_timesteps"] >= cfg.train.total_timesteps
     assert load_model("ppo", tmp_path / "final_model.zip").num_timesteps >= cfg.train.total_timesteps
