@@ -155,10 +155,12 @@ class TrainConfig:
     #: keeps its experience; about buffer_size x observation floats x 8 bytes (1.2 GB for SAC's 100k
     #: transitions of a 1,476-float observation)
     save_replay_buffer: bool = True
+    #: environment steps between writes of the trading/* TensorBoard scalars (every agent)
+    log_every_steps: int = 1000
 
     def __post_init__(self) -> None:
         for key in ("total_timesteps", "n_envs", "eval_freq", "checkpoint_freq", "torch_threads",
-                    "keep_checkpoints"):
+                    "keep_checkpoints", "log_every_steps"):
             if getattr(self, key) < 1:
                 _fail(f"train.{key}", getattr(self, key), "must be >= 1")
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):

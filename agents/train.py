@@ -131,14 +131,14 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
                                     cfg.data.calendar, on_result=on_validation)
     checkpoints = RollingCheckpointCallback(cfg.train.checkpoint_freq, run_dir / "checkpoints",
                                             cfg.train.keep_checkpoints, cfg.train.save_replay_buffer)
-    callbacks = CallbackList([ConfigTextCallback(cfg), TradingMetricsCallback(), validation, checkpoints])
+    callbacks = CallbackList([ConfigTextCallback(cfg), TradingMetricsCallback(cfg.train.log_every_steps), validation,
+                              checkpoints])
     remaining = cfg.train.total_timesteps - (model.num_timesteps if resume else 0)
     if remaining > 0:
         model.learn(total_timesteps=remaining, callback=callbacks, tb_log_name=TB_NAME,
                     reset_num_timesteps=not resume, progress_bar=cfg.train.progress_bar)
     if not validation.history or validation.history[-1]["timesteps"] < model.num_timesteps:
         validation.run_validation()  # the final weights are a candidate too
-        model.logger.dump(model.num_timesteps)
     model.save(run_dir / "final_model.zip")
     if isinstance(venv, VecNormalize):
         venv.save(str(run_dir / "vecnormalize.pkl"))
