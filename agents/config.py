@@ -242,6 +242,24 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="run_schema", node=RunSchema)
 
 
+def continuous_form(agent: str, env: EnvConfig) -> EnvConfig:
+    """The env a continuous-only agent (SAC, TD3) trains on: a long/flat discrete preset becomes continuous.
+
+    A discrete preset whose levels are all >= 0 with ``long_only`` (the default ``spot_inout``: levels
+    [0, 1]) is turned into its continuous form: exposure ``max(a, 0) x max(levels)``, i.e. in [0, 1] for
+    the default, every other field unchanged. The rule is logged; other discrete presets (with short
+    levels) still fail in `RunConfig`, naming the fix.
+    """
+    if agent not in CONTINUOUS_ONLY or env.action_mode != "discrete":
+        return env
+    if not env.long_only or min(env.exposure_levels) < 0:
+        return env
+    top = max(env.exposure_levels)
+    logger.info("agent=%s needs continuous actions: the long/flat preset (exposure levels %s) runs in its "
+                "continuous form, target exposure in [0, %g]", agent, list(env.exposure_levels), top)
+    return dataclasses.replace(env, action_mode="continuous", max_leverage=top)
+
+
 def _refuse_unknown(prefix: str, values: dict[str, Any], cls: type, ignore: tuple[str, ...] = ()) -> None:
     """Raise naming the first key of ``values`` that ``cls`` has no field for (e.g. ``+tarin.seed=3``)."""
     known = {f.name for f in dataclasses.fields(cls)}
@@ -272,7 +290,7 @@ def to_run_config(cfg: DictConfig | dict[str, Any], base_dir: str | None = None)
         if data.get(key) is not None and base_dir is not None and not Path(data[key]).is_absolute():
             data[key] = str(Path(base_dir) / data[key])
     env_values = dict(raw["env"])
-    env = EnvConfig.from_dict(env_values)
+    env = continuous_form(raw["agent"]["name"], EnvConfig.from_dict(env_values))
     return RunConfig(
         data=DataConfig(split=split, cleaning=cleaning, **data),
         env=env,
