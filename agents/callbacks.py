@@ -17,10 +17,10 @@ from agents.evaluation.runner import EpisodeRecord
 logger = logging.getLogger(__name__)
 
 #: summary keys of finished training episodes logged under trading/ (mean over the episodes)
-EPISODE_KEYS = ("total_return", "sharpe", "max_drawdown", "turnover", "fees_paid", "n_trades", "avg_exposure")
+EPISODE_KEYS = ("total_return", "sharpe", "max_drawdown", "turnover", "fees_paid", "n_fills", "avg_exposure")
 #: metrics of a validation pass logged under eval/
-EVAL_KEYS = ("total_return", "sharpe", "sortino", "max_drawdown", "turnover", "fees_paid", "n_trades",
-             "avg_exposure", "annual_volatility", "win_rate")
+EVAL_KEYS = ("total_return", "sharpe", "sortino", "max_drawdown", "turnover", "fees_paid", "n_fills",
+             "n_round_trips", "avg_exposure", "annual_volatility", "win_rate")
 _NOT_STDOUT = ("stdout", "log", "json", "csv")
 
 

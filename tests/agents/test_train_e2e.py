@@ -42,7 +42,7 @@ def test_tiny_run_logs_trading_and_eval_metrics_and_writes_report(compose_cfg, t
     result = run(cfg, tmp_path)
     tags = _scalars(tmp_path)
     for key in ("trading/equity", "trading/episode_return", "trading/sharpe", "trading/max_drawdown",
-                "trading/turnover", "trading/fees_paid", "trading/n_trades", "trading/avg_exposure",
+                "trading/turnover", "trading/fees_paid", "trading/n_fills", "trading/avg_exposure",
                 "eval/sharpe", "eval/total_return", "eval/max_drawdown", "eval/fees_paid"):
         assert key in tags, (key, sorted(tags))
     assert "hist:trading/actions_hist" in tags and "hist:trading/exposure_hist" in tags
