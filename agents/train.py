@@ -34,7 +34,7 @@ from agents.callbacks import TradingMetricsCallback, ValidationCallback
 from agents.checkpoints import RollingCheckpointCallback, resume_model
 from agents.checkpoints import latest_checkpoint as latest_checkpoint  # re-exported for agents.tune
 from agents.config import RunConfig
-from agents.data import Splits, load_splits, prune_features
+from agents.data import Splits, check_tradable, load_splits, prune_features
 from agents.evaluation.runner import Policy, evaluation_env, run_policy
 from agents.evaluation.suite import evaluate_policy
 from agents.sb3 import build_model, load_model
@@ -109,6 +109,7 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
         OmegaConf.save(OmegaConf.create(asdict(cfg)), saved_cfg)
     if splits is None:
         splits = load_splits(cfg.data, cfg.env.window_size, cfg.features, FEATURE_CACHE)
+    check_tradable(cfg.env, splits.full, f"env on {cfg.data.symbol}")
     splits, pruning = prune_features(splits, cfg.features)  # decided on this run's training split
     if pruning is not None:
         (run_dir / "collinearity.md").write_text(pruning.to_markdown() + "\n")
