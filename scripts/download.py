@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from agents.cli import hydra_entry
 from agents.config import writable_structured
 from envs.data.download import DownloadError, FeedConfig, run_download
-from envs.data.retry import FatalFetchError
+from envs.data.retry import FatalFetchError, RetryError
 from envs.data.store import ParquetStore, StoreConfig
 
 
@@ -46,7 +46,7 @@ def main(cfg: DictConfig) -> None:
     store = ParquetStore(to_absolute_path(app.store.root))
     try:
         summaries = run_download(app.feed, store)
-    except (DownloadError, FatalFetchError, ValueError) as e:
+    except (DownloadError, FatalFetchError, RetryError, ValueError) as e:
         print(f"download failed: {e}", file=sys.stderr)
         sys.exit(1)
     for s in summaries:
