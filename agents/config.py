@@ -260,6 +260,38 @@ def continuous_form(agent: str, env: EnvConfig) -> EnvConfig:
     return dataclasses.replace(env, action_mode="continuous", max_leverage=top)
 
 
+def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out |= _leaves(v, f"{prefix}{k}.")
+        return out
+    return {prefix[:-1]: node}
+
+
+def check_resume_overrides(composed: DictConfig, defaults: DictConfig, saved: DictConfig) -> None:
+    """Refuse command-line overrides that would change a run being resumed.
+
+    A resumed run continues with its saved ``.hydra/config.yaml``. Every value the command line
+    changes (``composed`` against ``defaults``, the config composed without the overrides) must equal
+    the saved one; otherwise it would be ignored, so it is refused. ``train.resume_from`` is exempt.
+
+    Raises:
+        ValueError: listing each changing key with its new and saved values.
+    """
+    def plain(c: DictConfig) -> dict[str, Any]:
+        return _leaves(OmegaConf.to_container(c, resolve=True))
+
+    new, base, old = plain(composed), plain(defaults), plain(saved)
+    changed = [f"{k}={new.get(k)!r} (the run has {old.get(k)!r})" for k in sorted(set(new) | set(base))
+               if k != "train.resume_from" and new.get(k) != base.get(k) and new.get(k) != old.get(k)]
+    if changed:
+        raise ValueError(
+            "train.resume_from continues a run with its saved config, so these overrides would be ignored: "
+            f"{'; '.join(changed)}. Drop them, or start a new run with them"
+        )
+
+
 def _refuse_unknown(prefix: str, values: dict[str, Any], cls: type, ignore: tuple[str, ...] = ()) -> None:
     """Raise naming the first key of ``values`` that ``cls`` has no field for (e.g. ``+tarin.seed=3``)."""
     known = {f.name for f in dataclasses.fields(cls)}

@@ -71,3 +71,19 @@ def test_hydra_full_error_shows_the_traceback(tmp_path: Path) -> None:
 def test_unknown_keys_are_refused_naming_them(compose_cfg, override: str, key: str) -> None:
     with pytest.raises(ValueError, match=f"unknown config key {key} "):
         to_run_config(compose_cfg([override]), base_dir=str(REPO))
+
+
+def test_resume_refuses_overrides_that_would_change_the_run(compose_cfg, tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(compose_cfg(["debug=smoke"]), run_dir / ".hydra" / "config.yaml")
+    out = _script("train", f"train.resume_from={run_dir}", "env.window_size=16", "env.taker_fee=0.05",
+                  f"hydra.run.dir={tmp_path / 'again'}")
+    assert out.returncode == 2, out.stderr
+    assert "env.window_size=16 (the run has 32)" in out.stderr and "env.taker_fee=0.05 (the run has 0.001)" in out.stderr
+    out = _script("train", f"train.resume_from={run_dir}", "debug=smoke", "env.window_size=32",
+                  "train.checkpoint_freq=5", f"hydra.run.dir={tmp_path / 'again'}")
+    assert out.returncode == 2 and "train.checkpoint_freq=5 (the run has 1024)" in out.stderr, out.stderr
+    assert "window_size" not in out.stderr  # unchanged values pass
