@@ -17,10 +17,10 @@ from agents.evaluation.runner import EpisodeRecord
 logger = logging.getLogger(__name__)
 
 #: summary keys of finished training episodes logged under trading/ (mean over the episodes)
-EPISODE_KEYS = ("total_return", "sharpe", "max_drawdown", "turnover", "fees_paid", "n_trades", "avg_exposure")
+EPISODE_KEYS = ("total_return", "sharpe", "max_drawdown", "turnover", "fees_paid", "n_fills", "avg_exposure")
 #: metrics of a validation pass logged under eval/
-EVAL_KEYS = ("total_return", "sharpe", "sortino", "max_drawdown", "turnover", "fees_paid", "n_trades",
-             "avg_exposure", "annual_volatility", "win_rate")
+EVAL_KEYS = ("total_return", "sharpe", "sortino", "max_drawdown", "turnover", "fees_paid", "n_fills",
+             "n_round_trips", "avg_exposure", "annual_volatility", "win_rate")
 _NOT_STDOUT = ("stdout", "log", "json", "csv")
 
 
@@ -28,17 +28,21 @@ class TradingMetricsCallback(BaseCallback):
     """Logs ``trading/*`` scalars and histograms of actions and exposure.
 
     Reads the finished episodes' ``episode_summary`` from infos and the live account arrays of
-    `VecTradingEnv` (no per-step dicts). Values are recorded at rollout ends, at most once per
-    ``min_steps_between`` environment steps (off-policy algorithms end a rollout every step).
+    `VecTradingEnv` (no per-step dicts). Values are written to TensorBoard every ``log_every_steps``
+    environment steps (``train.log_every_steps``), on a schedule of their own: SB3 dumps its logger
+    only every ``log_interval`` episodes (off-policy) or rollouts, which a short run may never reach.
     """
 
-    def __init__(self, min_steps_between: int = 512, verbose: int = 0) -> None:
+    def __init__(self, log_every_steps: int = 1000, verbose: int = 0) -> None:
         super().__init__(verbose)
-        self.min_steps_between = min_steps_between
+        self.log_every_steps = log_every_steps
         self._episodes: list[dict[str, float]] = []
         self._actions: list[np.ndarray] = []
         self._exposure: list[np.ndarray] = []
-        self._last_record = 0
+        self._next = 0
+
+    def _on_training_start(self) -> None:
+        self._next = (self.num_timesteps // self.log_every_steps + 1) * self.log_every_steps
 
     def _account(self) -> dict[str, np.ndarray]:
         return self.training_env.unwrapped.account  # type: ignore[attr-defined]
@@ -55,12 +59,13 @@ class TradingMetricsCallback(BaseCallback):
         if actions is not None:
             self._actions.append(np.asarray(actions, dtype=np.float32).reshape(-1))
         self._exposure.append(self._account()["exposure"].astype(np.float32))
+        if self.num_timesteps >= self._next:
+            self._next += self.log_every_steps
+            self.write()
         return True
 
-    def _on_rollout_end(self) -> None:
-        if self.num_timesteps - self._last_record < self.min_steps_between:
-            return
-        self._last_record = self.num_timesteps
+    def write(self) -> None:
+        """Record the ``trading/*`` values gathered since the last write and dump them at this step."""
         account = self._account()
         self.logger.record("trading/equity", float(np.mean(account["equity"])))
         self.logger.record("trading/exposure", float(np.mean(np.abs(account["exposure"]))))
@@ -77,6 +82,7 @@ class TradingMetricsCallback(BaseCallback):
         if self._exposure:
             self.logger.record("trading/exposure_hist", np.concatenate(self._exposure), exclude=_NOT_STDOUT)
             self._exposure.clear()
+        self.logger.dump(self.num_timesteps)
 
 
 class ValidationCallback(BaseCallback):
@@ -137,6 +143,7 @@ class ValidationCallback(BaseCallback):
                 venv.save(str(self.run_dir / "best_vecnormalize.pkl"))
             logger.info("new best validation Sharpe %.3f at %d steps", sharpe, self.num_timesteps)
         self.history_path.write_text(json.dumps(self.history, indent=1))
+        self.logger.dump(self.num_timesteps)  # written now, whatever SB3's own dump schedule
         if self.on_result is not None:
             self.on_result(summary, self.num_timesteps)
         return summary

@@ -149,9 +149,18 @@ class TrainConfig:
     resume_from: str | None = None
     torch_threads: int = 1
     progress_bar: bool = True
+    #: checkpoints kept in <run>/checkpoints (the newest ones)
+    keep_checkpoints: int = 2
+    #: off-policy agents (SAC, TD3, DQN): save the replay buffer with the newest checkpoint, so a resumed run
+    #: keeps its experience; about buffer_size x observation floats x 8 bytes (1.2 GB for SAC's 100k
+    #: transitions of a 1,476-float observation)
+    save_replay_buffer: bool = True
+    #: environment steps between writes of the trading/* TensorBoard scalars (every agent)
+    log_every_steps: int = 1000
 
     def __post_init__(self) -> None:
-        for key in ("total_timesteps", "n_envs", "eval_freq", "checkpoint_freq", "torch_threads"):
+        for key in ("total_timesteps", "n_envs", "eval_freq", "checkpoint_freq", "torch_threads",
+                    "keep_checkpoints", "log_every_steps"):
             if getattr(self, key) < 1:
                 _fail(f"train.{key}", getattr(self, key), "must be >= 1")
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
@@ -233,6 +242,64 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="run_schema", node=RunSchema)
 
 
+def continuous_form(agent: str, env: EnvConfig) -> EnvConfig:
+    """The env a continuous-only agent (SAC, TD3) trains on: a long/flat discrete preset becomes continuous.
+
+    A discrete preset whose levels are all >= 0 with ``long_only`` (the default ``spot_inout``: levels
+    [0, 1]) is turned into its continuous form: exposure ``max(a, 0) x max(levels)``, i.e. in [0, 1] for
+    the default, every other field unchanged. The rule is logged; other discrete presets (with short
+    levels) still fail in `RunConfig`, naming the fix.
+    """
+    if agent not in CONTINUOUS_ONLY or env.action_mode != "discrete":
+        return env
+    if not env.long_only or min(env.exposure_levels) < 0:
+        return env
+    top = max(env.exposure_levels)
+    logger.info("agent=%s needs continuous actions: the long/flat preset (exposure levels %s) runs in its "
+                "continuous form, target exposure in [0, %g]", agent, list(env.exposure_levels), top)
+    return dataclasses.replace(env, action_mode="continuous", max_leverage=top)
+
+
+def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out |= _leaves(v, f"{prefix}{k}.")
+        return out
+    return {prefix[:-1]: node}
+
+
+def check_resume_overrides(composed: DictConfig, defaults: DictConfig, saved: DictConfig) -> None:
+    """Refuse command-line overrides that would change a run being resumed.
+
+    A resumed run continues with its saved ``.hydra/config.yaml``. Every value the command line
+    changes (``composed`` against ``defaults``, the config composed without the overrides) must equal
+    the saved one; otherwise it would be ignored, so it is refused. ``train.resume_from`` is exempt.
+
+    Raises:
+        ValueError: listing each changing key with its new and saved values.
+    """
+    def plain(c: DictConfig) -> dict[str, Any]:
+        return _leaves(OmegaConf.to_container(c, resolve=True))
+
+    new, base, old = plain(composed), plain(defaults), plain(saved)
+    changed = [f"{k}={new.get(k)!r} (the run has {old.get(k)!r})" for k in sorted(set(new) | set(base))
+               if k != "train.resume_from" and new.get(k) != base.get(k) and new.get(k) != old.get(k)]
+    if changed:
+        raise ValueError(
+            "train.resume_from continues a run with its saved config, so these overrides would be ignored: "
+            f"{'; '.join(changed)}. Drop them, or start a new run with them"
+        )
+
+
+def _refuse_unknown(prefix: str, values: dict[str, Any], cls: type, ignore: tuple[str, ...] = ()) -> None:
+    """Raise naming the first key of ``values`` that ``cls`` has no field for (e.g. ``+tarin.seed=3``)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(k for k in values if k not in known and k not in ignore)
+    if unknown:
+        raise ValueError(f"unknown config key {prefix}{unknown[0]} (a typo?); valid keys here: {sorted(known)}")
+
+
 def to_run_config(cfg: DictConfig | dict[str, Any], base_dir: str | None = None) -> RunConfig:
     """Convert a composed Hydra config (or plain dict) into a validated `RunConfig`.
 
@@ -244,6 +311,10 @@ def to_run_config(cfg: DictConfig | dict[str, Any], base_dir: str | None = None)
 
     raw = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     assert isinstance(raw, dict)
+    _refuse_unknown("", raw, RunConfig, ignore=("hydra",))
+    for section, cls in (("data", DataConfig), ("train", TrainConfig), ("evaluation", EvaluationConfig),
+                         ("agent", AgentConfig)):
+        _refuse_unknown(f"{section}.", raw.get(section) or {}, cls)
     data = dict(raw["data"])
     split = SplitConfig(**data.pop("split", {}))
     cleaning = CleaningConfig.from_mapping(data.pop("cleaning", None) or {})
@@ -251,7 +322,7 @@ def to_run_config(cfg: DictConfig | dict[str, Any], base_dir: str | None = None)
         if data.get(key) is not None and base_dir is not None and not Path(data[key]).is_absolute():
             data[key] = str(Path(base_dir) / data[key])
     env_values = dict(raw["env"])
-    env = EnvConfig.from_dict(env_values)
+    env = continuous_form(raw["agent"]["name"], EnvConfig.from_dict(env_values))
     return RunConfig(
         data=DataConfig(split=split, cleaning=cleaning, **data),
         env=env,

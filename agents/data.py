@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 
 from agents.config import DataConfig, SplitConfig
+from envs.config import EnvConfig
 from envs.data.cleaning import clean
+from envs.data.resample import parse_timeframe
 from envs.data.store import ParquetStore
 from envs.features.collinearity import PruneResult, prune_collinear_report
 from envs.features.pipeline import FeatureCache, FeatureConfig, build_features
@@ -62,12 +64,98 @@ def load_frame(cfg: DataConfig) -> pd.DataFrame:
     df, _ = clean(df.reset_index(drop=True), cfg.cleaning)
     if df.empty:
         raise ValueError(f"no bars in data.path={cfg.path!r} between data.start={cfg.start} and data.end={cfg.end}")
+    source = f"data.store_root={cfg.store_root!r}" if cfg.store_root is not None else f"data.path={cfg.path!r}"
+    check_timeframe(df["timestamp"].to_numpy(), cfg.timeframe, source)
     if cfg.funding_path is not None:
         fpath = Path(cfg.funding_path)
         if not fpath.exists():
             raise ValueError(f"data.funding_path={cfg.funding_path!r} not found (a Parquet of timestamp, funding_rate)")
         df = attach_funding(df, pd.read_parquet(fpath))
     return df
+
+
+def check_timeframe(timestamps: np.ndarray, timeframe: str, what: str) -> None:
+    """Refuse bars whose spacing (the median step) is not ``timeframe``.
+
+    Raises:
+        ValueError: naming both intervals and what to change.
+    """
+    if len(timestamps) < 2:
+        return
+    step = int(np.median(np.diff(np.asarray(timestamps, dtype=np.int64))))
+    want = parse_timeframe(timeframe)
+    if step != want:
+        raise ValueError(
+            f"{what} has bars every {_interval(step)} but the run is configured for {timeframe} bars "
+            f"(data.timeframe={timeframe}): features, look-backs and annualisation would all be off. Use "
+            f"{timeframe} bars (resample with envs.data.resample), or train a run on {_interval(step)} bars "
+            f"with data.timeframe={_interval(step)}"
+        )
+
+
+def _interval(ms: int) -> str:
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms} ms"
+
+
+def warmup_bars(data: MarketData) -> int:
+    """Bars before every feature column has its first finite value (the features' warm-up)."""
+    finite = np.isfinite(data.raw_features)
+    if finite.size == 0:
+        return 0
+    has = finite.any(axis=0)
+    if not has.all():
+        return len(data.close)
+    return int(finite.argmax(axis=0).max())
+
+
+def require_usable(data: MarketData, window_size: int, what: str, start: int = 0, end: int | None = None) -> None:
+    """Refuse a span whose decisions past the features' warm-up do not fill one observation window.
+
+    Bars ``[start, end)`` of ``data`` are the span's own bars (earlier ones are its warm-up). A decision
+    needs ``window_size`` bars of valid features and one next bar to fill at.
+
+    Raises:
+        ValueError: naming the counts and what to change.
+    """
+    end = len(data.close) if end is None else end
+    warm = warmup_bars(data)
+    first = max(start, warm + window_size - 1)
+    usable = end - first
+    if usable < window_size:
+        bad = [n for n, ok in zip(data.feature_names, np.isfinite(data.raw_features).any(axis=0), strict=True)
+               if not ok]
+        why = (f"feature column(s) {bad[:5]} are NaN on every bar" if bad else
+               f"the first {warm} bars are the features' warm-up (NaN features, shown to a policy as 0)")
+        raise ValueError(
+            f"{what} has {max(usable, 0)} bars with a full observation window of valid features, fewer than one "
+            f"window (env.window_size={window_size}): {why}. Give a longer span (data.start/end, data.split.*), "
+            "a smaller window, or a feature set with shorter look-backs"
+        )
+
+
+def check_tradable(env: EnvConfig, data: MarketData, what: str) -> None:
+    """Refuse a configuration whose smallest order (one lot) costs more than the whole account.
+
+    One lot at the median close, ``lot_size x contract_multiplier x close``, is compared with
+    ``initial_cash``: above it, every target below that many times leverage rounds to no position and
+    the baselines (exposure 1) never trade.
+
+    Raises:
+        ValueError: naming the sizes and what to change.
+    """
+    close = float(np.median(data.close))
+    lot = env.lot_size * env.contract_multiplier * close
+    if lot > env.initial_cash:
+        raise ValueError(
+            f"{what}: the smallest order, one lot (env.lot_size={env.lot_size:g} x env.contract_multiplier="
+            f"{env.contract_multiplier:g} x median close {close:,.2f}) = {lot:,.0f} quote, is more than the account "
+            f"(env.initial_cash={env.initial_cash:,.0f}): most targets round to no position and the baselines "
+            f"cannot trade. Raise env.initial_cash above {lot:,.0f}, lower env.lot_size or "
+            "env.contract_multiplier, or use an env preset made for this market (env=spot, env=perp)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +233,10 @@ class Splits:
 def make_splits(df: pd.DataFrame, split: SplitConfig, window_size: int) -> Splits:
     """Validate and convert bars once, then cut the chronological splits."""
     full = MarketData.load(df)
-    return Splits(full=full, bounds=split_bounds(full.timestamp, split, window_size))
+    bounds = split_bounds(full.timestamp, split, window_size)
+    for b in bounds.values():
+        require_usable(full, window_size, f"the {b.name} split", b.start, b.end)
+    return Splits(full=full, bounds=bounds)
 
 
 def load_splits(cfg: DataConfig, window_size: int, features: FeatureConfig | None = None,

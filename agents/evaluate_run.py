@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from agents.artifacts import FEATURE_CACHE, sb3_policy
 from agents.config import RunConfig, to_run_config
-from agents.data import load_splits
+from agents.data import check_timeframe, check_tradable, load_splits, require_usable
 from agents.evaluation.suite import evaluate_policy
 from agents.sb3 import load_model
 from envs.features.pipeline import FeatureConfig, build_features
@@ -56,9 +56,11 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data_path: str | None
     cfg, normalizer = load_run(run, base_dir)
     if data_path is not None:
         frame = pd.read_parquet(data_path)
+        check_timeframe(frame["timestamp"].to_numpy(), cfg.data.timeframe, f"data_path={data_path!r}")
         if cfg.features != FeatureConfig.none():
             frame = build_features(frame, cfg.features)
         data = MarketData.load(frame)
+        require_usable(data, cfg.env.window_size, f"data_path={data_path!r}")
         name = Path(data_path).stem
     else:
         if split not in ("train", "val", "test"):
@@ -66,6 +68,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data_path: str | None
         data = load_splits(cfg.data, cfg.env.window_size, cfg.features, FEATURE_CACHE).get(split)
         name = split
     data = run_features(data, normalizer)
+    check_tradable(cfg.env, data, f"evaluating {run} on {name}")
     model_path = run / f"{model}_model.zip"
     if not model_path.exists():
         raise ValueError(f"{model_path} not found: model must be 'best' or 'final' of a finished run")

@@ -4,7 +4,7 @@ Run folder layout (``run_dir``)::
 
     .hydra/                Hydra's resolved config and overrides (written by scripts/train.py)
     tb/run_1/              TensorBoard events (SB3 losses, trading/*, eval/*)
-    checkpoints/           model_<steps>_steps.zip (+ replay buffer, vecnormalize) every checkpoint_freq
+    checkpoints/           the last train.keep_checkpoints checkpoints (agents/checkpoints.py)
     normalizer.json        feature normalisation fitted on the training split only
     best_model.zip         best validation Sharpe (+ best_vecnormalize.pkl)
     final_model.zip        last weights (+ vecnormalize.pkl)
@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
-import re
-import zipfile
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -29,14 +26,15 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import OmegaConf
-from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
 from agents.artifacts import FEATURE_CACHE, sb3_policy
 from agents.callbacks import TradingMetricsCallback, ValidationCallback
+from agents.checkpoints import RollingCheckpointCallback, resume_model
+from agents.checkpoints import latest_checkpoint as latest_checkpoint  # re-exported for agents.tune
 from agents.config import RunConfig
-from agents.data import Splits, load_splits, prune_features
+from agents.data import Splits, check_tradable, load_splits, prune_features
 from agents.evaluation.runner import evaluation_env, run_policy
 from agents.evaluation.suite import evaluate_policy
 from agents.sb3 import build_model, load_model
@@ -46,7 +44,6 @@ from envs.vec_env import VecTradingEnv
 logger = logging.getLogger(__name__)
 
 TB_NAME = "run"
-_CKPT = re.compile(r"model_(\d+)_steps\.zip$")
 
 
 class ConfigTextCallback(BaseCallback):
@@ -73,74 +70,12 @@ class ConfigTextCallback(BaseCallback):
         return True
 
 
-def checkpoints_newest_first(run_dir: Path) -> list[tuple[Path, int]]:
-    """Every checkpoint zip of a run with its step count, newest first."""
-    found = []
-    for p in (run_dir / "checkpoints").glob("model_*_steps.zip"):
-        m = _CKPT.search(p.name)
-        if m:
-            found.append((p, int(m.group(1))))
-    return sorted(found, key=lambda x: x[1], reverse=True)
-
-
-def latest_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
-    """The newest checkpoint zip of a run and its step count (None when there is none)."""
-    found = checkpoints_newest_first(run_dir)
-    return found[0] if found else None
-
-
 def _wrap(vec: VecTradingEnv, cfg: RunConfig) -> VecEnv:
     venv: VecEnv = VecMonitor(vec)
     if cfg.train.normalize_reward:
         gamma = float(cfg.agent.algo_kwargs.get("gamma", 0.99))
         venv = VecNormalize(venv, norm_obs=False, norm_reward=True, gamma=gamma)
     return venv
-
-
-#: What loading a checkpoint file cut short by a crash raises (SB3 writes its files in place).
-_TRUNCATED = (EOFError, pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError)
-
-
-def _load_checkpoint(cfg: RunConfig, run_dir: Path, path: Path, steps: int,
-                     vec: VecTradingEnv) -> tuple[BaseAlgorithm, VecEnv]:
-    venv: VecEnv = VecMonitor(vec)
-    vn_path = run_dir / "checkpoints" / f"model_vecnormalize_{steps}_steps.pkl"
-    if cfg.train.normalize_reward:
-        if not vn_path.exists():
-            raise ValueError(f"checkpoint {path.name} lacks its reward normalisation {vn_path.name}")
-        venv = VecNormalize.load(str(vn_path), venv)
-    model = load_model(cfg.agent.name, path, env=venv, device=cfg.train.device)
-    rb_path = run_dir / "checkpoints" / f"model_replay_buffer_{steps}_steps.pkl"
-    if rb_path.exists() and hasattr(model, "load_replay_buffer"):
-        model.load_replay_buffer(str(rb_path))
-    return model, venv
-
-
-def _resume_model(cfg: RunConfig, run_dir: Path, vec: VecTradingEnv) -> tuple[BaseAlgorithm, VecEnv]:
-    """Load the newest checkpoint whose files are all whole.
-
-    A kill can land while SB3 writes a checkpoint (model zip, replay buffer, reward normaliser):
-    such a checkpoint is reported and skipped for the one before it; if none loads, the newest
-    one's error is raised.
-    """
-    found = checkpoints_newest_first(run_dir)
-    if not found:
-        raise ValueError(
-            f"train.resume_from={str(run_dir)!r} has no checkpoints/model_*_steps.zip to resume from; "
-            "start a new run instead (checkpoints are written every train.checkpoint_freq steps)"
-        )
-    first_error: Exception | None = None
-    for path, steps in found:
-        try:
-            model, venv = _load_checkpoint(cfg, run_dir, path, steps, vec)
-        except _TRUNCATED as err:
-            logger.warning("checkpoint at %d steps is incomplete (%s: %s), probably cut short by a crash; "
-                           "trying the one before it", steps, type(err).__name__, err)
-            first_error = first_error or err
-            continue
-        logger.info("resuming %s from %s at %d steps", cfg.agent.name, path.name, model.num_timesteps)
-        return model, venv
-    raise ValueError(f"no checkpoint in {run_dir / 'checkpoints'} loads; the newest failed with: {first_error}")
 
 
 def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
@@ -167,6 +102,7 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
         OmegaConf.save(OmegaConf.create(asdict(cfg)), saved_cfg)
     if splits is None:
         splits = load_splits(cfg.data, cfg.env.window_size, cfg.features, FEATURE_CACHE)
+    check_tradable(cfg.env, splits.full, f"env on {cfg.data.symbol}")
     splits, pruning = prune_features(splits, cfg.features)  # decided on this run's training split
     if pruning is not None:
         (run_dir / "collinearity.md").write_text(pruning.to_markdown() + "\n")
@@ -178,7 +114,7 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
 
     vec = VecTradingEnv(train_md, cfg.env, n_envs=cfg.train.n_envs, seed=cfg.train.seed, normalizer=normalizer)
     if resume:
-        model, venv = _resume_model(cfg, run_dir, vec)
+        model, venv = resume_model(cfg.agent.name, cfg.train.device, cfg.train.normalize_reward, run_dir, vec)
     else:
         venv = _wrap(vec, cfg)
         model = build_model(cfg.agent, venv, cfg.train.seed, cfg.train.device, str(run_dir / "tb"))
@@ -187,18 +123,16 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
     val_env = evaluation_env(val_md, cfg.env, normalizer)
     validation = ValidationCallback(lambda m: run_policy(val_env, sb3_policy(m)), cfg.train.eval_freq, run_dir,
                                     cfg.data.calendar, on_result=on_validation)
-    checkpoints = CheckpointCallback(
-        save_freq=max(cfg.train.checkpoint_freq // cfg.train.n_envs, 1), save_path=str(run_dir / "checkpoints"),
-        name_prefix="model", save_replay_buffer=True, save_vecnormalize=True,
-    )
-    callbacks = CallbackList([ConfigTextCallback(cfg), TradingMetricsCallback(), validation, checkpoints])
+    checkpoints = RollingCheckpointCallback(cfg.train.checkpoint_freq, run_dir / "checkpoints",
+                                            cfg.train.keep_checkpoints, cfg.train.save_replay_buffer)
+    callbacks = CallbackList([ConfigTextCallback(cfg), TradingMetricsCallback(cfg.train.log_every_steps), validation,
+                              checkpoints])
     remaining = cfg.train.total_timesteps - (model.num_timesteps if resume else 0)
     if remaining > 0:
         model.learn(total_timesteps=remaining, callback=callbacks, tb_log_name=TB_NAME,
                     reset_num_timesteps=not resume, progress_bar=cfg.train.progress_bar)
     if not validation.history or validation.history[-1]["timesteps"] < model.num_timesteps:
         validation.run_validation()  # the final weights are a candidate too
-        model.logger.dump(model.num_timesteps)
     model.save(run_dir / "final_model.zip")
     if isinstance(venv, VecNormalize):
         venv.save(str(run_dir / "vecnormalize.pkl"))

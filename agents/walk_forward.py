@@ -25,7 +25,8 @@ from envs import metrics
 
 logger = logging.getLogger(__name__)
 
-FOLD_METRICS = ("total_return", "sharpe", "sortino", "max_drawdown", "n_trades", "turnover", "fees_paid")
+FOLD_METRICS = ("total_return", "sharpe", "sortino", "max_drawdown", "n_fills", "n_round_trips", "turnover",
+                "fees_paid")
 
 
 def walk_forward_bounds(n: int, folds: int, split: SplitConfig, window_size: int) -> list[dict[str, SplitBounds]]:
@@ -75,12 +76,12 @@ def run_walk_forward(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     ppy = metrics.bars_per_year(np.concatenate(stamps), cfg.data.calendar)
     verdict = judge(np.concatenate(agent_returns), np.concatenate(bh_returns), ppy, cfg.evaluation, cfg.train.seed)
     lines = ["# Walk-forward evaluation", "", f"{len(folds)} folds; each tests on the span after its training window.",
-             "", "| fold | test span | agent Sharpe | agent return | max DD | trades | buy&hold Sharpe |",
+             "", "| fold | test span | agent Sharpe | agent return | max DD | round trips | buy&hold Sharpe |",
              "|---:|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['fold']} | {r['first_decision'][:10]} .. {r['last_bar'][:10]} | {r['agent_sharpe']:.2f} | "
                      f"{100 * r['agent_total_return']:.2f}% | {100 * r['agent_max_drawdown']:.2f}% | "
-                     f"{r['agent_n_trades']:.0f} | {r['buy_and_hold_sharpe']:.2f} |")
+                     f"{r['agent_n_round_trips']:.0f} | {r['buy_and_hold_sharpe']:.2f} |")
     lines += ["", "Mean ± std over folds: " + ", ".join(f"{m} {v[0]:.3f} ± {v[1]:.3f}" for m, v in aggregate.items()),
               "", "## All test spans together", "", verdict.text, ""]
     (run_dir / "walk_forward.md").write_text("\n".join(lines), encoding="utf-8")

@@ -572,7 +572,8 @@ def summarize(
     Returns:
         Dict of floats: ``total_return``, ``cagr``, ``annual_volatility`` (fractions, per year where
         annualised), ``sharpe``, ``sortino``, ``calmar`` (annualised ratios), ``max_drawdown`` (fraction),
-        ``max_drawdown_duration_bars``, ``win_rate``, ``profit_factor``, ``n_trades``,
+        ``max_drawdown_duration_bars``, ``win_rate``, ``profit_factor``, ``n_round_trips``
+        (trades from entry to exit, as ``trades_from_positions`` cuts them; ``win_rate`` is over these),
         ``avg_holding_bars``, ``avg_exposure`` (mean |exposure|, fraction of equity), ``time_in_market``
         (fraction of bars with a position), ``turnover`` (per year), ``fees_paid``, ``slippage_paid``,
         ``funding_paid`` (quote), ``n_bars`` and ``bars_per_year``. Undefined values are NaN or inf as
@@ -605,7 +606,7 @@ def summarize(
         "max_drawdown_duration_bars": float(max_drawdown_duration(e)),
         "win_rate": win_rate(trades),
         "profit_factor": profit_factor(trades),
-        "n_trades": float(trades.size),
+        "n_round_trips": float(trades.size),
         "avg_holding_bars": average_holding_bars(pos),
         "avg_exposure": float(np.mean(np.abs(expo))) if n else 0.0,
         "time_in_market": float(np.mean(in_market)) if n else 0.0,

@@ -153,6 +153,6 @@ class Simulation:
             "fees_paid": col[K.S_FEES],
             "slippage_paid": col[K.S_SLIPPAGE],
             "funding_paid": col[K.S_FUNDING],
-            "n_trades": col[K.S_N_TRADES],
+            "n_fills": col[K.S_N_TRADES],
             "liquidated": col[K.S_LIQUIDATED],
         }

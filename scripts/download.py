@@ -11,14 +11,14 @@ import logging
 import sys
 from dataclasses import dataclass, field
 
-import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
+from agents.cli import hydra_entry
 from agents.config import writable_structured
 from envs.data.download import DownloadError, FeedConfig, run_download
-from envs.data.retry import FatalFetchError
+from envs.data.retry import FatalFetchError, RetryError
 from envs.data.store import ParquetStore, StoreConfig
 
 
@@ -34,7 +34,7 @@ class DownloadAppConfig:
 ConfigStore.instance().store(name="download_schema", node=writable_structured(DownloadAppConfig))
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="download")
+@hydra_entry("download")
 def main(cfg: DictConfig) -> None:
     """Convert the config to typed objects, run the download, print the summaries."""
     try:
@@ -46,7 +46,7 @@ def main(cfg: DictConfig) -> None:
     store = ParquetStore(to_absolute_path(app.store.root))
     try:
         summaries = run_download(app.feed, store)
-    except (DownloadError, FatalFetchError, ValueError) as e:
+    except (DownloadError, FatalFetchError, RetryError, ValueError) as e:
         print(f"download failed: {e}", file=sys.stderr)
         sys.exit(1)
     for s in summaries:

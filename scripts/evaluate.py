@@ -9,9 +9,10 @@ import hydra
 from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from agents.cli import hydra_entry  # noqa: E402
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra_entry("evaluate")
 def main(cfg: DictConfig) -> float | None:
     """Evaluate and print the verdict; returns the agent's Sharpe on the span."""
     from agents.evaluate_run import evaluate_run

@@ -14,13 +14,14 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from agents.config import register_configs, to_run_config  # noqa: E402
+from agents.cli import ConfigError, hydra_entry  # noqa: E402
+from agents.config import check_resume_overrides, register_configs, to_run_config  # noqa: E402
 
 register_configs()
 logger = logging.getLogger("quantgym.train")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra_entry("config")
 def main(cfg: DictConfig) -> float | None:
     """Compose, validate, train, evaluate; returns the test Sharpe (for sweepers)."""
     from agents.train import run
@@ -32,8 +33,11 @@ def main(cfg: DictConfig) -> float | None:
         run_dir = Path(hydra.utils.to_absolute_path(resume_from))
         saved = run_dir / ".hydra" / "config.yaml"
         if not saved.exists():
-            raise SystemExit(f"train.resume_from={resume_from}: {saved} not found; is this a quantgym run folder?")
-        cfg = OmegaConf.load(saved)
+            raise ConfigError(f"train.resume_from={resume_from}: {saved} not found; is this a quantgym run folder?")
+        saved_cfg = OmegaConf.load(saved)
+        resume_only = [o for o in HydraConfig.get().overrides.task if o.lstrip("+~").startswith("train.resume_from=")]
+        check_resume_overrides(cfg, hydra.compose(config_name="config", overrides=resume_only), saved_cfg)
+        cfg = saved_cfg
         print(f"Resuming {run_dir} with its saved config")
     run_cfg = to_run_config(cfg, base_dir=base)
     print(f"Run folder: {run_dir}\nWatch it:   tensorboard --logdir {run_dir / 'tb'}")

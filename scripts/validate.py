@@ -12,12 +12,12 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-import hydra
 import pandas as pd
 from hydra.core.config_store import ConfigStore
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
+from agents.cli import hydra_entry
 from agents.config import writable_structured
 from envs.data.cleaning import CleaningConfig, clean
 from envs.data.resample import parse_timeframe
@@ -93,7 +93,7 @@ def run(cfg: DictConfig) -> int:
     return 0
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="validate")
+@hydra_entry("validate")
 def main(cfg: DictConfig) -> None:
     """Entry point: exit with ``run``'s code."""
     sys.exit(run(cfg))

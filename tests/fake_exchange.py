@@ -44,7 +44,7 @@ SAMPLE_1M = SAMPLE_DIR / "btcusdt_1m_2024-06-01_07.parquet"
 SAMPLE_FUNDING = SAMPLE_DIR / "btcusdt_perp_funding_8h.parquet"
 
 MINUTE_MS = 60_000
-FAULT_KINDS = ("delay", "429", "500", "truncate", "duplicate", "shuffle", "drop")
+FAULT_KINDS = ("delay", "429", "500", "401", "truncate", "duplicate", "shuffle", "drop")
 SPOT_MAX_LIMIT = 1000
 FAPI_MAX_LIMIT = 1500
 FUNDING_MAX_LIMIT = 1000
@@ -372,6 +372,11 @@ def _make_handler(fx: FakeExchange) -> type[BaseHTTPRequestHandler]:
                 body = json.dumps({"code": -1003, "msg": "Too many requests; IP banned until later."})
                 fx._log(RequestRecord(path, params, 429, kind, None, t0))
                 self._send(429, body.encode(), "application/json", {"Retry-After": str(rule.retry_after_s)})
+                return
+            if kind == "401":  # Binance's answer to an invalid API key
+                fx._log(RequestRecord(path, params, 401, kind, None, t0))
+                self._send(401, b'{"code":-2015,"msg":"Invalid API-key, IP, or permissions for action."}',
+                           "application/json")
                 return
             if kind == "500":
                 fx._log(RequestRecord(path, params, 500, kind, None, t0))

@@ -198,10 +198,10 @@ def plot_trade_returns(
         ax.hist(100.0 * tr, bins=bins, color="tab:blue", alpha=0.8)
         ax.axvline(0.0, color="black", linewidth=0.8)
         ax.axvline(100.0 * float(np.mean(tr)), color="tab:red", linestyle="--",
-                   label=f"mean {100 * np.mean(tr):.2f}% ({tr.size} trades)")
+                   label=f"mean {100 * np.mean(tr):.2f}% ({tr.size} round trips)")
         ax.legend(loc="best")
     ax.set_xlabel("trade return (%)")
-    ax.set_ylabel("trades")
+    ax.set_ylabel("round trips")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     return _save(fig, path)

@@ -24,13 +24,14 @@ __all__ = ["METRIC_ORDER", "write_report", "to_json_value"]
 #: preferred row order (the keys of `envs.metrics.summarize`); other keys follow in first-seen order
 METRIC_ORDER = (
     "total_return", "cagr", "annual_volatility", "sharpe", "sortino", "calmar", "max_drawdown",
-    "max_drawdown_duration_bars", "win_rate", "profit_factor", "n_trades", "avg_holding_bars",
+    "max_drawdown_duration_bars", "win_rate", "profit_factor", "n_fills", "n_round_trips", "avg_holding_bars",
     "avg_exposure", "time_in_market", "turnover", "fees_paid", "slippage_paid", "funding_paid",
     "n_bars", "bars_per_year",
 )
 _PERCENT = {"total_return", "cagr", "annual_volatility", "max_drawdown", "win_rate", "avg_exposure",
             "time_in_market"}
-_COUNT = {"n_trades", "n_bars", "max_drawdown_duration_bars", "bars_per_year"}
+#: counts: printed without decimals, whole values stored as JSON integers
+_COUNT = {"n_fills", "n_round_trips", "n_liquidations", "n_bars", "max_drawdown_duration_bars", "bars_per_year"}
 _QUOTE = {"fees_paid", "slippage_paid", "funding_paid"}
 _UNITS = {
     **{k: "%" for k in _PERCENT},
@@ -65,6 +66,12 @@ def to_json_value(x: object) -> object:
     if isinstance(x, Path):
         return str(x)
     return x
+
+
+def _typed_counts(values: Mapping[str, object]) -> dict[str, object]:
+    """Whole-valued counts as ints (``n_fills: 216``, not ``216.0``); every other value unchanged."""
+    return {k: int(v) if k in _COUNT and isinstance(v, (int, float)) and float(v).is_integer() else v
+            for k, v in values.items()}
 
 
 def _format(metric: str, value: object) -> str:
@@ -173,7 +180,7 @@ def write_report(
     md_path.write_text("\n".join(lines), encoding="utf-8")
 
     payload = {
-        "policies": to_json_value(results),
+        "policies": to_json_value({name: _typed_counts(m) for name, m in results.items()}),
         "verdicts": to_json_value(dict(verdict_items) if isinstance(verdicts, Mapping) else list(verdicts)),
         "plots": {k: _link(p, out_dir) for k, p in plot_paths.items()},
         "extra_sections": sections,

@@ -36,7 +36,8 @@ class EpisodeRecord:
         traded_notional: (n,) quote currency traded in each step (all fills).
         actions: (n,) the actions taken (first component for Box actions).
         fees_paid, slippage_paid, funding_paid: totals in quote currency.
-        n_trades: fills, stop and liquidation exits included.
+        n_fills: fills (every order executed), stop and liquidation exits included; a round trip
+            (entry to exit, `envs.metrics.trades_from_positions`) is usually two fills.
         n_liquidations: liquidations in the pass.
         terminated: whether the pass ended early (bankruptcy or drawdown stop).
     """
@@ -51,7 +52,7 @@ class EpisodeRecord:
     fees_paid: float
     slippage_paid: float
     funding_paid: float
-    n_trades: int
+    n_fills: int
     n_liquidations: int
     terminated: bool
 
@@ -67,7 +68,7 @@ class EpisodeRecord:
             fees=self.fees_paid, slippage=self.slippage_paid, funding=self.funding_paid,
             timestamps_ms=self.timestamps, calendar=calendar, exposure=self.exposure,
         )
-        out["n_trades"] = float(self.n_trades)  # fills as the env counts them (exits included)
+        out["n_fills"] = float(self.n_fills)  # fills as the env counts them (exits included)
         out["n_liquidations"] = float(self.n_liquidations)
         return out
 
@@ -98,7 +99,7 @@ def run_policy(env: TradingEnv, policy: Policy, seed: int = 0) -> EpisodeRecord:
     return EpisodeRecord(
         timestamps=ts[: n + 1], equity=eq[: n + 1], price=px[: n + 1], position=pos[:n], exposure=expo[:n],
         traded_notional=notional[:n], actions=acts[:n], fees_paid=info["fees_paid"],
-        slippage_paid=info["slippage_paid"], funding_paid=info["funding_paid"], n_trades=info["n_trades"],
+        slippage_paid=info["slippage_paid"], funding_paid=info["funding_paid"], n_fills=info["n_trades"],
         n_liquidations=liquidations, terminated=terminated,
     )
 

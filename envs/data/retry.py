@@ -4,7 +4,8 @@ Transient errors (retried): ``ccxt.NetworkError`` and its subclasses: ``RequestT
 ``exchange.timeout``), ``DDoSProtection`` / ``RateLimitExceeded`` (HTTP 429/418; the server's
 ``Retry-After`` header is honoured when ccxt exposes it in ``exchange.last_response_headers``),
 ``ExchangeNotAvailable`` / ``OnMaintenance`` (HTTP 5xx) and plain ``NetworkError`` (dropped
-connection). Everything else that ccxt raises (``BadSymbol``, ``BadRequest``,
+connection), except a DNS failure (the host name does not resolve: a wrong ``api_url`` or no
+network), which retrying within seconds cannot fix. Everything else that ccxt raises (``BadSymbol``, ``BadRequest``,
 ``AuthenticationError``, ``NotSupported``, other ``ExchangeError``) is not transient and is raised at
 once as ``FatalFetchError``.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,6 +95,21 @@ def retry_after_s(exchange: Any, error: BaseException) -> float | None:
         return None  # HTTP-date form: fall back to exponential backoff
 
 
+def unresolvable_host(error: BaseException) -> bool:
+    """True when a network error comes from a failed DNS lookup (``socket.gaierror`` in its chain)."""
+    seen: set[int] = set()
+    todo: list[object] = [error]
+    while todo:
+        e = todo.pop()
+        if not isinstance(e, BaseException) or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, socket.gaierror) or type(e).__name__ == "NameResolutionError":
+            return True
+        todo += [e.__cause__, e.__context__, getattr(e, "reason", None), *e.args]
+    return False
+
+
 def _fatal_hint(error: BaseException) -> str:
     if isinstance(error, ccxt.BadSymbol):
         return "check the symbol (unified form, e.g. BTC/USDT for spot, BTC/USDT:USDT for perpetuals)"
@@ -100,6 +117,9 @@ def _fatal_hint(error: BaseException) -> str:
         return "check QUANTGYM_<EXCHANGE>_API_KEY / _SECRET in the environment or .env"
     if isinstance(error, ccxt.BadRequest):
         return "check the request arguments (timeframe, start/end, limit)"
+    if unresolvable_host(error):
+        return ("the exchange's host name does not resolve (DNS): check the network connection and feed.api_url, "
+                "then rerun the same command (it resumes)")
     if isinstance(error, ccxt.NotSupported):
         return "this exchange/market does not support the call"
     return "not a transient error, so it is not retried"
@@ -147,6 +167,9 @@ class Retrier:
             try:
                 return fn(*args, **kwargs)
             except TRANSIENT_ERRORS as e:
+                if unresolvable_host(e):
+                    raise FatalFetchError(
+                        f"{what} failed with {type(e).__name__}: {str(e)[:300]}; {_fatal_hint(e)}") from e
                 attempt += 1
                 name = type(e).__name__
                 if attempt > self.policy.max_retries:

@@ -32,12 +32,12 @@ def test_buy_and_hold_returns_price_ratio_minus_costs_and_flat_returns_zero() ->
     qty = 10_000.0 / df.close.iloc[w - 1]
     px = df.open.iloc[w] * (1 + slip_bps / 1e4)
     expected = 10_000.0 - qty * px * (1 + fee) + qty * df.close.iloc[-1]
-    assert bh.n_trades == 1
+    assert bh.n_fills == 1
     assert bh.equity[-1] == pytest.approx(expected, rel=1e-12)
     # i.e. the price ratio over the holding span, less the entry costs
     ratio = df.close.iloc[-1] / df.close.iloc[w - 1]
     assert bh.equity[-1] / 10_000.0 == pytest.approx(ratio - qty * (px * (1 + fee) - df.close.iloc[w - 1]) / 1e4)
-    assert np.all(flat.equity == 10_000.0) and flat.n_trades == 0
+    assert np.all(flat.equity == 10_000.0) and flat.n_fills == 0
     assert metrics.total_return(flat.equity) == 0.0
 
 

@@ -49,9 +49,19 @@ def test_negative_fee_names_key_and_range(compose_cfg) -> None:
         to_run_config(compose_cfg(["env.taker_fee=-0.001"]), base_dir=REPO)
 
 
-def test_sac_with_discrete_actions_is_rejected(compose_cfg) -> None:
+def test_sac_and_td3_on_the_long_flat_default_get_its_continuous_form(compose_cfg) -> None:
+    default = to_run_config(compose_cfg([]), base_dir=REPO).env
+    assert default.action_mode == "discrete" and default.exposure_levels == (0.0, 1.0)
+    for agent in ("sac", "td3"):
+        env = to_run_config(compose_cfg([f"agent={agent}"]), base_dir=REPO).env
+        assert (env.action_mode, env.long_only, env.max_leverage) == ("continuous", True, 1.0)  # exposure in [0, 1]
+        assert env.taker_fee == default.taker_fee and env.rebalance_threshold == default.rebalance_threshold
+
+
+def test_sac_with_discrete_long_short_levels_is_rejected(compose_cfg) -> None:
     with pytest.raises(ValueError, match="SAC needs a continuous action space"):
-        to_run_config(compose_cfg(["agent=sac"]), base_dir=REPO)  # the default env is discrete long/flat
+        to_run_config(compose_cfg(["agent=sac", "env.long_only=false", "env.exposure_levels=[-1.0,0.0,1.0]"]),
+                      base_dir=REPO)
 
 
 def test_dqn_with_continuous_actions_is_rejected(compose_cfg) -> None:

@@ -138,3 +138,27 @@ def test_write_report_accepts_a_single_verdict_string(tmp_path: Path) -> None:
 def test_write_report_requires_results(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least one policy"):
         report.write_report(tmp_path, {})
+
+
+def test_fills_and_round_trips_are_named_apart_and_counts_print_as_integers(tmp_path: Path) -> None:
+    """A long/flat toggle every 10 bars: each round trip is two fills; the report and JSON say which is which."""
+    from agents.config import EvaluationConfig
+    from agents.evaluation.suite import evaluate_policy
+    from envs import EnvConfig, MarketData
+
+    data = MarketData.load(pd.read_parquet(SAMPLE).iloc[:600])
+    env = EnvConfig(window_size=8, action_mode="discrete", exposure_levels=(0.0, 1.0), long_only=True,
+                    max_leverage=1.0, taker_fee=0.001, slippage_bps=2.0, slippage_model="fixed_bps",
+                    rebalance_threshold=0.5)
+    out = evaluate_policy(lambda obs, info, t: (t // 10) % 2, data, env, None,
+                          EvaluationConfig(n_random_seeds=2, n_boot=50), tmp_path, seed=0)
+    agent = out["results"]["agent"]
+    assert agent["n_round_trips"] > 10 and abs(agent["n_fills"] - 2 * agent["n_round_trips"]) <= 1
+    assert "n_trades" not in agent
+    policies = json.loads((tmp_path / "metrics.json").read_text())["policies"]
+    for key in ("n_fills", "n_round_trips", "n_liquidations", "n_bars"):
+        assert isinstance(policies["agent"][key], int), (key, policies["agent"][key])
+    md = (tmp_path / "report.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("|")}
+    assert "n_fills" in rows and "n_round_trips" in rows and "n_trades" not in md
+    assert "0.00" not in rows["n_liquidations"] and f"| {int(agent['n_fills'])} " in rows["n_fills"].replace(",", "")

@@ -42,7 +42,7 @@ def test_tiny_run_logs_trading_and_eval_metrics_and_writes_report(compose_cfg, t
     result = run(cfg, tmp_path)
     tags = _scalars(tmp_path)
     for key in ("trading/equity", "trading/episode_return", "trading/sharpe", "trading/max_drawdown",
-                "trading/turnover", "trading/fees_paid", "trading/n_trades", "trading/avg_exposure",
+                "trading/turnover", "trading/fees_paid", "trading/n_fills", "trading/avg_exposure",
                 "eval/sharpe", "eval/total_return", "eval/max_drawdown", "eval/fees_paid"):
         assert key in tags, (key, sorted(tags))
     assert "hist:trading/actions_hist" in tags and "hist:trading/exposure_hist" in tags
@@ -126,5 +126,19 @@ def test_resume_skips_a_checkpoint_cut_short_by_a_crash(compose_cfg, tmp_path: P
     with caplog.at_level("WARNING", logger="agents.train"):
         result = run(cfg, tmp_path, resume=True, test_report=False)
     assert "checkpoint at 2048 steps is incomplete" in caplog.text
+    assert str(normaliser) in caplog.text  # the warning names the file
     assert result["num_timesteps"] >= cfg.train.total_timesteps
     assert load_model("ppo", tmp_path / "final_model.zip").num_timesteps >= cfg.train.total_timesteps
+
+
+@pytest.mark.slow
+def test_readme_multirun_of_ppo_and_sac_over_three_seeds(tmp_path: Path) -> None:
+    """README: `python scripts/train.py -m agent=ppo,sac train.seed=0,1,2` (6 runs), at a tiny budget."""
+    sweep = tmp_path / "sweep"
+    out = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "train.py"), "-m", "agent=ppo,sac", "train.seed=0,1,2", "debug=smoke",
+         "features=none", "train.total_timesteps=512", "train.eval_freq=512",
+         "env.episode_length=128", "evaluation.n_boot=50", f"hydra.sweep.dir={sweep}"],
+        cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert len(sorted(sweep.glob("*/report.md"))) == 6

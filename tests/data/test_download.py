@@ -298,3 +298,37 @@ def test_script_exits_non_zero_with_clear_message(fake_exchange, tmp_path, monke
     with pytest.raises(SystemExit) as info:
         module.main()
     assert info.value.code == 2 and "feed.market='margin' is invalid" in capsys.readouterr().err
+
+
+def _download_cli(fx_url: str, tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess, float]:
+    cmd = [sys.executable, "scripts/download.py", f"feed.start={START}", "feed.end=2024-06-01T02:00",
+           f"feed.api_url={fx_url}", "feed.progress=false", "feed.timeout_ms=2000", f"store.root={tmp_path / 'store'}",
+           f"hydra.run.dir={tmp_path / 'hydra'}", *extra]
+    t0 = time.monotonic()
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    return out, time.monotonic() - t0
+
+
+@pytest.mark.parametrize("case", ["dns", "auth", "symbol"])
+def test_script_fails_fast_on_errors_that_retrying_cannot_fix(fake_exchange, tmp_path, case):
+    url = "http://no-such-host.invalid" if case == "dns" else fake_exchange.url
+    if case == "auth":
+        fake_exchange.add_fault("401", path="/api/v3/klines", count=None)
+    extra = ["feed.symbol=NOPE/USDT"] if case == "symbol" else []
+    out, _ = _download_cli(url, tmp_path, *extra)
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr and "retry 1/" not in out.stderr, out.stderr  # not retried
+    hint = {"dns": "does not resolve (DNS)", "auth": "QUANTGYM_<EXCHANGE>_API_KEY", "symbol": "check the symbol"}[case]
+    assert "download failed: " in out.stderr and hint in out.stderr, out.stderr
+    if case == "auth":
+        assert len(fake_exchange.requests_to("/api/v3/klines")) == 1
+
+
+def test_script_retries_transient_errors_then_gives_up_with_one_message(fake_exchange, tmp_path):
+    fake_exchange.add_fault("500", path="/api/v3/time", count=None)  # the first call of a download
+    out, _ = _download_cli(fake_exchange.url, tmp_path, "feed.max_retries=2", "feed.retry_base_delay_s=0.01")
+    assert out.returncode == 1, out.stderr
+    assert len(fake_exchange.requests_to("/api/v3/time")) == 3  # the first try and two retries
+    assert "Traceback" not in out.stderr and "The above exception" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("download failed: ") and "Giving up; " in last and "resumes" in last

@@ -218,12 +218,12 @@ def test_summarize_hand() -> None:
     r = TRADE_EQ[1:] / TRADE_EQ[:-1] - 1.0
     assert set(s) >= {
         "total_return", "cagr", "annual_volatility", "sharpe", "sortino", "calmar", "max_drawdown",
-        "max_drawdown_duration_bars", "win_rate", "profit_factor", "n_trades", "avg_holding_bars",
+        "max_drawdown_duration_bars", "win_rate", "profit_factor", "n_round_trips", "avg_holding_bars",
         "avg_exposure", "turnover", "fees_paid", "slippage_paid", "funding_paid",
     }
     assert all(isinstance(v, float) for v in s.values())
     assert s["total_return"] == pytest.approx(0.05)  # 105 / 100 - 1
-    assert s["n_trades"] == 3.0
+    assert s["n_round_trips"] == 3.0
     assert s["win_rate"] == pytest.approx(2.0 / 3.0)
     assert s["avg_holding_bars"] == pytest.approx(5.0 / 3.0)
     assert s["avg_exposure"] == pytest.approx(5.0 / 8.0)  # |POS| is 1 on 5 of 8 bars
