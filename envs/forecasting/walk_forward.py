@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -313,3 +313,15 @@ def save_state(result: WalkForwardResult, config: ForecastConfig, directory: str
 def fold_ids(model_ids: Sequence[str]) -> npt.NDArray[np.int64]:
     """Refit-period number of each prediction row, parsed from its ``model_id`` (``...:fit<N>.u<M>@...``)."""
     return np.array([int(str(m).split(":fit", 1)[1].split(".", 1)[0]) for m in model_ids], dtype=np.int64)
+
+
+def baseline_configs(config: ForecastConfig) -> dict[str, ForecastConfig]:
+    """The naive baselines to score ``config``'s model against: same schedule, the targets each supports."""
+    from envs.forecasting.models import FORECASTERS
+
+    out: dict[str, ForecastConfig] = {}
+    for name, cls in FORECASTERS.items():
+        sub = tuple(t for t in config.targets if t in cls.targets)
+        if cls.baseline and sub and name != config.model:
+            out[name] = replace(config, model=name, targets=sub, params={})
+    return out
