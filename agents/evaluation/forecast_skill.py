@@ -26,6 +26,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -280,7 +281,7 @@ def _target_column(frame: object, target: str, primary: str) -> str:
 
 def evaluate_predictions(
     frames: Mapping[str, object], model: str, targets: Sequence[str], horizon: int, cfg: SkillConfig,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """``forecast_metrics.json`` content from walk-forward prediction frames of one run.
 
     Args:
@@ -318,7 +319,9 @@ def evaluate_predictions(
             base[name] = frame[col].to_numpy(dtype=np.float64)
             known = np.isfinite(y) & np.isfinite(base[name])
             bm = point_metrics(base[name][known], y[known], target)
-            baseline_parts[f"{target}/{name}"] = {**bm, "ic": spearman(base[name][known], y[known])}
+            n_known = int(bm.pop("n"))
+            baseline_parts[f"{target}/{name}"] = {"model": name, "target": target, "n_predictions": n_known, **bm,
+                                                  "ic": spearman(base[name][known], y[known])}
         folds = fold_ids(main["model_id"].tolist())
         results.append(score_model(model, target, horizon, main[col].to_numpy(dtype=np.float64), y, base, folds, cfg))
     summaries = summarize_skill(results, cfg.alpha)

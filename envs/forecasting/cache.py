@@ -75,7 +75,8 @@ class PredictionCache:
 
 
 def cached_predictions(
-    bars: pd.DataFrame, features: FeatureConfig, forecast: ForecastConfig, cache: PredictionCache | None
+    bars: pd.DataFrame, features: FeatureConfig, forecast: ForecastConfig, cache: PredictionCache | None,
+    feature_frame: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Walk-forward predictions of ``forecast`` on ``bars`` with ``features``, through ``cache``.
 
@@ -84,6 +85,8 @@ def cached_predictions(
         features: the feature config of the run.
         forecast: the forecaster config.
         cache: a `PredictionCache`, or None to always compute.
+        feature_frame: the feature columns already built from ``bars`` with ``features`` (saves
+            recomputing them); None builds them here.
     """
     key = PredictionCache.key(bars, features, forecast) if cache is not None else ""
     if cache is not None:
@@ -93,8 +96,8 @@ def cached_predictions(
             logger.info("forecast: cache hit %s", cache.path(key))
             return hit
         cache.misses += 1
-    feats = None
-    if features != FeatureConfig.none():
+    feats = feature_frame
+    if feats is None and features != FeatureConfig.none():
         built = build_features(bars, features)
         feats = built[built.attrs["feature_columns"]]
     preds = walk_forward_predictions(bars, feats, forecast)
