@@ -72,6 +72,8 @@ class Forecaster(ABC):
     targets: ClassVar[tuple[str, ...]] = TARGETS
     #: a naive baseline (scored against, never tested for skill)
     baseline: ClassVar[bool] = False
+    #: reads the last ``params["seq_len"]`` input rows per sample: X is ``(rows, seq_len, inputs)``
+    sequence: ClassVar[bool] = False
 
     def __init__(self, context: ModelContext, params: Mapping[str, Any] | None = None) -> None:
         params = dict(params or {})
@@ -398,3 +400,7 @@ class LightGBMForecaster(Forecaster):
         gain = self.booster.feature_importance(importance_type="gain")
         return {n: float(g) for n, g in zip(self.context.input_names, gain, strict=True)}
 
+
+
+# the torch sequence models register themselves in the same registry (torch is imported lazily)
+from envs.forecasting import neural  # noqa: E402, F401

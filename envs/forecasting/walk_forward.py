@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 FORECAST_PREFIX = "fc_"
+#: model name of the inverse-error ensemble (not a `Forecaster`: it combines members' walk-forward outputs)
+ENSEMBLE = "ensemble"
+ENSEMBLE_DEFAULTS: dict[str, object] = {"members": ["ridge", "gbm"], "trailing": 500, "member_params": {}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,25 @@ def _model_id(config: ForecastConfig, ev: Event, ts: npt.NDArray[np.int64]) -> s
     return f"{config.model}:fit{ev.refit_no}.u{ev.update_no}@{int(ts[ev.bar])}"
 
 
+def _model_inputs(X: FloatArray, config: ForecastConfig) -> FloatArray:
+    """``X`` itself, or for sequence models a ``(n, seq_len, inputs)`` view of the last ``seq_len`` rows.
+
+    Row t of the view holds rows ``t - seq_len + 1 .. t`` (causal); rows before the span's first valid
+    input (feature warm-up, before the data) are zeros. It is a strided view: indexing copies only
+    the rows asked for.
+    """
+    from envs.forecasting.models import FORECASTERS
+
+    cls = FORECASTERS.get(config.model)
+    if cls is None or not cls.sequence:
+        return X
+    seq_len = int({**cls.defaults, **config.params}["seq_len"])
+    filled = np.where(np.isfinite(X), X, 0.0)
+    padded = np.vstack([np.zeros((seq_len - 1, X.shape[1])), filled])
+    view = np.lib.stride_tricks.sliding_window_view(padded, seq_len, axis=0)  # (n, inputs, seq_len)
+    return view.transpose(0, 2, 1)
+
+
 def _run_target(
     X: FloatArray, y: FloatArray, valid_input: npt.NDArray[np.bool_], events: list[Event],
     config: ForecastConfig, context: ModelContext,
@@ -124,6 +146,7 @@ def _run_target(
     """Predictions of one target over the span (NaN before the first fit) and the last model."""
     n = X.shape[0]
     valid_sample = valid_input & np.isfinite(y)
+    data = _model_inputs(X, config)
     pred = np.full(n, np.nan)
     model: Forecaster | None = None
     windows: list[npt.NDArray[np.int64]] = []
@@ -137,16 +160,16 @@ def _run_target(
             )
         if ev.kind == "fit":
             model = make_forecaster(config.model, context, config.params)
-            model.fit(X[idx], y[idx])
+            model.fit(data[idx], y[idx])
         else:
             assert model is not None
-            model.update(X[idx], y[idx], int(np.count_nonzero(idx > prev_end)))
+            model.update(data[idx], y[idx], int(np.count_nonzero(idx > prev_end)))
         windows.append(idx)
         prev_end = ev.window_end
         stop = events[i + 1].bar if i + 1 < len(events) else n
         rows = np.flatnonzero(valid_input[ev.bar : stop]) + ev.bar
         if rows.size:
-            pred[rows] = model.predict(X[rows])
+            pred[rows] = model.predict(data[rows])
     return pred, model, windows
 
 
@@ -167,6 +190,8 @@ def run_walk_forward(
     """
     if not config.enabled:
         raise ValueError("forecaster.model=none makes no forecasts; choose a model (e.g. forecaster=gbm)")
+    if config.model == ENSEMBLE:
+        return _run_ensemble(bars, features, config)
     if features is not None and len(features) != len(bars):
         raise ValueError(f"features has {len(features)} rows but bars has {len(bars)}; they must align row by row")
     frame = bars.reset_index(drop=True)
@@ -325,3 +350,28 @@ def baseline_configs(config: ForecastConfig) -> dict[str, ForecastConfig]:
         if cls.baseline and sub and name != config.model:
             out[name] = replace(config, model=name, targets=sub, params={})
     return out
+
+
+def _run_ensemble(bars: pd.DataFrame, features: pd.DataFrame | None, config: ForecastConfig) -> WalkForwardResult:
+    """Members on ``config``'s schedule, combined by `envs.forecasting.ensemble.combine`.
+
+    Params: ``members`` (registered model names), ``trailing`` (bars of known errors behind the
+    weights), ``member_params`` (member name -> its params).
+    """
+    from envs.forecasting.ensemble import combine
+
+    unknown = sorted(set(config.params) - set(ENSEMBLE_DEFAULTS))
+    if unknown:
+        raise ValueError(f"forecaster.params has {unknown} for the ensemble: allowed {sorted(ENSEMBLE_DEFAULTS)}")
+    p = {**ENSEMBLE_DEFAULTS, **config.params}
+    members = [str(m) for m in p["members"]]  # type: ignore[attr-defined]
+    if len(members) < 2 or ENSEMBLE in members:
+        raise ValueError(f"forecaster.params.members={members} is invalid: give >= 2 registered models")
+    member_params = dict(p["member_params"])  # type: ignore[call-overload]
+    results = {m: run_walk_forward(bars, features, replace(config, model=m, params=member_params.get(m, {})))
+               for m in members}
+    first = results[members[0]]
+    preds = combine({m: r.predictions for m, r in results.items()}, config.targets, config.horizon,
+                    int(p["trailing"]), first.interval_ms)  # type: ignore[call-overload]
+    models = {f"{t}/{m}": r.models[t] for m, r in results.items() for t in r.models}
+    return WalkForwardResult(preds, models, first.events, {}, first.input_names, first.interval_ms)

@@ -21,6 +21,7 @@ from tests.forecasting.conftest import feature_frame
 N = 1400
 SCHEDULE = {"min_train": 300, "train_window": 500, "refit_every": 200, "update_every": 50}
 SMALL_GBM = {"n_estimators": 20, "num_leaves": 7, "min_data_in_leaf": 20, "update_rounds": 3}
+SMALL_NET = {"seq_len": 6, "hidden": 6, "epochs": 3, "update_steps": 2}
 ALL_TARGETS = ("fwd_log_return", "direction", "realized_vol")
 CASES = [
     ("zero", ("fwd_log_return",), {}),
@@ -29,6 +30,10 @@ CASES = [
     ("class_prior", ("direction",), {}),
     ("ridge", ALL_TARGETS, {"alpha": 10.0}),
     ("gbm", ALL_TARGETS, SMALL_GBM),
+    ("lstm", ("fwd_log_return", "direction"), SMALL_NET),
+    ("tcn", ("fwd_log_return", "realized_vol"), SMALL_NET),
+    ("ensemble", ("fwd_log_return", "direction"), {"members": ["ridge", "gbm"], "trailing": 50,
+                                                   "member_params": {"gbm": SMALL_GBM}}),
 ]
 
 
