@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional  # noqa: UP035 - OmegaConf schemas
 
@@ -300,6 +301,19 @@ def _refuse_unknown(prefix: str, values: dict[str, Any], cls: type, ignore: tupl
         raise ValueError(f"unknown config key {prefix}{unknown[0]} (a typo?); valid keys here: {sorted(known)}")
 
 
+def data_config(raw: Mapping[str, Any], base_dir: str | None = None) -> DataConfig:
+    """Validated `DataConfig` from a plain ``data`` mapping; relative paths resolved against ``base_dir``."""
+    from pathlib import Path
+
+    data = dict(raw)
+    split = SplitConfig(**data.pop("split", {}))
+    cleaning = CleaningConfig.from_mapping(data.pop("cleaning", None) or {})
+    for key in ("path", "funding_path", "store_root"):
+        if data.get(key) is not None and base_dir is not None and not Path(data[key]).is_absolute():
+            data[key] = str(Path(base_dir) / data[key])
+    return DataConfig(split=split, cleaning=cleaning, **data)
+
+
 def to_run_config(cfg: DictConfig | dict[str, Any], base_dir: str | None = None) -> RunConfig:
     """Convert a composed Hydra config (or plain dict) into a validated `RunConfig`.
 
@@ -307,7 +321,6 @@ def to_run_config(cfg: DictConfig | dict[str, Any], base_dir: str | None = None)
         cfg: the composed config.
         base_dir: directory relative data paths are resolved against (the repo / launch dir).
     """
-    from pathlib import Path
 
     raw = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     assert isinstance(raw, dict)
@@ -315,16 +328,10 @@ def to_run_config(cfg: DictConfig | dict[str, Any], base_dir: str | None = None)
     for section, cls in (("data", DataConfig), ("train", TrainConfig), ("evaluation", EvaluationConfig),
                          ("agent", AgentConfig)):
         _refuse_unknown(f"{section}.", raw.get(section) or {}, cls)
-    data = dict(raw["data"])
-    split = SplitConfig(**data.pop("split", {}))
-    cleaning = CleaningConfig.from_mapping(data.pop("cleaning", None) or {})
-    for key in ("path", "funding_path", "store_root"):
-        if data.get(key) is not None and base_dir is not None and not Path(data[key]).is_absolute():
-            data[key] = str(Path(base_dir) / data[key])
     env_values = dict(raw["env"])
     env = continuous_form(raw["agent"]["name"], EnvConfig.from_dict(env_values))
     return RunConfig(
-        data=DataConfig(split=split, cleaning=cleaning, **data),
+        data=data_config(raw["data"], base_dir),
         env=env,
         agent=AgentConfig(**raw["agent"]),
         train=TrainConfig(**raw["train"]),

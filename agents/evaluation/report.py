@@ -74,7 +74,7 @@ def _typed_counts(values: Mapping[str, object]) -> dict[str, object]:
             for k, v in values.items()}
 
 
-def _format(metric: str, value: object) -> str:
+def _format(metric: str, value: object, number_format: str = ".2f") -> str:
     if value is None:
         return "—"
     try:
@@ -93,7 +93,7 @@ def _format(metric: str, value: object) -> str:
         return f"{v:,.2f}"
     if metric == "avg_holding_bars":
         return f"{v:.1f}"
-    return f"{v:.2f}"
+    return f"{v:{number_format}}"
 
 
 def _cell(text: str) -> str:
@@ -124,6 +124,10 @@ def write_report(
     plots: Mapping[str, str | Path] | None = None,
     extra_sections: Mapping[str, str] | None = None,
     title: str = "Evaluation report",
+    md_name: str = "report.md",
+    json_name: str = "metrics.json",
+    number_format: str = ".2f",
+    table_note: str = "Fractions are shown in percent; ratios are annualised; costs are in quote currency.",
 ) -> tuple[Path, Path]:
     """Write ``report.md`` and ``metrics.json`` into ``run_dir``.
 
@@ -136,6 +140,10 @@ def write_report(
         plots: caption -> PNG path; embedded in the markdown with links relative to ``run_dir``.
         extra_sections: heading -> markdown body, appended in order (e.g. config, data split, caveats).
         title: top-level heading of the markdown page.
+        md_name: file name of the markdown page (e.g. ``forecast_report.md``).
+        json_name: file name of the JSON twin (e.g. ``forecast_report.json``).
+        number_format: format spec of metrics without a unit rule (``".4g"`` for small statistics).
+        table_note: the sentence under the "Metrics" heading (units of the table).
 
     Returns:
         ``(report_md_path, metrics_json_path)``.
@@ -154,14 +162,14 @@ def write_report(
 
     names = list(results)
     lines = [f"# {title}", "", "## Metrics", ""]
-    lines.append("Fractions are shown in percent; ratios are annualised; costs are in quote currency.")
+    lines.append(table_note)
     lines.append("")
     lines.append("| metric | " + " | ".join(_cell(n) for n in names) + " |")
     lines.append("|---|" + "---:|" * len(names))
     for metric in _metric_rows(results):
         unit = _UNITS.get(metric)
         label = f"{metric} ({unit})" if unit else metric
-        cells = [_format(metric, results[n].get(metric)) for n in names]
+        cells = [_format(metric, results[n].get(metric), number_format) for n in names]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
     if verdict_items:
@@ -176,7 +184,7 @@ def write_report(
     for heading, body in sections.items():
         lines += [f"## {heading}", "", body.rstrip(), ""]
 
-    md_path = out_dir / "report.md"
+    md_path = out_dir / md_name
     md_path.write_text("\n".join(lines), encoding="utf-8")
 
     payload = {
@@ -185,7 +193,7 @@ def write_report(
         "plots": {k: _link(p, out_dir) for k, p in plot_paths.items()},
         "extra_sections": sections,
     }
-    json_path = out_dir / "metrics.json"
+    json_path = out_dir / json_name
     json_path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     logger.info("wrote %s and %s", md_path, json_path)
     return md_path, json_path
