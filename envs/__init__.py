@@ -1,7 +1,8 @@
 """quantgym environments: the trading simulator and its data side (numpy/numba; no torch, no Hydra).
 
 Public API: `EnvConfig`, `TradingEnv`, `VecTradingEnv`, `MarketData`, `FeatureNormalizer`.
-``gymnasium.make("Trading-v0", data=..., config=...)`` builds a `TradingEnv`.
+``gymnasium.make("quantgym/Trading-v0", data=..., config=...)`` builds a `TradingEnv` (Gymnasium's
+``namespace/Name-vN`` convention for third-party envs; the bare ``Trading-v0`` is kept as an alias).
 `VecTradingEnv` subclasses Stable-Baselines3's ``VecEnv``, so it is imported lazily: ``import envs``
 does not pull in SB3 and torch until ``envs.VecTradingEnv`` is used.
 """
@@ -40,8 +41,11 @@ from envs.trading_env import TradingEnv  # noqa: E402
 
 __all__ = ["EnvConfig", "FeatureNormalizer", "MarketData", "TradingEnv", "VecTradingEnv"]
 
-if "Trading-v0" not in gymnasium.registry:
-    gymnasium.register(id="Trading-v0", entry_point="envs.trading_env:TradingEnv")
+ENV_ID = "quantgym/Trading-v0"
+for _id in (ENV_ID, "Trading-v0"):
+    if _id not in gymnasium.registry:
+        gymnasium.register(id=_id, entry_point="envs.trading_env:TradingEnv")
+del _id
 
 
 def __getattr__(name: str) -> Any:
