@@ -125,7 +125,7 @@ def require_usable(data: MarketData, window_size: int, what: str, start: int = 0
     first = max(start, warm + window_size - 1)
     usable = end - first
     if usable < window_size:
-        seen: list[bool] = list(np.isfinite(data.raw_features).any(axis=0))
+        seen = [bool(x) for x in np.atleast_1d(np.isfinite(data.raw_features).any(axis=0))]
         bad = [n for n, ok in zip(data.feature_names, seen, strict=True) if not ok]
         why = (f"feature column(s) {bad[:5]} are NaN on every bar" if bad else
                f"the first {warm} bars are the features' warm-up (NaN features, shown to a policy as 0)")
