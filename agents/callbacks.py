@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, ProgressBarCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.evaluation.runner import EpisodeRecord
@@ -83,6 +83,19 @@ class TradingMetricsCallback(BaseCallback):
             self.logger.record("trading/exposure_hist", np.concatenate(self._exposure), exclude=_NOT_STDOUT)
             self._exposure.clear()
         self.logger.dump(self.num_timesteps)
+
+
+class BoundedProgressBar(ProgressBarCallback):
+    """SB3's progress bar that stops at its total.
+
+    SB3 steps all envs together and finishes its last rollout, so a run ends a little past
+    ``train.total_timesteps`` (301,056 of 300,000 with PPO's 8 x 256-step rollouts); the bar counts
+    up to the total and no further. The step numbers in logs and TensorBoard are the true ones.
+    """
+
+    def _on_step(self) -> bool:
+        self.pbar.update(max(0, min(self.training_env.num_envs, self.pbar.total - self.pbar.n)))
+        return True
 
 
 class ValidationCallback(BaseCallback):

@@ -89,8 +89,8 @@ def one_line(err: BaseException) -> str:
 
 def _remove_if_bookkeeping_only(run_dir: Path | None) -> None:
     """Delete a run folder holding only Hydra's files (``.hydra/`` and ``*.log``): a start-up error."""
-    if run_dir is None or not run_dir.is_dir():
-        return
+    if run_dir is None or not (run_dir / ".hydra").is_dir() or run_dir.resolve() == Path.cwd().resolve():
+        return  # only a folder Hydra made for this job (tools without one run in the current folder)
     if all(p.name in _HYDRA_FILES or p.suffix == ".log" for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)
 

@@ -293,7 +293,7 @@ def check_resume_overrides(composed: DictConfig, defaults: DictConfig, saved: Di
         )
 
 
-def _refuse_unknown(prefix: str, values: dict[str, Any], cls: type, ignore: tuple[str, ...] = ()) -> None:
+def _refuse_unknown(prefix: str, values: typing.Mapping[Any, Any], cls: type, ignore: tuple[str, ...] = ()) -> None:
     """Raise naming the first key of ``values`` that ``cls`` has no field for (e.g. ``+tarin.seed=3``)."""
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(k for k in values if k not in known and k not in ignore)

@@ -125,8 +125,8 @@ def require_usable(data: MarketData, window_size: int, what: str, start: int = 0
     first = max(start, warm + window_size - 1)
     usable = end - first
     if usable < window_size:
-        bad = [n for n, ok in zip(data.feature_names, np.isfinite(data.raw_features).any(axis=0), strict=True)
-               if not ok]
+        seen = [bool(x) for x in np.atleast_1d(np.isfinite(data.raw_features).any(axis=0))]
+        bad = [n for n, ok in zip(data.feature_names, seen, strict=True) if not ok]
         why = (f"feature column(s) {bad[:5]} are NaN on every bar" if bad else
                f"the first {warm} bars are the features' warm-up (NaN features, shown to a policy as 0)")
         raise ValueError(

@@ -45,6 +45,14 @@ def run_features(data: MarketData, normalizer: FeatureNormalizer) -> MarketData:
     return data.select_features(normalizer.names)
 
 
+def output_dir(run_dir: str | Path, split: str = "test", data_path: str | None = None,
+               out_dir: str | Path | None = None) -> Path:
+    """Where `evaluate_run` writes: ``out_dir``, else ``<run>/eval_<split>`` or ``<run>/eval_<file stem>``."""
+    if out_dir is not None:
+        return Path(out_dir)
+    return Path(run_dir) / f"eval_{Path(data_path).stem if data_path is not None else split}"
+
+
 def evaluate_run(run_dir: str | Path, split: str = "test", data_path: str | None = None, model: str = "best",
                  out_dir: str | Path | None = None, base_dir: str | None = None) -> dict[str, Any]:
     """Evaluate the run's ``best`` (or ``final``) model on ``split`` of its data, or on ``data_path``.
@@ -73,7 +81,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data_path: str | None
     if not model_path.exists():
         raise ValueError(f"{model_path} not found: model must be 'best' or 'final' of a finished run")
     policy = sb3_policy(load_model(cfg.agent.name, model_path, device=cfg.train.device))
-    out = Path(out_dir) if out_dir is not None else run / f"eval_{name}"
+    out = output_dir(run, split, data_path, out_dir)
     result = evaluate_policy(policy, data, cfg.env, normalizer, cfg.evaluation, out, cfg.data.calendar,
                              title=f"{cfg.agent.name.upper()} ({model} model) on {name}", seed=cfg.train.seed)
     result.pop("records", None)

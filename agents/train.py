@@ -30,7 +30,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
 from agents.artifacts import FEATURE_CACHE, sb3_policy
-from agents.callbacks import TradingMetricsCallback, ValidationCallback
+from agents.callbacks import BoundedProgressBar, TradingMetricsCallback, ValidationCallback
 from agents.checkpoints import RollingCheckpointCallback, resume_model
 from agents.checkpoints import latest_checkpoint as latest_checkpoint  # re-exported for agents.tune
 from agents.config import RunConfig
@@ -126,11 +126,11 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
     checkpoints = RollingCheckpointCallback(cfg.train.checkpoint_freq, run_dir / "checkpoints",
                                             cfg.train.keep_checkpoints, cfg.train.save_replay_buffer)
     callbacks = CallbackList([ConfigTextCallback(cfg), TradingMetricsCallback(cfg.train.log_every_steps), validation,
-                              checkpoints])
+                              checkpoints, *([BoundedProgressBar()] if cfg.train.progress_bar else [])])
     remaining = cfg.train.total_timesteps - (model.num_timesteps if resume else 0)
     if remaining > 0:
         model.learn(total_timesteps=remaining, callback=callbacks, tb_log_name=TB_NAME,
-                    reset_num_timesteps=not resume, progress_bar=cfg.train.progress_bar)
+                    reset_num_timesteps=not resume)
     if not validation.history or validation.history[-1]["timesteps"] < model.num_timesteps:
         validation.run_validation()  # the final weights are a candidate too
     model.save(run_dir / "final_model.zip")

@@ -216,7 +216,11 @@ def main() -> None:
     rows.append(("PPO collect_rollouts, do-nothing VecEnv x16", null))
     extra, feats = memory_per_bar(df)
     peers: dict[str, float | None] = {}
-    if not args.no_peers:
+    if not args.no_peers and not Path(args.peer_python).exists():
+        print(f"peers not measured: {args.peer_python} not found. Add them with `make bench` (builds .venv-peers "
+              "with gym-anytrading and gym-trading-env, which pin an old ccxt) or pass --peer-python <python of a "
+              "venv that has them>; --no-peers skips them")
+    elif not args.no_peers:
         peer_path = Path(tempfile.gettempdir()) / "quantgym_peer_bars.parquet"
         df.iloc[: args.peer_bars].to_parquet(peer_path)
         for name in ("gym-anytrading", "gym-trading-env"):

@@ -1,7 +1,8 @@
 """quantgym environments: the trading simulator and its data side (numpy/numba; no torch, no Hydra).
 
 Public API: `EnvConfig`, `TradingEnv`, `VecTradingEnv`, `MarketData`, `FeatureNormalizer`.
-``gymnasium.make("Trading-v0", data=..., config=...)`` builds a `TradingEnv`.
+``gymnasium.make("quantgym/Trading-v0", data=..., config=...)`` builds a `TradingEnv` (Gymnasium's
+``namespace/Name-vN`` convention for third-party envs; the bare ``Trading-v0`` is kept as an alias).
 
 ``import envs`` reads no source file and writes nothing: the public names are imported on first
 use (``from envs import TradingEnv``), which also keeps SB3 and torch out until ``envs.VecTradingEnv``
@@ -50,8 +51,11 @@ if "NUMBA_CACHE_DIR" not in os.environ:  # numba fixes the folder when a cached 
 
     numba.config.CACHE_DIR = str(numba_cache_dir())
 
-if "Trading-v0" not in gymnasium.registry:
-    gymnasium.register(id="Trading-v0", entry_point="envs.trading_env:TradingEnv")
+ENV_ID = "quantgym/Trading-v0"
+for _id in (ENV_ID, "Trading-v0"):
+    if _id not in gymnasium.registry:
+        gymnasium.register(id=_id, entry_point="envs.trading_env:TradingEnv")
+del _id
 
 
 def __getattr__(name: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,19 @@ def test_short_run_without_a_finished_episode_writes_trading_and_eval_scalars(co
     assert steps["eval/total_return"] == [512, 1024]
     assert steps["trading/equity"] == [256, 512, 768, 1024], steps
     assert steps["trading/exposure"] == [256, 512, 768, 1024]
+    history = json.loads((tmp_path / "eval_history.json").read_text())
+    assert [h["timesteps"] for h in history] == steps["eval/sharpe"]  # logged steps are TensorBoard's
+
+
+def test_progress_bar_stops_at_its_total_while_sb3_finishes_its_rollout(sample_1h) -> None:
+    from stable_baselines3 import PPO
+
+    from agents.callbacks import BoundedProgressBar
+    from envs import EnvConfig, VecTradingEnv
+
+    vec = VecTradingEnv(sample_1h.iloc[:3000], EnvConfig(window_size=8, episode_length=200), n_envs=2, seed=0)
+    model = PPO("MlpPolicy", vec, n_steps=256, batch_size=128, n_epochs=1, seed=0, device="cpu")
+    bar = BoundedProgressBar()
+    model.learn(total_timesteps=1000, callback=bar)
+    assert model.num_timesteps == 1024  # two whole 2 x 256-step rollouts
+    assert bar.pbar.n == bar.pbar.total == 1000

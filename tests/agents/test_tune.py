@@ -353,7 +353,8 @@ def test_a_trial_failing_midway_is_retried_from_its_tune_checkpoint(local_ray, c
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers need not import the tests
     exp = _experiment(compose_cfg, tmp_path, ["tune.searcher=random", "tune.scheduler=fifo", "tune.num_samples=1",
-                                              "tune.max_failures=1", "tune.verbose=0"],
+                                              "tune.max_failures=1", "tune.verbose=0",
+                                              "train.keep_checkpoints=100"],  # keep the evidence below
                       {"env.window_size": {"dist": "choice", "values": [16]}})
     run_experiment(exp, trainable=_fails_once_midway)
     (row,) = _rows(exp.settings.experiment_dir / "results.csv")
