@@ -26,6 +26,13 @@ if TYPE_CHECKING:
 
 OHLCV_COLUMNS: tuple[str, ...] = ("timestamp", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
+#: Optional columns with a meaning of their own (not plain observation features).
+SPECIAL_COLUMNS: tuple[str, ...] = ("funding_rate", "spread")
+#: Largest |funding rate| per funding interval accepted in data and config (0.1 = 10 %; exchanges
+#: cap it at a few percent, so a larger value is a unit error such as percent or bps).
+MAX_ABS_FUNDING_RATE = 0.1
+#: Largest |value| of an extra (feature) column: float32's maximum, the observation dtype.
+MAX_FEATURE_ABS = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +124,76 @@ def check_bars(df: pd.DataFrame) -> None:
             f"invalid market data: {first.message()}{others}. Fix the source or clean it "
             "(see `python scripts/validate.py data.path=...`); nothing is repaired silently."
         )
+
+
+def _column_error(name: str, what: str, idx: np.ndarray, values: np.ndarray, ts: np.ndarray, fix: str) -> ValueError:
+    i = int(idx[0])
+    return ValueError(
+        f"column '{name}' has {idx.size} value(s) {what}; first at row {i}, timestamp {int(ts[i])} "
+        f"({iso_ms(int(ts[i]))}): {float(values[i])!r}. {fix}"
+    )
+
+
+def check_columns(df: pd.DataFrame) -> None:
+    """Raise ``ValueError`` for an optional or extra column outside its documented range.
+
+    Ranges (each message names the column, the first offending row and its timestamp):
+
+    - ``funding_rate``: finite, ``|rate| < MAX_ABS_FUNDING_RATE`` (fraction per funding interval).
+    - ``spread``: finite, ``0 <= spread < low`` (full bid/ask spread in quote currency).
+    - any other column (an observation feature): a real numeric dtype (no complex, no object);
+      NaN only in a leading warm-up run (before the column's first value); no +-inf; ``|x| <=``
+      float32's maximum (the observation dtype).
+
+    Call after ``check_bars`` (timestamps and prices are valid then).
+    """
+    ts = df["timestamp"].to_numpy(dtype=np.int64)
+    for name in SPECIAL_COLUMNS:
+        if name not in df.columns:
+            continue
+        if not pd.api.types.is_numeric_dtype(df[name]) or pd.api.types.is_complex_dtype(df[name]):
+            raise ValueError(f"column '{name}' has dtype {df[name].dtype}; expected float64")
+        col = df[name].to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            if name == "funding_rate":
+                bad = ~(np.abs(col) < MAX_ABS_FUNDING_RATE)
+                what = f"outside |rate| < {MAX_ABS_FUNDING_RATE} (or NaN/inf)"
+                fix = ("funding_rate is a fraction per funding interval (0.0001 = 0.01 %); convert percent or "
+                       "bps, and fill or drop missing rates")
+            else:
+                bad = ~((col >= 0) & (col < df["low"].to_numpy(dtype=np.float64)))
+                what = "outside [0, low) (or NaN/inf)"
+                fix = ("spread is the full bid/ask spread in quote currency and must be below the bar's low; "
+                       "convert bps or fractions to quote currency, and fill or drop missing values")
+        idx = np.flatnonzero(bad)
+        if idx.size:
+            raise _column_error(name, what, idx, col, ts, fix)
+    for name in (c for c in df.columns if c not in OHLCV_COLUMNS and c not in SPECIAL_COLUMNS):
+        _check_feature_column(name, df[name], ts)
+
+
+def _check_feature_column(name: str, series: pd.Series, ts: np.ndarray) -> None:
+    if (not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_complex_dtype(series)):
+        raise ValueError(
+            f"extra column '{name}' has dtype {series.dtype}; every extra column becomes an observation "
+            "feature and must be real numbers (drop it or encode it)"
+        )
+    col = series.to_numpy(dtype=np.float64)
+    nan = np.isnan(col)
+    idx = np.flatnonzero(np.isinf(col))
+    if idx.size:
+        raise _column_error(name, "that are inf", idx, col, ts, "Features must be finite; fix or drop the column.")
+    with np.errstate(invalid="ignore"):
+        idx = np.flatnonzero(np.abs(col) > MAX_FEATURE_ABS)
+    if idx.size:
+        raise _column_error(name, f"beyond float32's range (|x| > {MAX_FEATURE_ABS:.3g})", idx, col, ts,
+                            "Rescale the feature (observations are float32).")
+    if nan.any() and not nan.all():
+        first = int(np.argmax(~nan))
+        idx = first + np.flatnonzero(nan[first:])
+        if idx.size:
+            raise _column_error(name, "that are NaN after its first value (only a leading warm-up may be NaN)",
+                                idx, col, ts, "Fill or drop the missing values (nothing is zeroed silently).")
 
 
 # ---------------------------------------------------------------------------------------------
