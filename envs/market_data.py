@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from envs.validation import OHLCV_COLUMNS, SPECIAL_COLUMNS, check_bars, check_columns
+from envs.validation import OHLCV_COLUMNS, SPECIAL_COLUMNS, check_bars, check_columns, check_timestamp_unit
 
 logger = logging.getLogger(__name__)
 
@@ -296,6 +296,7 @@ def attach_funding(bars: pd.DataFrame, funding: pd.DataFrame, round_ms: int = 10
     jitter). Bars before the first event get the first event's rate is NOT done: they get 0.0 and
     a warning says how many.
     """
+    check_timestamp_unit(funding["timestamp"].to_numpy(dtype=np.int64), "funding events")
     events = funding[["timestamp", "funding_rate"]].copy()
     events["timestamp"] = (events["timestamp"] + round_ms // 2) // round_ms * round_ms
     events = events.sort_values("timestamp").drop_duplicates("timestamp", keep="last")

@@ -35,6 +35,61 @@ MAX_ABS_FUNDING_RATE = 0.1
 MAX_FEATURE_ABS = float(np.finfo(np.float32).max)
 
 
+#: Supported bar times: [1970-01-01, 2100-01-01) as int64 ms UTC.
+MIN_TIMESTAMP_MS = 0
+MAX_TIMESTAMP_MS = 4_102_444_800_000
+#: 2000-01-01 and 2100-01-01 in seconds: a series entirely inside this span with steps of at most a
+#: week (in seconds) is a seconds series (as ms it would be bars in January/February 1970).
+_SECONDS_SPAN = (946_684_800, 4_102_444_800)
+_SECONDS_MAX_STEP = 604_800
+
+
+def timestamp_unit_error(timestamps: npt.ArrayLike) -> str | None:
+    """Why ``timestamps`` are not int64 ms UTC in [1970, 2100), from their magnitude; None when they are.
+
+    Detects seconds (all values in 2000..2100 as seconds, steps <= one week), microseconds
+    (max >= 1e14) and nanoseconds (max >= 1e17), and names the conversion to ms. The one
+    implementation of the unit rule: the env, the loader, ``validate``, the store and the feeds call it
+    (through ``check_timestamp_unit`` or ``check_bars``).
+    """
+    ts = np.asarray(timestamps, dtype=np.int64)
+    if ts.size == 0:
+        return None
+    lo, hi = int(ts.min()), int(ts.max())
+    unit = fix = ""
+    if hi >= 10**17:
+        unit, fix = "nanoseconds", "df['timestamp'] //= 1_000_000"
+    elif hi >= 10**14:
+        unit, fix = "microseconds", "df['timestamp'] //= 1_000"
+    elif _SECONDS_SPAN[0] <= lo and hi < _SECONDS_SPAN[1] and (
+        ts.size < 2 or float(np.median(np.abs(np.diff(ts)))) <= _SECONDS_MAX_STEP
+    ):
+        unit, fix = "seconds", "df['timestamp'] *= 1_000"
+    if unit:
+        return (
+            f"column 'timestamp' looks like {unit} since the epoch (values {lo} .. {hi}), but quantgym bars use "
+            f"int64 milliseconds UTC; convert it ({fix}) and load again"
+        )
+    if lo < MIN_TIMESTAMP_MS or hi >= MAX_TIMESTAMP_MS:
+        return (
+            f"column 'timestamp' has values {lo} .. {hi} outside the supported range [{MIN_TIMESTAMP_MS}, "
+            f"{MAX_TIMESTAMP_MS}) = 1970-01-01 .. 2100-01-01 in int64 milliseconds UTC; check the unit and the source"
+        )
+    return None
+
+
+def check_timestamp_unit(timestamps: npt.ArrayLike, where: str = "bars") -> None:
+    """Raise ``ValueError`` when ``timestamps`` are not ms UTC in [1970, 2100) (see `timestamp_unit_error`).
+
+    Args:
+        timestamps: int64 timestamps.
+        where: what is being loaded, for the message (e.g. ``"store append binance BTC/USDT 1m"``).
+    """
+    err = timestamp_unit_error(timestamps)
+    if err is not None:
+        raise ValueError(f"{where}: {err}")
+
+
 @dataclass(frozen=True, slots=True)
 class Violation:
     """One broken rule.
@@ -117,6 +172,7 @@ def check_bars(df: pd.DataFrame) -> None:
     if len(df) == 0:
         raise ValueError("bars are empty: no rows to trade on")
     violations = find_violations(df)
+    check_timestamp_unit(df["timestamp"].to_numpy(dtype=np.int64), "invalid market data")
     if violations:
         first = violations[0]
         others = f" ({len(violations) - 1} other rule(s) broken too)" if len(violations) > 1 else ""
@@ -430,7 +486,8 @@ def validate(
         A ``ValidationReport`` with one ``Problem`` per kind in ``PROBLEM_KINDS``.
 
     Raises:
-        ValueError: missing columns, non-integer timestamps, or an invalid threshold.
+        ValueError: missing columns, non-integer timestamps, timestamps not in ms (seconds, us, ns
+            or outside 1970..2100, see `timestamp_unit_error`), or an invalid threshold.
     """
     if policy is None:
         from envs.data.cleaning import CleaningConfig  # local import: cleaning imports this module
@@ -445,6 +502,7 @@ def validate(
     if not pd.api.types.is_integer_dtype(df["timestamp"]):
         raise ValueError(f"column 'timestamp' has dtype {df['timestamp'].dtype}; expected int64 ms UTC")
     ts = df["timestamp"].to_numpy(dtype=np.int64)
+    check_timestamp_unit(ts, "cannot validate the bars")
     o, h, lo, c, v = (df[col].to_numpy(dtype=np.float64) for col in OHLCV_COLUMNS[1:])
     n = len(ts)
     problems: dict[str, Problem] = {}

@@ -47,7 +47,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from envs.validation import OHLCV_COLUMNS, find_violations
+from envs.validation import OHLCV_COLUMNS, check_timestamp_unit, find_violations
 
 try:  # POSIX only; on other platforms appends are not guarded against concurrent writers
     import fcntl
@@ -421,11 +421,15 @@ class ParquetStore:
             Counts of added rows, duplicates and conflicts (see the module docstring for the rule).
 
         Raises:
-            ValueError: when required columns are missing or ``timestamp`` is not integer.
+            ValueError: when required columns are missing, ``timestamp`` is not integer or not in ms
+                UTC within [1970, 2100) (seconds, microseconds and nanoseconds are named); nothing is
+                written then.
         """
         new = self._normalise(timeframe, df)
         if new.empty:
             return AppendResult()
+        # refuse before writing: a row the store could not read back must never be acknowledged
+        check_timestamp_unit(new["timestamp"].to_numpy(), f"cannot append to {exchange} {symbol} {timeframe}")
         # rule 1: within incoming, last occurrence wins
         new = new.iloc[np.argsort(new["timestamp"].to_numpy(), kind="stable")]
         n_before = len(new)
