@@ -177,9 +177,10 @@ class MarketData:
             return data
         if isinstance(data, (str, Path)):
             path = Path(data)
-            if not path.exists():
+            if not path.is_file():
                 raise ValueError(
-                    f"market data file {str(path)!r} not found; pass a Parquet file with columns "
+                    f"market data file {str(path)!r} {'is a folder' if path.is_dir() else 'not found'}; pass one "
+                    f"Parquet file with columns "
                     f"{list(OHLCV_COLUMNS)} (the repo ships data/sample/btcusdt_1h.parquet)"
                 )
             data = pd.read_parquet(path)
