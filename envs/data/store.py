@@ -237,6 +237,13 @@ def _utc_now_iso() -> str:
     return pd.Timestamp.now(tz="UTC").isoformat()
 
 
+def _read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """Read a partition through ONE open file handle: readers take no lock, and a path opened twice
+    could mix the footer of one version with the pages of the next if a writer replaces it between."""
+    with open(path, "rb") as fh:
+        return pq.read_table(fh, columns=columns)
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -313,7 +320,7 @@ class ParquetStore:
         sdir = self.series_dir(exchange, symbol, timeframe)
         parts: dict[str, dict[str, int]] = {}
         for key in self._partition_keys_on_disk(sdir):
-            ts = pq.read_table(sdir / f"{key}.parquet", columns=["timestamp"])["timestamp"].to_numpy()
+            ts = _read_table(sdir / f"{key}.parquet", columns=["timestamp"])["timestamp"].to_numpy()
             if len(ts):
                 parts[key] = {"rows": int(len(ts)), "first": int(ts[0]), "last": int(ts[-1])}
         return self._manifest_from_parts(exchange, symbol, timeframe, parts)
@@ -427,7 +434,7 @@ class ParquetStore:
                 continue
             if part["last"] < before_ms:
                 return int(part["last"])
-            ts = pq.read_table(sdir / f"{key}.parquet", columns=["timestamp"])["timestamp"].to_numpy()
+            ts = _read_table(sdir / f"{key}.parquet", columns=["timestamp"])["timestamp"].to_numpy()
             return int(ts[ts < before_ms].max())
         return None
 
@@ -608,7 +615,7 @@ class ParquetStore:
         cols = self._columns(timeframe)
         frames = []
         for path in self.partitions_for(exchange, symbol, timeframe, start_ms, end_ms):
-            df = pd.read_parquet(path)
+            df = _read_table(path).to_pandas()
             ts = df["timestamp"].to_numpy()
             mask = np.ones(len(df), dtype=bool)
             if start_ms is not None:
