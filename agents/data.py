@@ -49,10 +49,12 @@ def load_frame(cfg: DataConfig) -> pd.DataFrame:
         df = df.reset_index(drop=True)
     else:
         path = Path(cfg.path)
-        if not path.exists():
+        if not path.is_file():
+            what = "is a folder" if path.is_dir() else "not found"
             raise ValueError(
-                f"data.path={cfg.path!r} not found; point it at a Parquet file of bars (the repo ships "
-                "data/sample/btcusdt_1h.parquet) or download one with scripts/download.py"
+                f"data.path={cfg.path!r} {what}; point it at one Parquet file of bars (the repo ships "
+                "data/sample/btcusdt_1h.parquet; a store is read with data.store_root=...) or download one "
+                "with scripts/download.py"
             )
         df = pd.read_parquet(path)
     if cfg.start is not None:

@@ -10,10 +10,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+from envs.validation import MAX_ABS_FUNDING_RATE
+
 ACTION_MODES = ("continuous", "discrete")
 SIZING_MODES = ("fixed", "vol_target", "risk_per_trade", "kelly")
 SLIPPAGE_MODELS = ("none", "fixed_bps", "spread", "volatility", "sqrt_impact")
 REWARDS = ("log_return", "differential_sharpe", "sortino")
+#: Upper bounds of the cost settings (values beyond them are unit errors, e.g. percent for bps).
+MAX_SLIPPAGE_BPS = 1000.0
+MAX_SLIPPAGE_COEF = 10.0
+MAX_FEE_FRAC = 0.1
+#: Hours between funding times: 1 h (the shortest used by exchanges) to one week.
+FUNDING_INTERVAL_H_RANGE = (1.0, 168.0)
 
 
 def _fail(name: str, value: object, allowed: str) -> None:
@@ -48,17 +56,21 @@ class EnvConfig:
         taker_fee: fraction of fill notional charged on every market fill, in [0, 0.1).
         slippage_model: "none", "fixed_bps", "spread", "volatility" or "sqrt_impact".
         slippage_bps: slippage in basis points for "fixed_bps" (and "spread" without a spread
-            column), >= 0.
-        slippage_coef: coefficient for "volatility" and "sqrt_impact", >= 0.
+            column), in [0, 1000].
+        slippage_coef: coefficient for "volatility" and "sqrt_impact", in [0, 10]. Whatever the
+            model, slippage is capped at ``execution.MAX_SLIPPAGE_FRAC`` (50 %) of the reference
+            price, so a fill price is always > 0.
         max_participation: cap on |order quantity| as a fraction of the fill bar's volume, in
             (0, 1]; None = no cap.
         contract_multiplier: quote currency per price point per contract (ES = 50), > 0.
         tick_size: price grid in quote currency; 0 = no rounding.
-        funding_rate: constant funding rate per funding interval (fraction), used when the data
-            has no ``funding_rate`` column. Longs pay a positive rate.
-        funding_interval_h: hours between funding times (UTC multiples since the epoch), > 0.
+        funding_rate: constant funding rate per funding interval (fraction, |rate| < 0.1), used
+            when the data has no ``funding_rate`` column. Longs pay a positive rate.
+        funding_interval_h: hours between funding times (UTC multiples since the epoch), in
+            [1, 168].
         maintenance_margin_rate: fraction of position notional that equity must cover, in [0, 1).
-        liquidation_fee: fraction of notional at the liquidation price charged on liquidation.
+        liquidation_fee: fraction of notional at the liquidation price charged on liquidation,
+            in [0, 0.1).
         stop_loss: fraction below (long) / above (short) the entry price, in (0, 1); None = off.
         take_profit: fraction above (long) / below (short) the entry price, > 0; None = off.
         trailing_stop: fraction from the best price since entry, in (0, 1); None = off.
@@ -144,22 +156,28 @@ class EnvConfig:
             _fail("stop_loss", None, "sizing='risk_per_trade' requires stop_loss (a fraction in (0, 1))")
         if self.kelly_fraction <= 0:
             _fail("kelly_fraction", self.kelly_fraction, "must be > 0")
-        for name in ("lot_size", "min_notional", "rebalance_threshold", "slippage_bps", "slippage_coef",
-                     "tick_size", "turnover_penalty", "drawdown_penalty", "liquidation_fee"):
+        for name in ("lot_size", "min_notional", "rebalance_threshold", "tick_size", "turnover_penalty",
+                     "drawdown_penalty"):
             if getattr(self, name) < 0:
                 _fail(name, getattr(self, name), "must be >= 0")
-        if not 0 <= self.taker_fee < 0.1:
-            _fail("taker_fee", self.taker_fee, "must be a fraction in [0, 0.1) (0.0005 = 5 bps)")
+        if not 0 <= self.slippage_bps <= MAX_SLIPPAGE_BPS:
+            _fail("slippage_bps", self.slippage_bps, f"must be in [0, {MAX_SLIPPAGE_BPS:g}] basis points (10 = 0.10 %)")
+        if not 0 <= self.slippage_coef <= MAX_SLIPPAGE_COEF:
+            _fail("slippage_coef", self.slippage_coef, f"must be in [0, {MAX_SLIPPAGE_COEF:g}] (multiplies per-bar sigma)")
+        for name in ("taker_fee", "liquidation_fee"):
+            if not 0 <= getattr(self, name) < MAX_FEE_FRAC:
+                _fail(name, getattr(self, name), f"must be a fraction in [0, {MAX_FEE_FRAC:g}) (0.0005 = 5 bps)")
         if self.slippage_model not in SLIPPAGE_MODELS:
             _fail("slippage_model", self.slippage_model, f"must be one of {SLIPPAGE_MODELS}")
         if self.max_participation is not None and not 0 < self.max_participation <= 1:
             _fail("max_participation", self.max_participation, "must be None or a fraction in (0, 1]")
         if self.contract_multiplier <= 0:
             _fail("contract_multiplier", self.contract_multiplier, "must be > 0")
-        if abs(self.funding_rate) >= 0.1:
-            _fail("funding_rate", self.funding_rate, "must be a fraction per interval with |rate| < 0.1")
-        if self.funding_interval_h <= 0:
-            _fail("funding_interval_h", self.funding_interval_h, "must be > 0 (hours)")
+        if abs(self.funding_rate) >= MAX_ABS_FUNDING_RATE:
+            _fail("funding_rate", self.funding_rate, f"must be a fraction per interval with |rate| < {MAX_ABS_FUNDING_RATE:g}")
+        lo, hi = FUNDING_INTERVAL_H_RANGE
+        if not lo <= self.funding_interval_h <= hi:
+            _fail("funding_interval_h", self.funding_interval_h, f"must be in [{lo:g}, {hi:g}] hours (8 = Binance perpetuals)")
         if not 0 <= self.maintenance_margin_rate < 1:
             _fail("maintenance_margin_rate", self.maintenance_margin_rate, "must be a fraction in [0, 1)")
         for name in ("stop_loss", "trailing_stop"):

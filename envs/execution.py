@@ -17,12 +17,14 @@ SLIP_FIXED_BPS = 1
 SLIP_SPREAD = 2
 SLIP_VOLATILITY = 3
 SLIP_SQRT_IMPACT = 4
+#: Slippage never moves a fill more than this fraction of its reference price (so a sell fills > 0).
+MAX_SLIPPAGE_FRAC = 0.5
 SLIPPAGE_CODES = {"none": SLIP_NONE, "fixed_bps": SLIP_FIXED_BPS, "spread": SLIP_SPREAD,
                   "volatility": SLIP_VOLATILITY, "sqrt_impact": SLIP_SQRT_IMPACT}
 
 
 @numba.njit(cache=True)
-def slippage_frac(
+def _raw_slippage_frac(
     model: int,
     ref_px: float,
     qty_abs: float,
@@ -32,7 +34,7 @@ def slippage_frac(
     spread: float,
     bar_volume: float,
 ) -> float:
-    """Adverse price move as a fraction of ``ref_px`` (>= 0).
+    """Adverse price move of the slippage model as a fraction of ``ref_px`` (>= 0, uncapped).
 
     Args:
         model: one of the ``SLIP_*`` codes.
@@ -60,6 +62,27 @@ def slippage_frac(
     # SLIP_SQRT_IMPACT: participation capped at 1 (a zero-volume bar costs as a full-volume one)
     participation = 1.0 if bar_volume <= qty_abs else qty_abs / bar_volume
     return slippage_coef * sigma * math.sqrt(participation)
+
+
+@numba.njit(cache=True)
+def slippage_frac(
+    model: int,
+    ref_px: float,
+    qty_abs: float,
+    slippage_bps: float,
+    slippage_coef: float,
+    sigma: float,
+    spread: float,
+    bar_volume: float,
+) -> float:
+    """Adverse price move as a fraction of ``ref_px``, in [0, MAX_SLIPPAGE_FRAC].
+
+    The model's value (see `_raw_slippage_frac` for the arguments) capped at
+    ``MAX_SLIPPAGE_FRAC`` = 0.5: a sell fills at >= half its reference price, so fill prices
+    and fees are always > 0 whatever the volatility or spread.
+    """
+    frac = _raw_slippage_frac(model, ref_px, qty_abs, slippage_bps, slippage_coef, sigma, spread, bar_volume)
+    return min(frac, MAX_SLIPPAGE_FRAC)
 
 
 @numba.njit(cache=True)

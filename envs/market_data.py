@@ -2,8 +2,10 @@
 
 Input format (a DataFrame or a Parquet path): ``timestamp`` (int64 ms UTC, bar open time),
 ``open``, ``high``, ``low``, ``close`` (quote currency per base unit), ``volume`` (base units),
-optional ``funding_rate`` (fraction per funding interval), optional ``spread`` (quote currency,
-full bid/ask spread) and any other numeric columns, which become observation features as they are.
+optional ``funding_rate`` (fraction per funding interval, |rate| < 0.1), optional ``spread`` (quote
+currency, full bid/ask spread, 0 <= spread < low) and any other real numeric columns, which become
+observation features as they are (finite and within float32's range; NaN only in a leading warm-up,
+shown as 0). `envs.validation.check_columns` enforces these ranges.
 
 Every derived feature at bar t uses bars <= t only: the normalisation is an exponentially
 weighted mean/variance of *past* values (bars < t), never statistics of the whole series.
@@ -21,11 +23,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from envs.validation import OHLCV_COLUMNS, check_bars
+from envs.validation import OHLCV_COLUMNS, SPECIAL_COLUMNS, check_bars, check_columns, check_timestamp_unit
 
 logger = logging.getLogger(__name__)
 
-SPECIAL_COLUMNS = ("funding_rate", "spread")
 DERIVED_FEATURES = ("ret_1", "range_hl", "body_co", "volume_z")
 #: Half-life in bars of the causal EWM z-score normalisation of derived features.
 NORM_HALFLIFE_BARS = 64.0
@@ -176,9 +177,10 @@ class MarketData:
             return data
         if isinstance(data, (str, Path)):
             path = Path(data)
-            if not path.exists():
+            if not path.is_file():
                 raise ValueError(
-                    f"market data file {str(path)!r} not found; pass a Parquet file with columns "
+                    f"market data file {str(path)!r} {'is a folder' if path.is_dir() else 'not found'}; pass one "
+                    f"Parquet file with columns "
                     f"{list(OHLCV_COLUMNS)} (the repo ships data/sample/btcusdt_1h.parquet)"
                 )
             data = pd.read_parquet(path)
@@ -190,29 +192,12 @@ class MarketData:
     def from_frame(cls, df: pd.DataFrame) -> MarketData:
         """Validate bars (see `envs.validation.check_bars`) and build the arrays and features."""
         check_bars(df)
+        check_columns(df)
         arrays = {c: np.ascontiguousarray(df[c].to_numpy(dtype=np.float64)) for c in OHLCV_COLUMNS[1:]}
         timestamp = np.ascontiguousarray(df["timestamp"].to_numpy(dtype=np.int64))
-        special: dict[str, npt.NDArray[np.float64] | None] = {}
-        for name in SPECIAL_COLUMNS:
-            if name in df.columns:
-                col = df[name].to_numpy(dtype=np.float64)
-                bad = np.flatnonzero(~np.isfinite(col) | ((col < 0) if name == "spread" else False))
-                if bad.size:
-                    raise ValueError(
-                        f"column '{name}' has {bad.size} invalid value(s) (NaN/inf"
-                        f"{' or negative' if name == 'spread' else ''}); first at row {bad[0]}, "
-                        f"timestamp {timestamp[bad[0]]}. Fill or drop them before building the env."
-                    )
-                special[name] = np.ascontiguousarray(col)
-            else:
-                special[name] = None
+        special = {name: np.ascontiguousarray(df[name].to_numpy(dtype=np.float64)) if name in df.columns else None
+                   for name in SPECIAL_COLUMNS}
         extra_names = [c for c in df.columns if c not in OHLCV_COLUMNS and c not in SPECIAL_COLUMNS]
-        for name in extra_names:
-            if not pd.api.types.is_numeric_dtype(df[name]):
-                raise ValueError(
-                    f"extra column '{name}' has dtype {df[name].dtype}; every extra column becomes an "
-                    "observation feature and must be numeric (drop it or encode it)"
-                )
         blocks = [derived_features(arrays["open"], arrays["high"], arrays["low"], arrays["close"], arrays["volume"])]
         names = list(DERIVED_FEATURES)
         if special["funding_rate"] is not None:
@@ -312,6 +297,7 @@ def attach_funding(bars: pd.DataFrame, funding: pd.DataFrame, round_ms: int = 10
     jitter). Bars before the first event get the first event's rate is NOT done: they get 0.0 and
     a warning says how many.
     """
+    check_timestamp_unit(funding["timestamp"].to_numpy(dtype=np.int64), "funding events")
     events = funding[["timestamp", "funding_rate"]].copy()
     events["timestamp"] = (events["timestamp"] + round_ms // 2) // round_ms * round_ms
     events = events.sort_values("timestamp").drop_duplicates("timestamp", keep="last")

@@ -26,6 +26,68 @@ if TYPE_CHECKING:
 
 OHLCV_COLUMNS: tuple[str, ...] = ("timestamp", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
+#: Optional columns with a meaning of their own (not plain observation features).
+SPECIAL_COLUMNS: tuple[str, ...] = ("funding_rate", "spread")
+#: Largest |funding rate| per funding interval accepted in data and config (0.1 = 10 %; exchanges
+#: cap it at a few percent, so a larger value is a unit error such as percent or bps).
+MAX_ABS_FUNDING_RATE = 0.1
+#: Largest |value| of an extra (feature) column: float32's maximum, the observation dtype.
+MAX_FEATURE_ABS = float(np.finfo(np.float32).max)
+
+
+#: Supported bar times: [1970-01-01, 2100-01-01) as int64 ms UTC.
+MIN_TIMESTAMP_MS = 0
+MAX_TIMESTAMP_MS = 4_102_444_800_000
+#: 2000-01-01 and 2100-01-01 in seconds: a series entirely inside this span with steps of at most a
+#: week (in seconds) is a seconds series (as ms it would be bars in January/February 1970).
+_SECONDS_SPAN = (946_684_800, 4_102_444_800)
+_SECONDS_MAX_STEP = 604_800
+
+
+def timestamp_unit_error(timestamps: npt.ArrayLike) -> str | None:
+    """Why ``timestamps`` are not int64 ms UTC in [1970, 2100), from their magnitude; None when they are.
+
+    Detects seconds (all values in 2000..2100 as seconds, steps <= one week), microseconds
+    (max >= 1e14) and nanoseconds (max >= 1e17), and names the conversion to ms. The one
+    implementation of the unit rule: the env, the loader, ``validate``, the store and the feeds call it
+    (through ``check_timestamp_unit`` or ``check_bars``).
+    """
+    ts = np.asarray(timestamps, dtype=np.int64)
+    if ts.size == 0:
+        return None
+    lo, hi = int(ts.min()), int(ts.max())
+    unit = fix = ""
+    if hi >= 10**17:
+        unit, fix = "nanoseconds", "df['timestamp'] //= 1_000_000"
+    elif hi >= 10**14:
+        unit, fix = "microseconds", "df['timestamp'] //= 1_000"
+    elif _SECONDS_SPAN[0] <= lo and hi < _SECONDS_SPAN[1] and (
+        ts.size < 2 or float(np.median(np.abs(np.diff(ts)))) <= _SECONDS_MAX_STEP
+    ):
+        unit, fix = "seconds", "df['timestamp'] *= 1_000"
+    if unit:
+        return (
+            f"column 'timestamp' looks like {unit} since the epoch (values {lo} .. {hi}), but quantgym bars use "
+            f"int64 milliseconds UTC; convert it ({fix}) and load again"
+        )
+    if lo < MIN_TIMESTAMP_MS or hi >= MAX_TIMESTAMP_MS:
+        return (
+            f"column 'timestamp' has values {lo} .. {hi} outside the supported range [{MIN_TIMESTAMP_MS}, "
+            f"{MAX_TIMESTAMP_MS}) = 1970-01-01 .. 2100-01-01 in int64 milliseconds UTC; check the unit and the source"
+        )
+    return None
+
+
+def check_timestamp_unit(timestamps: npt.ArrayLike, where: str = "bars") -> None:
+    """Raise ``ValueError`` when ``timestamps`` are not ms UTC in [1970, 2100) (see `timestamp_unit_error`).
+
+    Args:
+        timestamps: int64 timestamps.
+        where: what is being loaded, for the message (e.g. ``"store append binance BTC/USDT 1m"``).
+    """
+    err = timestamp_unit_error(timestamps)
+    if err is not None:
+        raise ValueError(f"{where}: {err}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +172,7 @@ def check_bars(df: pd.DataFrame) -> None:
     if len(df) == 0:
         raise ValueError("bars are empty: no rows to trade on")
     violations = find_violations(df)
+    check_timestamp_unit(df["timestamp"].to_numpy(dtype=np.int64), "invalid market data")
     if violations:
         first = violations[0]
         others = f" ({len(violations) - 1} other rule(s) broken too)" if len(violations) > 1 else ""
@@ -117,6 +180,76 @@ def check_bars(df: pd.DataFrame) -> None:
             f"invalid market data: {first.message()}{others}. Fix the source or clean it "
             "(see `python scripts/validate.py data.path=...`); nothing is repaired silently."
         )
+
+
+def _column_error(name: str, what: str, idx: np.ndarray, values: np.ndarray, ts: np.ndarray, fix: str) -> ValueError:
+    i = int(idx[0])
+    return ValueError(
+        f"column '{name}' has {idx.size} value(s) {what}; first at row {i}, timestamp {int(ts[i])} "
+        f"({iso_ms(int(ts[i]))}): {float(values[i])!r}. {fix}"
+    )
+
+
+def check_columns(df: pd.DataFrame) -> None:
+    """Raise ``ValueError`` for an optional or extra column outside its documented range.
+
+    Ranges (each message names the column, the first offending row and its timestamp):
+
+    - ``funding_rate``: finite, ``|rate| < MAX_ABS_FUNDING_RATE`` (fraction per funding interval).
+    - ``spread``: finite, ``0 <= spread < low`` (full bid/ask spread in quote currency).
+    - any other column (an observation feature): a real numeric dtype (no complex, no object);
+      NaN only in a leading warm-up run (before the column's first value); no +-inf; ``|x| <=``
+      float32's maximum (the observation dtype).
+
+    Call after ``check_bars`` (timestamps and prices are valid then).
+    """
+    ts = df["timestamp"].to_numpy(dtype=np.int64)
+    for name in SPECIAL_COLUMNS:
+        if name not in df.columns:
+            continue
+        if not pd.api.types.is_numeric_dtype(df[name]) or pd.api.types.is_complex_dtype(df[name]):
+            raise ValueError(f"column '{name}' has dtype {df[name].dtype}; expected float64")
+        col = df[name].to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            if name == "funding_rate":
+                bad = ~(np.abs(col) < MAX_ABS_FUNDING_RATE)
+                what = f"outside |rate| < {MAX_ABS_FUNDING_RATE} (or NaN/inf)"
+                fix = ("funding_rate is a fraction per funding interval (0.0001 = 0.01 %); convert percent or "
+                       "bps, and fill or drop missing rates")
+            else:
+                bad = ~((col >= 0) & (col < df["low"].to_numpy(dtype=np.float64)))
+                what = "outside [0, low) (or NaN/inf)"
+                fix = ("spread is the full bid/ask spread in quote currency and must be below the bar's low; "
+                       "convert bps or fractions to quote currency, and fill or drop missing values")
+        idx = np.flatnonzero(bad)
+        if idx.size:
+            raise _column_error(name, what, idx, col, ts, fix)
+    for name in (c for c in df.columns if c not in OHLCV_COLUMNS and c not in SPECIAL_COLUMNS):
+        _check_feature_column(name, df[name], ts)
+
+
+def _check_feature_column(name: str, series: pd.Series, ts: np.ndarray) -> None:
+    if (not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_complex_dtype(series)):
+        raise ValueError(
+            f"extra column '{name}' has dtype {series.dtype}; every extra column becomes an observation "
+            "feature and must be real numbers (drop it or encode it)"
+        )
+    col = series.to_numpy(dtype=np.float64)
+    nan = np.isnan(col)
+    idx = np.flatnonzero(np.isinf(col))
+    if idx.size:
+        raise _column_error(name, "that are inf", idx, col, ts, "Features must be finite; fix or drop the column.")
+    with np.errstate(invalid="ignore"):
+        idx = np.flatnonzero(np.abs(col) > MAX_FEATURE_ABS)
+    if idx.size:
+        raise _column_error(name, f"beyond float32's range (|x| > {MAX_FEATURE_ABS:.3g})", idx, col, ts,
+                            "Rescale the feature (observations are float32).")
+    if nan.any() and not nan.all():
+        first = int(np.argmax(~nan))
+        idx = first + np.flatnonzero(nan[first:])
+        if idx.size:
+            raise _column_error(name, "that are NaN after its first value (only a leading warm-up may be NaN)",
+                                idx, col, ts, "Fill or drop the missing values (nothing is zeroed silently).")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,7 +486,8 @@ def validate(
         A ``ValidationReport`` with one ``Problem`` per kind in ``PROBLEM_KINDS``.
 
     Raises:
-        ValueError: missing columns, non-integer timestamps, or an invalid threshold.
+        ValueError: missing columns, non-integer timestamps, timestamps not in ms (seconds, us, ns
+            or outside 1970..2100, see `timestamp_unit_error`), or an invalid threshold.
     """
     if policy is None:
         from envs.data.cleaning import CleaningConfig  # local import: cleaning imports this module
@@ -368,6 +502,7 @@ def validate(
     if not pd.api.types.is_integer_dtype(df["timestamp"]):
         raise ValueError(f"column 'timestamp' has dtype {df['timestamp'].dtype}; expected int64 ms UTC")
     ts = df["timestamp"].to_numpy(dtype=np.int64)
+    check_timestamp_unit(ts, "cannot validate the bars")
     o, h, lo, c, v = (df[col].to_numpy(dtype=np.float64) for col in OHLCV_COLUMNS[1:])
     n = len(ts)
     problems: dict[str, Problem] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -99,8 +100,16 @@ class VecTradingEnv(VecEnv):
         if a.size != self.num_envs:
             raise ValueError(f"got {a.size} action(s) of shape {a.shape} for {self.num_envs} envs")
         a = a.reshape(self.num_envs)
-        check_actions(a, self._n_levels)
-        self._actions[:] = a
+        n = self._n_levels
+        # fast paths (one reduction each); anything they do not clear gets the exact check, which raises
+        if n:
+            if not (a.dtype == np.int64 and int(a.view(np.uint64).max()) < n):  # negatives wrap to >= 2^63
+                check_actions(a, n)
+            self._actions[:] = a
+        else:
+            self._actions[:] = a
+            if a.dtype.kind not in "fiu" or not math.isfinite(self._actions.sum()):  # NaN/inf (or overflow)
+                check_actions(a, 0)
 
     def step_wait(self) -> VecEnvStepReturn:
         """Step all envs in one kernel call; auto-reset finished ones (SB3 convention)."""

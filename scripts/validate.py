@@ -1,4 +1,5 @@
-"""Validate bars from a Parquet file or the store; print the report; exit 1 if a `raise` rule breaks.
+"""Validate bars from a Parquet file or the store; print the report; exit 1 if a `raise` rule breaks,
+2 if the check could not run (bad config or input).
 
 Example:
     python scripts/validate.py data.path=data/sample/btcusdt_1h.parquet
@@ -19,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents.cli import hydra_entry
 from agents.config import writable_structured
-from envs.data.cleaning import CleaningConfig, clean
+from envs.data.cleaning import CleaningConfig, check_fill, clean
 from envs.data.resample import parse_timeframe
 from envs.validation import validate
 
@@ -52,24 +53,39 @@ ConfigStore.instance().store(name="validate_schema", node=writable_structured(Va
 
 
 def load_bars(data: ValidateDataConfig) -> pd.DataFrame:
-    """Read the bars named by ``data`` (file or store span)."""
+    """Read the bars named by ``data`` (file or store span); refuse a folder or an empty result."""
     if data.path is not None:
         path = to_absolute_path(data.path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"data.path={data.path} not found ({path}); give a Parquet file of bars")
-        return pd.read_parquet(path)
+        if os.path.isdir(path):
+            raise ValueError(
+                f"data.path={data.path} is a folder; give one Parquet file of bars (for the store use "
+                "data.store_root=<folder> data.symbol=... data.timeframe=...)"
+            )
+        df = pd.read_parquet(path)
+        if df.empty:
+            raise ValueError(f"data.path={data.path} has no rows: nothing to validate (no verdict)")
+        return df
     if data.store_root is None or data.symbol is None or data.timeframe is None:
         raise ValueError("set data.path=<parquet file>, or data.store_root, data.symbol and data.timeframe")
     from envs.data.store import ParquetStore
 
     store = ParquetStore(to_absolute_path(data.store_root))
-    return store.read(data.exchange, data.symbol, data.timeframe, data.start, data.end)
+    df = store.read(data.exchange, data.symbol, data.timeframe, data.start, data.end)
+    if df.empty:
+        raise ValueError(
+            f"the store {data.store_root} has no {data.exchange} {data.symbol} {data.timeframe} bars between "
+            f"data.start={data.start} and data.end={data.end}: nothing to validate (no verdict)"
+        )
+    return df
 
 
 def run(cfg: DictConfig) -> int:
     """Load, validate and print; optionally write the cleaned bars. Returns the exit code.
 
-    0 = no rule with policy ``raise`` broken, 1 = at least one broken, 2 = config or input error.
+    0 = no rule with policy ``raise`` broken, 1 = at least one broken, 2 = could not run (config or
+    input error: missing file, a folder, no rows, timestamps not in ms, an impossible forward fill...).
     """
     try:
         app: ValidateAppConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
@@ -79,16 +95,22 @@ def run(cfg: DictConfig) -> int:
         logging.getLogger().setLevel(app.log_level)
         df = load_bars(app.data)
         report = validate(df, tf_ms, policy=app.cleaning)
-    except (ValueError, FileNotFoundError, OSError) as e:
+        if app.cleaning.gaps == "forward_fill" and report.timeframe_ms is not None:
+            check_fill(df["timestamp"].to_numpy(), report.timeframe_ms, app.cleaning.max_fill_bars)
+    except (ValueError, FileNotFoundError, OSError, MemoryError) as e:
         print(f"validate: {e}", file=sys.stderr)
         return 2
     print(report.to_markdown() if app.format == "markdown" else report.to_text())
     if not report.ok:
         return 1
     if app.clean_output is not None:
-        cleaned, crep = clean(df, app.cleaning, tf_ms)
+        try:
+            cleaned, crep = clean(df, app.cleaning, tf_ms)
+            cleaned.to_parquet(to_absolute_path(app.clean_output), index=False)
+        except (ValueError, OSError, MemoryError) as e:
+            print(f"validate: could not write the cleaned bars: {e}", file=sys.stderr)
+            return 2
         print(crep.to_markdown() if app.format == "markdown" else crep.to_text())
-        cleaned.to_parquet(to_absolute_path(app.clean_output), index=False)
         print(f"cleaned bars written to {app.clean_output}")
     return 0
 

@@ -23,7 +23,8 @@ one-bar spike the reverting bar is kept. Whole-series median/MAD flag volatility
 
 ``forward_fill`` inserts every missing grid bar with open = high = low = close = the previous
 close and volume = 0, and adds a ``filled`` column (int8, 1 = inserted bar, 0 = real bar) that the
-env and the feature builders can see. ``warn`` keeps the rows and logs a warning. Nothing is
+env and the feature builders can see; a gap longer than ``max_fill_bars`` (default 10,000 bars) is
+refused before anything is allocated. ``warn`` keeps the rows and logs a warning. Nothing is
 repaired silently: ``clean`` returns a ``CleaningReport`` listing every repair.
 """
 
@@ -78,6 +79,9 @@ class CleaningConfig:
         return_outliers: ``warn`` | ``raise`` | ``drop`` (|robust z| > ``outlier_z``).
         zero_volume_min_run: shortest zero-volume run counted, bars, >= 1.
         outlier_z: robust z-score threshold of log returns, > 0 (10 = ten robust sigmas).
+        max_fill_bars: longest single gap ``forward_fill`` fills, bars, >= 1; a longer gap is
+            refused up front (before any memory is allocated) with the gap named: such a span is
+            missing data, not a bar to invent.
     """
 
     out_of_order: str = "raise"
@@ -92,6 +96,7 @@ class CleaningConfig:
     return_outliers: str = "warn"
     zero_volume_min_run: int = 3
     outlier_z: float = 10.0
+    max_fill_bars: int = 10_000
 
     def __post_init__(self) -> None:
         for kind, allowed in ALLOWED_POLICIES.items():
@@ -105,6 +110,8 @@ class CleaningConfig:
             raise ValueError(
                 f"cleaning.zero_volume_min_run={self.zero_volume_min_run} is invalid: must be >= 1 bar"
             )
+        if int(self.max_fill_bars) < 1:
+            raise ValueError(f"cleaning.max_fill_bars={self.max_fill_bars} is invalid: must be >= 1 bar")
         if not float(self.outlier_z) > 0:
             raise ValueError(f"cleaning.outlier_z={self.outlier_z} is invalid: must be > 0 (robust sigmas)")
 
@@ -319,6 +326,7 @@ def clean(
         out, pos = _drop(out, pos, bad, "zero_volume_runs", "drop", repairs)
 
     if config.gaps == "forward_fill" and tf is not None:
+        check_fill(out["timestamp"].to_numpy(dtype=np.int64), tf, config.max_fill_bars)
         out = _forward_fill(out, pos, tf, repairs)
 
     after = validate(out, tf, policy=config)
@@ -329,6 +337,31 @@ def clean(
         logger.warning("kept as is (policy 'warn'): %s", w)
     report = CleaningReport(before, after, tuple(repairs), warnings, len(df), len(out))
     return out, report
+
+
+def check_fill(timestamps: np.ndarray, timeframe_ms: int, max_fill_bars: int) -> None:
+    """Refuse a ``forward_fill`` whose largest gap exceeds ``max_fill_bars`` (checked before filling).
+
+    Args:
+        timestamps: sorted bar open times, ms UTC (as they will be filled).
+        timeframe_ms: bar interval, ms > 0.
+        max_fill_bars: ``cleaning.max_fill_bars``.
+
+    Raises:
+        ValueError: naming the largest gap (bars, start and end) and the keys to change.
+    """
+    ts = np.unique(np.asarray(timestamps, dtype=np.int64))
+    if ts.size < 2:
+        return
+    missing = np.diff(ts) // int(timeframe_ms) - 1
+    g = int(np.argmax(missing))
+    if missing[g] > max_fill_bars:
+        raise ValueError(
+            f"cleaning.gaps='forward_fill' would invent {int(missing[g])} bars for one gap "
+            f"({iso_ms(int(ts[g]))} .. {iso_ms(int(ts[g + 1]))}; {int(missing.clip(0).sum())} in all), more than "
+            f"cleaning.max_fill_bars={max_fill_bars}. Cut the data (data.start / data.end) around the gap, use "
+            "cleaning.gaps=warn, or raise cleaning.max_fill_bars if the fill is really wanted"
+        )
 
 
 def _outlier_bars(df: pd.DataFrame, threshold: float) -> np.ndarray:

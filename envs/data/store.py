@@ -3,6 +3,11 @@
 Layout (one *series* per exchange, symbol and timeframe)::
 
     <root>/<exchange>/<symbol with '/' and ':' replaced by '-'>/<timeframe>/YYYY-MM.parquet
+
+Symbols are ccxt's unified ``BASE/QUOTE`` (spot) or ``BASE/QUOTE:SETTLE`` (perpetuals) or a plain id;
+their parts may not contain ``-``, ``/`` or ``:``, so the folder name is injective (``BTC-USDT`` and
+``BTC:USDT`` are refused rather than mixed into ``BTC/USDT``'s series). Every append checks the
+timestamps (int64 ms in [1970, 2100)) before writing, so an acknowledged row can always be read back.
     <root>/<exchange>/<symbol ...>/<timeframe>/manifest.json
 
 e.g. ``data/store/binance/BTC-USDT/1m/2024-06.parquet`` and
@@ -47,7 +52,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from envs.validation import OHLCV_COLUMNS, find_violations
+from envs.validation import OHLCV_COLUMNS, check_timestamp_unit, find_violations
 
 try:  # POSIX only; on other platforms appends are not guarded against concurrent writers
     import fcntl
@@ -130,12 +135,41 @@ class SeriesInfo:
     updated_at: str
 
 
+_NAME_PART = r"[A-Za-z0-9._]+"
+#: A plain exchange id (``BTCUSDT``), or ccxt's unified ``BASE/QUOTE`` (spot) and
+#: ``BASE/QUOTE:SETTLE[-EXPIRY...]`` (derivatives). Parts hold no ``-``, ``/`` or ``:``, so the
+#: directory name (``/`` and ``:`` -> ``-``) has 0, 1 or >= 2 dashes for the three kinds and the
+#: mapping is injective: two markets never share a series.
+_SYMBOL_RE = re.compile(rf"^(?:{_NAME_PART}|{_NAME_PART}/{_NAME_PART}(?::{_NAME_PART}(?:-[A-Za-z0-9._-]+)?)?)$")
+
+
 def symbol_dirname(symbol: str) -> str:
-    """Directory name of a unified symbol: ``BTC/USDT`` -> ``BTC-USDT``, ``BTC/USDT:USDT`` -> ``BTC-USDT-USDT``."""
-    name = symbol.replace("/", "-").replace(":", "-")
-    if not name or name in (".", "..") or os.sep in name:
-        raise ValueError(f"symbol {symbol!r} cannot be used as a directory name")
-    return name
+    """Directory name of a unified symbol: ``BTC/USDT`` -> ``BTC-USDT``, ``BTC/USDT:USDT`` -> ``BTC-USDT-USDT``.
+
+    Raises:
+        ValueError: for a symbol that is not a plain name or ccxt's unified form (``BTC-USDT``,
+            ``BTC:USDT``, path separators, ``..``): such names could share a directory with another
+            market (spot and perpetual rows mixed in one series).
+    """
+    if (not isinstance(symbol, str) or not _SYMBOL_RE.match(symbol)
+            or any(set(part) == {"."} for part in re.split("[/:-]", symbol))):
+        raise ValueError(
+            f"symbol {symbol!r} is not accepted by the store: use ccxt's unified form BASE/QUOTE for spot or "
+            "BASE/QUOTE:SETTLE for perpetuals (e.g. 'BTC/USDT', 'BTC/USDT:USDT'), or a plain exchange id such as "
+            "'BTCUSDT'; names may use letters, digits, '.' and '_', not dots only (each market must map to its own "
+            "series)"
+        )
+    return symbol.replace("/", "-").replace(":", "-")
+
+
+def dirname_symbol(name: str) -> str:
+    """Inverse of `symbol_dirname`: ``BTC-USDT`` -> ``BTC/USDT``, ``BTC-USDT-USDT`` -> ``BTC/USDT:USDT``."""
+    parts = name.split("-", 3)
+    if len(parts) == 1:
+        return name
+    if len(parts) == 2:
+        return f"{parts[0]}/{parts[1]}"
+    return f"{parts[0]}/{parts[1]}:{'-'.join(parts[2:])}"
 
 
 def to_ms(value: int | str | pd.Timestamp | np.integer, name: str = "time") -> int:
@@ -182,8 +216,32 @@ def _next_month_start_ms(key: str) -> int:
     return int((np.datetime64(key, "M") + 1).astype("datetime64[ms]").astype(np.int64))
 
 
+def _manifest_shape_ok(man: object) -> bool:
+    """True when ``man`` has the manifest's keys and types (a JSON file can be valid but wrong)."""
+    if not isinstance(man, dict):
+        return False
+    if not all(isinstance(man.get(k), str) for k in ("exchange", "symbol", "timeframe", "updated_at")):
+        return False
+    if not isinstance(man.get("rows"), int) or not isinstance(man.get("partitions"), dict):
+        return False
+    if not all(man.get(k) is None or isinstance(man.get(k), int) for k in ("first_timestamp", "last_timestamp")):
+        return False
+    return all(
+        isinstance(k, str) and _PARTITION_RE.match(f"{k}.parquet") and isinstance(v, dict)
+        and all(isinstance(v.get(f), int) for f in ("rows", "first", "last"))
+        for k, v in man["partitions"].items()
+    )
+
+
 def _utc_now_iso() -> str:
     return pd.Timestamp.now(tz="UTC").isoformat()
+
+
+def _read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """Read a partition through ONE open file handle: readers take no lock, and a path opened twice
+    could mix the footer of one version with the pages of the next if a writer replaces it between."""
+    with open(path, "rb") as fh:
+        return pq.read_table(fh, columns=columns)
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -262,7 +320,7 @@ class ParquetStore:
         sdir = self.series_dir(exchange, symbol, timeframe)
         parts: dict[str, dict[str, int]] = {}
         for key in self._partition_keys_on_disk(sdir):
-            ts = pq.read_table(sdir / f"{key}.parquet", columns=["timestamp"])["timestamp"].to_numpy()
+            ts = _read_table(sdir / f"{key}.parquet", columns=["timestamp"])["timestamp"].to_numpy()
             if len(ts):
                 parts[key] = {"rows": int(len(ts)), "first": int(ts[0]), "last": int(ts[-1])}
         return self._manifest_from_parts(exchange, symbol, timeframe, parts)
@@ -286,11 +344,22 @@ class ParquetStore:
         sdir = self.series_dir(exchange, symbol, timeframe)
         path = sdir / MANIFEST_NAME
         if path.is_file():
+            man: dict | None = None
             try:
-                man = json.loads(path.read_text())
-            except json.JSONDecodeError:
+                content = json.loads(path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
                 logger.warning("manifest %s is unreadable; rebuilding it from the partitions", path)
-                man = None
+            else:
+                if _manifest_shape_ok(content):
+                    man = content
+                else:
+                    logger.warning("manifest %s is JSON of the wrong shape; rebuilding it from the partitions", path)
+            if man is not None and (man["exchange"], man["symbol"], man["timeframe"]) != (exchange, symbol, timeframe):
+                raise ValueError(
+                    f"{sdir} holds {man['exchange']} {man['symbol']} {man['timeframe']} (its manifest), not "
+                    f"{exchange} {symbol} {timeframe}: names that differ only in case share a folder on "
+                    "case-insensitive file systems; use the symbol exactly as stored"
+                )
             if man is not None and not man.get("dirty") and sorted(man["partitions"]) == self._partition_keys_on_disk(
                 sdir
             ):
@@ -326,12 +395,16 @@ class ParquetStore:
         if not self.root.is_dir():
             return out
         for man_path in sorted(self.root.glob(f"*/*/*/{MANIFEST_NAME}")):
+            exchange, sym_dir, timeframe = man_path.parts[-4:-1]
+            symbol = dirname_symbol(sym_dir)
             try:
-                man = json.loads(man_path.read_text())
-                info = self.info(man["exchange"], man["symbol"], man["timeframe"])
-            except (json.JSONDecodeError, KeyError):
-                logger.warning("skipping unreadable manifest %s", man_path)
+                valid = symbol_dirname(symbol) == sym_dir
+            except ValueError:
+                valid = False
+            if not valid:
+                logger.warning("skipping %s: %r is not a series folder of this store", man_path, sym_dir)
                 continue
+            info = self.info(exchange, symbol, timeframe)  # rebuilds an unreadable or wrong-shaped manifest
             if info is not None:
                 out.append(info)
         return sorted(out, key=lambda s: (s.exchange, s.symbol, s.timeframe))
@@ -361,7 +434,7 @@ class ParquetStore:
                 continue
             if part["last"] < before_ms:
                 return int(part["last"])
-            ts = pq.read_table(sdir / f"{key}.parquet", columns=["timestamp"])["timestamp"].to_numpy()
+            ts = _read_table(sdir / f"{key}.parquet", columns=["timestamp"])["timestamp"].to_numpy()
             return int(ts[ts < before_ms].max())
         return None
 
@@ -421,11 +494,15 @@ class ParquetStore:
             Counts of added rows, duplicates and conflicts (see the module docstring for the rule).
 
         Raises:
-            ValueError: when required columns are missing or ``timestamp`` is not integer.
+            ValueError: when required columns are missing, ``timestamp`` is not integer or not in ms
+                UTC within [1970, 2100) (seconds, microseconds and nanoseconds are named); nothing is
+                written then.
         """
         new = self._normalise(timeframe, df)
         if new.empty:
             return AppendResult()
+        # refuse before writing: a row the store could not read back must never be acknowledged
+        check_timestamp_unit(new["timestamp"].to_numpy(), f"cannot append to {exchange} {symbol} {timeframe}")
         # rule 1: within incoming, last occurrence wins
         new = new.iloc[np.argsort(new["timestamp"].to_numpy(), kind="stable")]
         n_before = len(new)
@@ -538,7 +615,7 @@ class ParquetStore:
         cols = self._columns(timeframe)
         frames = []
         for path in self.partitions_for(exchange, symbol, timeframe, start_ms, end_ms):
-            df = pd.read_parquet(path)
+            df = _read_table(path).to_pandas()
             ts = df["timestamp"].to_numpy()
             mask = np.ones(len(df), dtype=bool)
             if start_ms is not None:

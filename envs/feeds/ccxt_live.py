@@ -40,6 +40,7 @@ from envs.data.retry import Retrier, RetryError, RetryPolicy
 from envs.data.store import ParquetStore, to_ms
 from envs.feeds.base import Bar, empty_bars, frame_to_bars, timeframe_ms
 from envs.feeds.clock import Clock, SystemClock
+from envs.validation import check_timestamp_unit
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +243,7 @@ class LiveFeed:
         if out.empty:
             return out
         ts = out["timestamp"].to_numpy()
+        check_timestamp_unit(ts, f"{self.exchange.id} {self.symbol} {self.timeframe} feed")
         assert (np.diff(ts) > 0).all() and (self._last is None or ts[0] > self._last), "out of order delivery"
         self._note_gaps(out)
         if self.store is not None:

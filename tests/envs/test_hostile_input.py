@@ -3,9 +3,11 @@ their documented ranges. Each case runs against both `TradingEnv` and `VecTradin
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -105,7 +107,7 @@ def test_out_of_range_continuous_actions_are_clipped_in_both_envs(a: float) -> N
 # ---- 2. lot and tick rounding at any magnitude ------------------------------------------------------
 
 
-@given(x=st.floats(-1e300, 1e300), step=st.floats(1e-12, 1e3))
+@given(x=st.floats(-1e200, 1e200), step=st.floats(1e-12, 1e3))
 @SETTINGS
 def test_compiled_rounding_equals_its_python_definition_at_any_magnitude(x: float, step: float) -> None:
     """numba's int64 ``math.floor`` wrapped beyond 2^63 steps; rounding now stays in float64."""
@@ -121,3 +123,83 @@ def test_compiled_rounding_equals_its_python_definition_at_any_magnitude(x: floa
             assert round_to_tick(x, side, step) == round_to_tick.py_func(x, side, step)
         assert round_to_tick(x, 1.0, step) >= min(x * (1 - 1e-15), step)
         assert round_to_tick(x, -1.0, step) >= step  # a positive price never rounds to 0 or below
+
+
+# ---- 4. data columns and config fields outside their ranges -----------------------------------------
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("slippage_bps", 20_000.0), ("slippage_bps", 1000.5), ("slippage_coef", 50.0), ("funding_interval_h", 1e-6),
+    ("funding_interval_h", 0.5), ("funding_interval_h", 1000.0), ("liquidation_fee", 0.5), ("taker_fee", 0.1),
+    ("funding_rate", 0.2),
+])
+def test_config_fields_outside_their_documented_range_are_refused(key: str, value: float) -> None:
+    with pytest.raises(ValueError, match=f"env.{key}="):
+        EnvConfig(**{key: value})
+
+
+def _wild_bars(draw: Any, n: int) -> pd.DataFrame:
+    rows, spreads = [], []
+    prev = draw(st.floats(1e-4, 1e5))
+    for _ in range(n):
+        o = prev * math.exp(draw(st.floats(-1.0, 1.0)))
+        c = o * math.exp(draw(st.floats(-1.5, 1.5)))
+        lo = min(o, c) * draw(st.floats(0.05, 1.0))
+        rows.append((o, max(o, c) * draw(st.floats(1.0, 3.0)), lo, c, draw(st.floats(0.0, 1e4))))
+        spreads.append(lo * draw(st.floats(0.0, 0.999)))
+        prev = c
+    return make_bars(rows, spread=spreads, funding_rate=[draw(st.floats(-0.0999, 0.0999)) for _ in range(n)])
+
+
+@given(data=st.data(), model=st.sampled_from(["none", "fixed_bps", "spread", "volatility", "sqrt_impact"]),
+       bps=st.floats(0.0, 1000.0), coef=st.floats(0.0, 10.0), tick=st.sampled_from([0.0, 1e-3, 10.0]),
+       interval=st.floats(1.0, 168.0))
+@SETTINGS
+def test_fill_prices_and_fees_stay_positive_in_both_envs(data: Any, model: str, bps: float, coef: float, tick: float,
+                                                         interval: float) -> None:
+    """Property: with any config inside the documented ranges and wild bars (moves of e^1.5, spreads
+    up to the low), every fill is at a price > 0 and every fee is >= 0, in both envs."""
+    bars = _wild_bars(data.draw, data.draw(st.integers(4, 10)))
+    cfg = config(window_size=2, slippage_model=model, slippage_bps=bps, slippage_coef=coef, tick_size=tick,
+                 taker_fee=0.001, funding_interval_h=interval, max_leverage=3.0, vol_lookback=2)
+    acts = data.draw(st.lists(st.floats(-1.0, 1.0), min_size=len(bars), max_size=len(bars)))
+    env = TradingEnv(bars, cfg)
+    env.reset(seed=0)
+    vec = VecTradingEnv(bars, cfg, n_envs=1, seed=0)
+    vec.reset()
+    fees = 0.0
+    for a in acts:
+        *_, terminated, truncated, info = env.step(np.array([a]))
+        _, _, dones, infos = vec.step(np.array([a]))
+        vec_info = infos[0] if dones[0] else {k: vec.account[k][0] for k in ("traded_qty", "fill_price", "fees_paid")}
+        for i in (info, vec_info):  # the vec env auto-resets: its finished episode is in the info
+            assert i["traded_qty"] == 0.0 or i["fill_price"] > 0.0
+            assert i["fees_paid"] >= fees
+        fees = info["fees_paid"]
+        assert np.isfinite(info["equity"])
+        if terminated or truncated:
+            break
+
+
+@pytest.mark.parametrize(("column", "values", "match"), [
+    ("funding_rate", [0.0, 5.0, 0.0, 0.0, 0.0], r"'funding_rate' .* first at row 1"),
+    ("funding_rate", [0.0, 0.0, float("nan"), 0.0, 0.0], r"'funding_rate' .* first at row 2"),
+    ("spread", [0.0, 1e12, 0.0, 0.0, 0.0], r"'spread' .* first at row 1"),
+    ("spread", [0.0, 0.0, 0.0, -0.1, 0.0], r"'spread' .* first at row 3"),
+    ("signal", [0.1, float("nan"), 0.2, 0.3, 0.4], r"'signal' .* NaN after its first value .*first at row 1"),
+    ("signal", [0.1, 0.2, float("inf"), 0.3, 0.4], r"'signal' .* inf; first at row 2"),
+    ("signal", [0.1, 0.2, 0.3, 1e39, 0.4], r"'signal' .* float32's range .*first at row 3"),
+])
+def test_data_columns_outside_their_range_are_refused_with_row(column: str, values: list[float], match: str) -> None:
+    bars = make_bars([100.0, 101.0, 102.0, 103.0, 104.0], **{column: values})
+    for build in (lambda: TradingEnv(bars, config()), lambda: VecTradingEnv(bars, config(), n_envs=2)):
+        with pytest.raises(ValueError, match=match):
+            build()
+
+
+def test_complex_feature_columns_are_refused_and_a_leading_warmup_nan_is_accepted() -> None:
+    bars = make_bars([100.0, 101.0, 102.0, 103.0, 104.0])
+    with pytest.raises(ValueError, match="'z' has dtype complex128"):
+        TradingEnv(bars.assign(z=np.arange(5) + 1j), config())
+    env = TradingEnv(bars.assign(warm=[np.nan, np.nan, 1.0, 2.0, 3.0]), config())
+    assert "warm" in env.feature_names

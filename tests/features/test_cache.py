@@ -147,3 +147,75 @@ def test_default_preset_has_no_exact_collinearity_on_other_assets(name: str) -> 
     out = build_features(bars[["timestamp", "open", "high", "low", "close", "volume"]], FeatureConfig())
     v = vif(out.iloc[out.attrs["warmup_bars"] :], out.attrs["feature_columns"])
     assert np.isfinite(v.to_numpy()).all() and v.max() < 100, v.sort_values().tail(3)
+
+
+def _corrupt_truncate(p: Path) -> None:
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+
+
+def _corrupt_empty(p: Path) -> None:
+    p.write_bytes(b"")
+
+
+def _rewrite(p: Path, edit) -> None:  # type: ignore[no-untyped-def]
+    """Rewrite the file's table through ``edit`` but keep the footer it was saved with (what a disk
+    fault or a foreign tool leaves: a file that still parses, with the old row count and checksum)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(p)
+    meta = table.schema.metadata
+    pq.write_table(pa.Table.from_pandas(edit(table.to_pandas()), preserve_index=False).replace_schema_metadata(meta), p)
+
+
+def _corrupt_flip_bits(p: Path) -> None:
+    def flip(df: pd.DataFrame) -> pd.DataFrame:
+        col = df.columns[-1]
+        vals = df[col].to_numpy().copy()
+        raw = vals.view(np.uint32)
+        raw[len(raw) // 2] ^= np.uint32(1 << 30)  # one exponent bit: an error of ~1e28 at one row
+        return df.assign(**{col: vals})
+
+    _rewrite(p, flip)
+
+
+def _corrupt_drop_rows(p: Path) -> None:
+    _rewrite(p, lambda df: df.iloc[: 2 * len(df) // 3])
+
+
+def _corrupt_no_checksum(p: Path) -> None:
+    pd.read_parquet(p).to_parquet(p, index=False)  # a file of the previous version: nothing to verify
+
+
+@pytest.mark.parametrize("corrupt", [_corrupt_truncate, _corrupt_empty, _corrupt_flip_bits, _corrupt_drop_rows,
+                                     _corrupt_no_checksum], ids=lambda f: f.__name__[9:])
+def test_a_damaged_cache_file_is_rebuilt_with_a_warning_never_used(
+    small: pd.DataFrame, tmp_path: Path, corrupt, caplog: pytest.LogCaptureFixture  # type: ignore[no-untyped-def]
+) -> None:
+    cache = FeatureCache(tmp_path)
+    cfg = FeatureConfig(mtf_timeframes=())
+    fresh = build_features(small, cfg, cache)
+    (path,) = tmp_path.glob("features_*.parquet")
+    corrupt(path)
+    with caplog.at_level("WARNING", logger="envs.features.pipeline"):
+        again = build_features(small, cfg, cache)
+    pd.testing.assert_frame_equal(again, fresh)
+    assert cache.rejected == 1 and (cache.hits, cache.misses) == (0, 2)
+    assert f"cache file {path} is unusable" in caplog.text and "rebuilding" in caplog.text
+    pd.testing.assert_frame_equal(build_features(small, cfg, cache), fresh)  # the rebuilt file verifies
+    assert (cache.hits, cache.rejected) == (1, 1)
+
+
+def test_random_byte_damage_is_never_used(small: pd.DataFrame, tmp_path: Path) -> None:
+    """Whatever byte is damaged, the frame served equals a fresh computation (rebuilt or intact)."""
+    cache = FeatureCache(tmp_path)
+    cfg = FeatureConfig(mtf_timeframes=())
+    fresh = build_features(small, cfg, cache)
+    (path,) = tmp_path.glob("features_*.parquet")
+    good = path.read_bytes()
+    rng = np.random.default_rng(0)
+    for pos in rng.integers(4, len(good) - 4, size=12):
+        damaged = bytearray(good)
+        damaged[pos] ^= 0xFF
+        path.write_bytes(bytes(damaged))
+        pd.testing.assert_frame_equal(build_features(small, cfg, cache), fresh)
