@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional  # noqa: UP035 - OmegaConf schemas
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from agents.paths import PathsConfig
 from envs.config import EnvConfig
 from envs.data.cleaning import CleaningConfig
 from envs.features.pipeline import FeatureConfig
@@ -207,6 +208,7 @@ class RunConfig:
     evaluation: EvaluationConfig
     features: FeatureConfig = FeatureConfig.none()
     task_name: str = "train"
+    paths: PathsConfig = PathsConfig()
 
     def __post_init__(self) -> None:
         name = self.agent.name
@@ -273,4 +275,5 @@ def to_run_config(cfg: DictConfig | dict[str, Any], base_dir: str | None = None)
         evaluation=EvaluationConfig(**raw.get("evaluation", {})),
         features=FeatureConfig.from_mapping(raw["features"]) if raw.get("features") else FeatureConfig.none(),
         task_name=raw.get("task_name", "train"),
+        paths=PathsConfig(**(raw.get("paths") or {})),
     )

@@ -33,7 +33,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
-from agents.artifacts import FEATURE_CACHE, sb3_policy
+from agents.artifacts import sb3_policy
 from agents.callbacks import TradingMetricsCallback, ValidationCallback
 from agents.config import RunConfig
 from agents.data import Splits, load_splits, prune_features
@@ -166,7 +166,7 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
         saved_cfg.parent.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.create(asdict(cfg)), saved_cfg)
     if splits is None:
-        splits = load_splits(cfg.data, cfg.env.window_size, cfg.features, FEATURE_CACHE)
+        splits = load_splits(cfg.data, cfg.env.window_size, cfg.features, cfg.paths.feature_cache_dir)
     splits, pruning = prune_features(splits, cfg.features)  # decided on this run's training split
     if pruning is not None:
         (run_dir / "collinearity.md").write_text(pruning.to_markdown() + "\n")
