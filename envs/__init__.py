@@ -48,7 +48,7 @@ def numba_cache_dir(cwd: Path | None = None) -> Path:
 if "NUMBA_CACHE_DIR" not in os.environ:  # numba fixes the folder when a cached function is declared
     import numba
 
-    numba.config.CACHE_DIR = str(numba_cache_dir())
+    numba.config.CACHE_DIR = str(numba_cache_dir())  # type: ignore[attr-defined]
 
 if "Trading-v0" not in gymnasium.registry:
     gymnasium.register(id="Trading-v0", entry_point="envs.trading_env:TradingEnv")

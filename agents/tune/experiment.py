@@ -187,7 +187,7 @@ def _ray_session(s: TuneSettings) -> Iterator[None]:
     saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "NUMBA_CACHE_DIR")}
     os.environ["RAY_TMPDIR"] = temp_dir  # Ray's lock files and the workers' temp files follow it
     # the workers compile into the driver's numba cache (Ray runs each trial in a folder of its own)
-    os.environ["NUMBA_CACHE_DIR"] = saved["NUMBA_CACHE_DIR"] or str(numba.config.CACHE_DIR)
+    os.environ["NUMBA_CACHE_DIR"] = saved["NUMBA_CACHE_DIR"] or str(numba.config.CACHE_DIR)  # type: ignore[attr-defined]
     try:
         ray.init(num_cpus=s.num_cpus, include_dashboard=False, log_to_driver=s.verbose > 1,
                  logging_level=logging.WARNING, _temp_dir=temp_dir)
