@@ -3,52 +3,71 @@
 A YAML value equal to the dataclass default is a second home for that default (the two drift apart:
 ``TrainConfig`` once said 50k steps while conf/train/default.yaml said 300k), and a ``default.yaml``
 preset that sets anything contradicts the dataclass it is meant to mirror.
+
+Each file is checked against the schema Hydra validates it with, found rather than listed: a primary
+config (``conf/<name>.yaml``) names its schema first in its defaults list (``run_schema``,
+``validate_schema``, ...), registered in Hydra's ConfigStore by its script; a group option
+(``conf/<group>/<option>.yaml``) is the node of that name in a primary schema, and a
+``# @package _global_`` preset sets nodes of a primary schema.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from agents.config import AgentConfig, DataConfig, EvaluationConfig, RunConfig, TrainConfig
-from agents.tune import TuneSettings
-from envs.config import EnvConfig
-from envs.data.download import FeedConfig
-from envs.data.store import StoreConfig
-from envs.features.pipeline import FeatureConfig
-
-CONF = Path(__file__).resolve().parents[2] / "conf"
-
-#: the dataclass behind each config group's node
-GROUPS: dict[str, type] = {
-    "agent": AgentConfig, "data": DataConfig, "env": EnvConfig, "evaluation": EvaluationConfig,
-    "features": FeatureConfig, "train": TrainConfig, "store": StoreConfig, "feed": FeedConfig,
-}
-#: a preset's identity may repeat the default: conf/agent/ppo.yaml says `name: ppo`
-IDENTITY = {("agent", "name")}
+REPO = Path(__file__).resolve().parents[2]
+CONF = REPO / "conf"
+#: a preset's identity may repeat the default: conf/agent/ppo.yaml says `name: ppo`, a forecaster preset its `model`
+IDENTITY = {("agent", "name"), ("forecaster", "model")}
 
 
-def _schema(name: str) -> type:
-    """The dataclass of a primary config (conf/<name>.yaml) or of a `# @package _global_` preset ("")."""
-    if name == "validate":
-        from scripts.validate import ValidateAppConfig
+def _load(path: Path) -> tuple[dict[str, Any], list[Any], bool]:
+    """(values without ``defaults``/``hydra``, the defaults list, whether it is a `_global_` preset)."""
+    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    assert isinstance(raw, dict)
+    defaults = list(raw.get("defaults") or [])
+    values = {k: v for k, v in raw.items() if k not in ("defaults", "hydra")}
+    return values, defaults, "# @package _global_" in path.read_text()
 
-        return ValidateAppConfig
-    if name == "download":
-        from scripts.download import DownloadAppConfig
 
-        return DownloadAppConfig
-    if name == "tune":
-        from agents.tune.settings import TuneRunSchema
+def primary_schemas() -> dict[str, type]:
+    """conf/<name>.yaml -> the dataclass of the schema it names first in its defaults list."""
+    for script in sorted((REPO / "scripts").glob("*.py")):  # each script registers its schemas on import
+        importlib.import_module(f"scripts.{script.stem}")
+    from agents.tune import register_tune_configs
 
-        return TuneRunSchema
-    return RunConfig
+    register_tune_configs()
+    out = {}
+    for path in sorted(CONF.glob("*.yaml")):
+        _, defaults, _ = _load(path)
+        if defaults and isinstance(defaults[0], str) and defaults[0].endswith("_schema"):
+            node = ConfigStore.instance().load(f"{defaults[0]}.yaml").node
+            schema = OmegaConf.get_type(node)
+            assert schema is not None and dataclasses.is_dataclass(schema), defaults[0]
+            out[path.stem] = schema
+    return out
+
+
+def _dataclass_of(typ: Any) -> type | None:
+    return next((a for a in (typ, *typing.get_args(typ)) if dataclasses.is_dataclass(a)), None)
+
+
+def node_schema(name: str) -> type:
+    """The dataclass of the node ``name`` (a config group, or ``tune``) in any primary schema."""
+    for schema in PRIMARY.values():
+        hints = typing.get_type_hints(schema)
+        if name in hints and (cls := _dataclass_of(hints[name])) is not None:
+            return cls
+    raise AssertionError(f"no primary schema has a typed `{name}` node: give conf/{name}/ a dataclass")
 
 
 def _default(f: dataclasses.Field[Any]) -> Any:
@@ -62,8 +81,8 @@ def _default(f: dataclasses.Field[Any]) -> Any:
 def _same(yaml_value: Any, default: Any) -> bool:
     if isinstance(default, tuple):
         default = list(default)
-    return type(yaml_value) is not dict and yaml_value == default and not (
-        isinstance(yaml_value, bool) != isinstance(default, bool))
+    return (not isinstance(yaml_value, dict) and yaml_value == default
+            and isinstance(yaml_value, bool) == isinstance(default, bool))
 
 
 def restated(node: dict[str, Any], cls: type, where: str = "") -> Iterator[str]:
@@ -73,43 +92,33 @@ def restated(node: dict[str, Any], cls: type, where: str = "") -> Iterator[str]:
     for key, value in node.items():
         if key not in fields:
             continue  # unknown keys fail at composition, against the schema
-        typ = hints[key]
-        sub = next((a for a in (typ, *typing.get_args(typ)) if dataclasses.is_dataclass(a)), None)
+        sub = _dataclass_of(hints[key])
         if sub is not None and isinstance(value, dict):
             yield from restated(value, sub, f"{where}{key}.")
-        elif (cls, key) not in {(GROUPS[g], k) for g, k in IDENTITY} and _same(value, _default(fields[key])):
+        elif (where.rstrip("."), key) not in IDENTITY and _same(value, _default(fields[key])):
             yield f"{where}{key} = {value!r}"
-
-
-def yaml_files() -> list[Path]:
-    return sorted(p for p in CONF.rglob("*.yaml"))
-
-
-def _load(path: Path) -> tuple[dict[str, Any], bool]:
-    text = path.read_text()
-    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    assert isinstance(raw, dict)
-    raw = {k: v for k, v in raw.items() if k not in ("defaults", "hydra")}
-    return raw, "# @package _global_" in text
 
 
 def findings(path: Path) -> list[str]:
     """Every value of the YAML file ``path`` that equals its dataclass default."""
-    raw, is_global = _load(path)
+    values, _, is_global = _load(path)
     rel = path.relative_to(CONF)
-    group = rel.parts[0] if len(rel.parts) > 1 else None
-    if group is not None and not is_global:  # a group option: its node is the group's dataclass
-        return list(restated(raw, GROUPS[group], f"{group}."))
-    if group is None:  # a primary config
-        return list(restated(raw, _schema(rel.stem)))
-    out: list[str] = []  # a `# @package _global_` preset: the run's nodes plus `tune`
-    for key, value in raw.items():
-        if isinstance(value, dict) and (key in GROUPS or key == "tune"):
-            out += restated(value, TuneSettings if key == "tune" else GROUPS[key], f"{key}.")
+    if len(rel.parts) == 1:  # a primary config
+        return list(restated(values, PRIMARY[rel.stem])) if rel.stem in PRIMARY else []
+    group = rel.parts[0]
+    if not is_global:  # a group option: its node is the group's dataclass
+        return list(restated(values, node_schema(group), f"{group}."))
+    out: list[str] = []  # a `# @package _global_` preset: top-level nodes of a primary schema
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out += restated(value, node_schema(key), f"{key}.")
     return out
 
 
-@pytest.mark.parametrize("path", yaml_files(), ids=lambda p: str(p.relative_to(CONF)))
+PRIMARY = primary_schemas()
+
+
+@pytest.mark.parametrize("path", sorted(CONF.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONF)))
 def test_no_yaml_restates_a_dataclass_default(path: Path) -> None:
     found = findings(path)
     assert not found, (f"{path.relative_to(CONF)} restates dataclass defaults (delete these lines; the dataclass is "
@@ -118,13 +127,18 @@ def test_no_yaml_restates_a_dataclass_default(path: Path) -> None:
 
 @pytest.mark.parametrize("path", sorted(CONF.rglob("default.yaml")), ids=lambda p: str(p.relative_to(CONF)))
 def test_default_presets_set_nothing(path: Path) -> None:
-    raw, _ = _load(path)
-    assert raw == {}, (f"{path.relative_to(CONF)} is the group's default but sets {sorted(raw)}: change the "
-                       "dataclass default instead (or name the preset after what it changes)")
+    values, _, _ = _load(path)
+    assert values == {}, (f"{path.relative_to(CONF)} is the group's default but sets {sorted(values)}: change the "
+                          "dataclass default instead (or name the preset after what it changes)")
 
 
-def test_the_checker_finds_a_restated_default() -> None:
+def test_the_checker_finds_restated_defaults_and_knows_every_schema() -> None:
+    from agents.config import DataConfig, TrainConfig
+
+    assert {"config", "tune", "validate", "download"} <= set(PRIMARY)
     assert list(restated({"total_timesteps": TrainConfig().total_timesteps, "n_envs": 3}, TrainConfig)) == [
         f"total_timesteps = {TrainConfig().total_timesteps}"]
     assert list(restated({"split": {"embargo_bars": 24, "train_frac": 0.6}, "symbol": "BTC/USDT"}, DataConfig,
                          "data.")) == ["data.split.embargo_bars = 24", "data.symbol = 'BTC/USDT'"]
+    assert list(restated({"name": "ppo", "policy": "MlpPolicy"}, node_schema("agent"), "agent.")) == [
+        "agent.policy = 'MlpPolicy'"]
