@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional  # noqa: UP035 - OmegaConf schemas
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from agents.paths import PathsConfig
 from envs.config import EnvConfig
 from envs.data.cleaning import CleaningConfig
 from envs.features.pipeline import FeatureConfig
@@ -74,14 +75,14 @@ class SplitConfig:
         train_frac: fraction of bars in the training split, in (0, 1).
         val_frac: fraction in the validation split, in (0, 1); test gets the rest.
         val_start, test_start: ISO dates overriding the fractions (both or neither).
-        embargo_bars: bars dropped between consecutive splits, >= 0.
+        embargo_bars: bars dropped between consecutive splits, >= 0 (24 = one day of hourly bars).
     """
 
     train_frac: float = 0.7
     val_frac: float = 0.15
     val_start: str | None = None
     test_start: str | None = None
-    embargo_bars: int = 0
+    embargo_bars: int = 24
 
     def __post_init__(self) -> None:
         if not 0 < self.train_frac < 1:
@@ -138,15 +139,28 @@ class AgentConfig:
 
 @dataclass(frozen=True, slots=True)
 class TrainConfig:
-    """Run-level training settings (see conf/train/default.yaml)."""
+    """Run-level training settings; these defaults are the main job's (``make train``).
 
-    total_timesteps: int = 50_000
+    Attributes:
+        total_timesteps: environment steps to train, >= 1.
+        n_envs: envs stepped together, >= 1.
+        seed: seed of the envs, SB3 and torch.
+        device: "cpu", "cuda", "cuda:N" or "auto".
+        normalize_reward: scale rewards with VecNormalize (observations are normalised by the env).
+        eval_freq: env steps between validation passes, >= 1.
+        checkpoint_freq: env steps between checkpoints, >= 1.
+        resume_from: run folder to resume (None: start fresh).
+        torch_threads: torch CPU threads, >= 1.
+        progress_bar: show a progress bar.
+    """
+
+    total_timesteps: int = 300_000
     n_envs: int = 8
     seed: int = 0
     device: str = "cpu"
     normalize_reward: bool = True
-    eval_freq: int = 10_000
-    checkpoint_freq: int = 20_000
+    eval_freq: int = 20_000
+    checkpoint_freq: int = 50_000
     resume_from: str | None = None
     torch_threads: int = 1
     progress_bar: bool = True
@@ -204,6 +218,7 @@ class RunConfig:
     evaluation: EvaluationConfig
     features: FeatureConfig = FeatureConfig.none()
     task_name: str = "train"
+    paths: PathsConfig = PathsConfig()
 
     def __post_init__(self) -> None:
         name = self.agent.name
@@ -338,4 +353,5 @@ def to_run_config(cfg: DictConfig | dict[str, Any], base_dir: str | None = None)
         evaluation=EvaluationConfig(**raw.get("evaluation", {})),
         features=FeatureConfig.from_mapping(raw["features"]) if raw.get("features") else FeatureConfig.none(),
         task_name=raw.get("task_name", "train"),
+        paths=PathsConfig(**(raw.get("paths") or {})),
     )

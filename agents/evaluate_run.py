@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
-from agents.artifacts import FEATURE_CACHE, sb3_policy
+from agents.artifacts import sb3_policy
 from agents.config import RunConfig, to_run_config
 from agents.data import check_timeframe, check_tradable, load_splits, require_usable
 from agents.evaluation.suite import evaluate_policy
@@ -73,7 +73,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data_path: str | None
     else:
         if split not in ("train", "val", "test"):
             raise ValueError(f"split={split!r} is invalid: choose train, val or test (or give data_path)")
-        data = load_splits(cfg.data, cfg.env.window_size, cfg.features, FEATURE_CACHE).get(split)
+        data = load_splits(cfg.data, cfg.env.window_size, cfg.features, cfg.paths.feature_cache_dir).get(split)
         name = split
     data = run_features(data, normalizer)
     check_tradable(cfg.env, data, f"evaluating {run} on {name}")

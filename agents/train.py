@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
-from agents.artifacts import FEATURE_CACHE, sb3_policy
+from agents.artifacts import sb3_policy
 from agents.callbacks import BoundedProgressBar, TradingMetricsCallback, ValidationCallback
 from agents.checkpoints import RollingCheckpointCallback, resume_model
 from agents.checkpoints import latest_checkpoint as latest_checkpoint  # re-exported for agents.tune
@@ -101,7 +101,7 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
         saved_cfg.parent.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.create(asdict(cfg)), saved_cfg)
     if splits is None:
-        splits = load_splits(cfg.data, cfg.env.window_size, cfg.features, FEATURE_CACHE)
+        splits = load_splits(cfg.data, cfg.env.window_size, cfg.features, cfg.paths.feature_cache_dir)
     check_tradable(cfg.env, splits.full, f"env on {cfg.data.symbol}")
     splits, pruning = prune_features(splits, cfg.features)  # decided on this run's training split
     if pruning is not None:

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from agents.artifacts import FEATURE_CACHE
 from agents.config import RunConfig, SplitConfig
 from agents.data import SplitBounds, Splits, load_splits
 from agents.evaluation.report import to_json_value
@@ -57,7 +56,7 @@ def walk_forward_bounds(n: int, folds: int, split: SplitConfig, window_size: int
 def run_walk_forward(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train and test every fold (in ``run_dir/fold_<k>``); write walk_forward.md and .json."""
     run_dir = Path(run_dir)
-    full = load_splits(cfg.data, cfg.env.window_size, cfg.features, FEATURE_CACHE).full
+    full = load_splits(cfg.data, cfg.env.window_size, cfg.features, cfg.paths.feature_cache_dir).full
     folds = walk_forward_bounds(len(full), cfg.evaluation.walk_forward_folds, cfg.data.split, cfg.env.window_size)
     rows, agent_returns, bh_returns, stamps = [], [], [], []
     for k, bounds in enumerate(folds):

@@ -49,7 +49,7 @@ def numba_cache_dir(cwd: Path | None = None) -> Path:
 if "NUMBA_CACHE_DIR" not in os.environ:  # numba fixes the folder when a cached function is declared
     import numba
 
-    numba.config.CACHE_DIR = str(numba_cache_dir())
+    numba.config.CACHE_DIR = str(numba_cache_dir())  # type: ignore[attr-defined]
 
 ENV_ID = "quantgym/Trading-v0"
 for _id in (ENV_ID, "Trading-v0"):

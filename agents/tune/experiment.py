@@ -30,6 +30,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from agents.config import to_run_config
+from agents.paths import PathsConfig
 from agents.tune.results import TuneSummary, summarize_experiment
 from agents.tune.settings import TuneSettings, fail
 from agents.tune.space import ParamSpec, parse_space, to_tune_space
@@ -77,6 +78,18 @@ def _resumed(tune_raw: dict[str, Any], base: dict[str, Any], exp_dir: Path) -> t
     return {**old["tune"], **keep}, old["base"]
 
 
+def _absolute_paths(base: dict[str, Any], base_dir: Path) -> None:
+    """Resolve data and cache paths on the driver: trials run in other folders (Ray changes a trial's
+    working directory) and maybe on other machines, and they should share one feature cache."""
+    for key in ("path", "funding_path", "store_root"):
+        p = base["data"].get(key)
+        if p is not None and not Path(p).is_absolute():
+            base["data"][key] = str((base_dir / p).resolve())
+    paths = PathsConfig(**(base.get("paths") or {}))
+    cache = paths.feature_cache_dir
+    base["paths"] = {**asdict(paths), "feature_cache": str(cache if cache.is_absolute() else (base_dir / cache).resolve())}
+
+
 def prepare_experiment(raw: Mapping[str, Any], base_dir: str, output_dir: str) -> Experiment:
     """Validate a composed conf/tune.yaml (plain dict) into an `Experiment`; nothing is started.
 
@@ -93,10 +106,7 @@ def prepare_experiment(raw: Mapping[str, Any], base_dir: str, output_dir: str) -
     storage = tune_raw.get("storage_path") or output_dir
     tune_raw["storage_path"] = str(Path(storage) if Path(storage).is_absolute() else (Path(base_dir) / storage).resolve())
     tune_raw, base = _resumed(tune_raw, base, Path(tune_raw["storage_path"]) / str(tune_raw.get("experiment_name")))
-    for key in ("path", "funding_path"):  # absolute data paths, resolved on the driver (workers may run anywhere)
-        p = base["data"].get(key)
-        if p is not None and not Path(p).is_absolute():
-            base["data"][key] = str((Path(base_dir) / p).resolve())
+    _absolute_paths(base, Path(base_dir))
     settings = TuneSettings(**tune_raw)
     names = validation_metric_names()
     if settings.metric not in names:
@@ -171,9 +181,13 @@ def _ray_session(s: TuneSettings) -> Iterator[None]:
         finally:
             ray.shutdown()
         return
+    import numba
+
     temp_dir = tempfile.mkdtemp(prefix="quantgym-ray-")
-    previous = os.environ.get("RAY_TMPDIR")
+    saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "NUMBA_CACHE_DIR")}
     os.environ["RAY_TMPDIR"] = temp_dir  # Ray's lock files and the workers' temp files follow it
+    # the workers compile into the driver's numba cache (Ray runs each trial in a folder of its own)
+    os.environ["NUMBA_CACHE_DIR"] = saved["NUMBA_CACHE_DIR"] or str(numba.config.CACHE_DIR)  # type: ignore[attr-defined]
     try:
         ray.init(num_cpus=s.num_cpus, include_dashboard=False, log_to_driver=s.verbose > 1,
                  logging_level=logging.WARNING, _temp_dir=temp_dir)
@@ -182,10 +196,11 @@ def _ray_session(s: TuneSettings) -> Iterator[None]:
         finally:
             ray.shutdown()
     finally:
-        if previous is None:
-            os.environ.pop("RAY_TMPDIR", None)
-        else:
-            os.environ["RAY_TMPDIR"] = previous
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 

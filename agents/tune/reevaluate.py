@@ -67,14 +67,15 @@ def evaluate_best_on_test(run_dir: Path, trial_sharpes: Sequence[float], out_dir
         trial_sharpes: every scored trial's annualised validation Sharpe (the selection pool).
         out_dir: where report.md, metrics.json and the plots go.
     """
-    from agents.artifacts import FEATURE_CACHE, sb3_policy
+    from agents.artifacts import sb3_policy
     from agents.data import load_splits
     from agents.evaluate_run import load_run, run_features
     from agents.evaluation.suite import evaluate_policy
     from agents.sb3 import load_model
 
     cfg, normalizer = load_run(run_dir)
-    test_md = run_features(load_splits(cfg.data, cfg.env.window_size, cfg.features, FEATURE_CACHE).get("test"),
+    test_md = run_features(load_splits(cfg.data, cfg.env.window_size, cfg.features,
+                                     cfg.paths.feature_cache_dir).get("test"),
                            normalizer)
     model_path = run_dir / "best_model.zip"
     if not model_path.exists():

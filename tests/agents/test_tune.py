@@ -241,9 +241,13 @@ def test_resume_without_a_saved_experiment_fails_with_the_fix(compose_cfg, tmp_p
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
     """One local Ray (2 CPUs, no dashboard) for the in-process experiments of this module."""
+    import numba
     import ray
 
+    import envs  # noqa: F401 - sets numba's cache folder, which the workers share (as scripts/tune.py does)
+
     temp_dir = tempfile.mkdtemp(prefix="qgt", dir="/tmp")  # Ray's session files, removed at the end
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(numba.config.CACHE_DIR))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
              _temp_dir=temp_dir)
     try:

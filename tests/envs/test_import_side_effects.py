@@ -81,16 +81,3 @@ def test_numba_cache_folder_changes_with_any_source_edit(tmp_path: Path) -> None
     (pkg / "rewards.py").write_text((pkg / "rewards.py").read_text() + "\n# edited\n")
     assert stamp() != first
     assert envs.numba_cache_dir(Path("/c")).parent == Path("/c/.cache/numba")
-
-
-def test_feature_cache_is_under_the_working_dir_or_where_the_env_var_says(tmp_path: Path) -> None:
-    code = "from agents.artifacts import FEATURE_CACHE; print(FEATURE_CACHE.resolve())"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("QUANTGYM_FEATURE_CACHE", None)
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         check=True).stdout.strip()
-    assert Path(out) == tmp_path.resolve() / "data" / "cache" / "features"
-    env["QUANTGYM_FEATURE_CACHE"] = str(tmp_path / "elsewhere")
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         check=True).stdout.strip()
-    assert Path(out) == (tmp_path / "elsewhere").resolve()
