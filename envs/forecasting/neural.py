@@ -29,7 +29,7 @@ from envs.forecasting.models import FloatArray, Forecaster, ModelContext, regist
 logger = logging.getLogger(__name__)
 
 #: rows per prediction batch (every batch is padded to exactly this many rows)
-PREDICT_BATCH = 256
+PREDICT_BATCH = 32
 
 _COMMON: dict[str, Any] = {
     "seq_len": 16,
