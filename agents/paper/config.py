@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Optional  # noqa: UP035 - OmegaConf schemas
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from agents.config import schema_of
 
@@ -90,8 +90,13 @@ class PaperAppSchema:
 
 
 def register_paper_configs() -> None:
-    """Register ``paper_schema`` in Hydra's ConfigStore (idempotent)."""
+    """Register ``paper_schema`` in Hydra's ConfigStore and the ``if_null`` resolver (idempotent).
+
+    ``${if_null:${paper.dir},<default>}`` is ``paper.dir`` unless it is null (``oc.select`` keeps nulls).
+    """
     ConfigStore.instance().store(name="paper_schema", node=PaperAppSchema)
+    if not OmegaConf.has_resolver("if_null"):
+        OmegaConf.register_new_resolver("if_null", lambda value, default: default if value is None else value)
 
 
 def to_paper_config(raw: dict[str, Any], base_dir: str | Path | None = None) -> PaperConfig:

@@ -128,7 +128,8 @@ class PaperEngine:
         row = k - offset
         target = float(K.target_exposure(a, sim.params, sim.levels, sim.market[row, K.M_SIGMA], sim.market[row, K.M_MU]))
         return Decision(bar_ts=int(bar.timestamp), bar_index=k, client_order_id=client_order_id(self.run.run_id, bar.timestamp),
-                        action=a, target_exposure=target, obs_hash=obs_hash(obs[0]), model_id=self.run.model_id)
+                        action=a, target_exposure=target, obs_hash=obs_hash(obs[0]), model_id=self.run.model_id,
+                        price=float(bar.close))
 
     def _status(self, bar: Bar, info: dict[str, Any] | None, latency_ms: float | None) -> dict[str, Any]:
         status: dict[str, Any] = {"bar": _iso(bar.timestamp), "latency_ms": latency_ms}

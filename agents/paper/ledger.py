@@ -47,6 +47,7 @@ class Decision:
         target_exposure: the kernel's sized target exposure for the action (position value / equity).
         obs_hash: blake2b hex digest of the float32 observation bytes.
         model_id: algorithm, model file and its content hash.
+        price: the decision bar's close, quote currency per base unit.
     """
 
     bar_ts: int
@@ -56,6 +57,7 @@ class Decision:
     target_exposure: float
     obs_hash: str
     model_id: str
+    price: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +96,7 @@ class Ledger:
             c.execute(
                 "CREATE TABLE IF NOT EXISTS decisions (bar_ts INTEGER PRIMARY KEY, bar_index INTEGER NOT NULL, "
                 "client_order_id TEXT NOT NULL UNIQUE, action REAL NOT NULL, target_exposure REAL NOT NULL, "
-                "obs_hash TEXT NOT NULL, model_id TEXT NOT NULL, decided_at_ms INTEGER NOT NULL, "
+                "obs_hash TEXT NOT NULL, model_id TEXT NOT NULL, price REAL NOT NULL, decided_at_ms INTEGER NOT NULL, "
                 "latency_ms REAL NOT NULL)")
             c.execute(
                 "CREATE TABLE IF NOT EXISTS orders (client_order_id TEXT PRIMARY KEY, bar_ts INTEGER NOT NULL, "
@@ -144,14 +146,14 @@ class Ledger:
     def commit_decision(self, d: Decision, decided_at_ms: int, latency_ms: float) -> None:
         """Commit the decision for bar ``d.bar_ts`` (fails if that bar was already decided)."""
         with self.transaction() as c:
-            c.execute("INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            c.execute("INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       (d.bar_ts, d.bar_index, d.client_order_id, d.action, d.target_exposure, d.obs_hash,
-                       d.model_id, decided_at_ms, latency_ms))
+                       d.model_id, d.price, decided_at_ms, latency_ms))
 
     def decision(self, bar_ts: int) -> Decision | None:
         """The decision for bar ``bar_ts``, if committed."""
         row = self.conn.execute(
-            "SELECT bar_ts, bar_index, client_order_id, action, target_exposure, obs_hash, model_id "
+            "SELECT bar_ts, bar_index, client_order_id, action, target_exposure, obs_hash, model_id, price "
             "FROM decisions WHERE bar_ts = ?", (bar_ts,)).fetchone()
         return None if row is None else Decision(*row)
 
@@ -215,13 +217,21 @@ class Ledger:
                 for t in ("decisions", "orders", "steps")}
 
 
-def read_steps(paper_dir: str | Path) -> pd.DataFrame:
-    """The ``steps`` table of a paper folder (read-only; also while the session runs)."""
+def read_table(paper_dir: str | Path, table: str) -> pd.DataFrame:
+    """A table of a paper folder's ledger (read-only; also while the session runs)."""
+    if table not in ("meta", "decisions", "orders", "steps"):
+        raise ValueError(f"unknown ledger table {table!r}: meta, decisions, orders or steps")
     path = Path(paper_dir) / LEDGER_FILE
     if not path.exists():
         raise ValueError(f"{path} not found: paper_dir must be a paper folder written by scripts/paper.py")
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        return pd.read_sql_query("SELECT * FROM steps ORDER BY step", conn)
+        order = {"meta": "key", "decisions": "bar_ts", "orders": "bar_ts", "steps": "step"}[table]
+        return pd.read_sql_query(f"SELECT * FROM {table} ORDER BY {order}", conn)
     finally:
         conn.close()
+
+
+def read_steps(paper_dir: str | Path) -> pd.DataFrame:
+    """The ``steps`` table of a paper folder (read-only; also while the session runs)."""
+    return read_table(paper_dir, "steps")

@@ -10,8 +10,8 @@ from omegaconf import OmegaConf
 from agents.paper.config import DEFAULT_TAIL_BARS
 from agents.paper.market import BarTail, simulation_of
 from envs.config import EnvConfig
-from envs.feeds.base import frame_to_bars
 from envs.features.pipeline import FeatureConfig, build_features
+from envs.feeds.base import frame_to_bars
 from envs.market_data import FeatureNormalizer, MarketData
 from tests.agents.paper.conftest import CONF
 
