@@ -65,7 +65,9 @@ def test_sigkill_at_random_bars_three_times_then_resume_equals_uninterrupted(
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Feed ended" in out.stdout
-    assert "resuming" in (paper_dir / "paper.log").read_text()
+    log = (paper_dir / "paper.log").read_text()
+    assert "resuming" in log
+    assert "| equity" in log and "| decision latency" in log  # the one-line status per bar
     conn = sqlite3.connect(paper_dir / LEDGER_FILE)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
