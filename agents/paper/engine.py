@@ -29,6 +29,7 @@ from agents.paper.market import BarTail
 from envs import kernels as K
 from envs.feeds.base import Bar
 from envs.market_data import FeatureNormalizer
+from envs.simulation import Simulation
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +120,10 @@ class PaperEngine:
         self.broker.submit(decision, now_ms)
         return self._status(bar, info, latency_ms)
 
-    def _decide(self, bar: Bar, k: int, sim: Any, offset: int) -> Decision:
-        s = to_rows(self.state, offset)  # type: ignore[arg-type]
+    def _decide(self, bar: Bar, k: int, sim: Simulation, offset: int) -> Decision:
+        """Observation at bar k (absolute) from the kernel, the model's deterministic action, its target."""
+        assert self.state is not None
+        s = to_rows(self.state, offset)
         obs = np.zeros((1, sim.obs_dim), dtype=np.float32)
         K.write_obs(0, s, sim.market, sim.features, sim.params, obs)
         action = self.run.model.predict(obs[0].copy(), deterministic=True)[0]

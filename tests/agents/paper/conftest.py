@@ -56,7 +56,7 @@ def ledger_rows(paper_dir: Path) -> dict[str, pd.DataFrame]:
     try:
         return {
             "decisions": pd.read_sql_query("SELECT bar_ts, bar_index, client_order_id, action, target_exposure, "
-                                           "obs_hash, model_id, decided_at_ms FROM decisions ORDER BY bar_ts", conn),
+                                           "obs_hash, model_id, price, decided_at_ms FROM decisions ORDER BY bar_ts", conn),
             "orders": pd.read_sql_query("SELECT client_order_id, bar_ts, action, status, filled_bar_ts FROM orders "
                                         "ORDER BY bar_ts", conn),
             "steps": pd.read_sql_query("SELECT * FROM steps ORDER BY step", conn),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -132,6 +133,15 @@ def test_crash_between_decision_and_settlement_then_resume(tiny_run: Path, repla
     if broker is CrashBeforeSettle:
         assert len(CrashBeforeSettle.resends) == 1  # the resend of the sent order was ignored by the broker
     assert_same_ledger(tmp_path / "paper", uninterrupted)
+
+
+def test_rerunning_a_finished_session_changes_nothing(tiny_run: Path, replay_file: Path, uninterrupted: Path,
+                                                      tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    shutil.copytree(uninterrupted, again)
+    summary = run_paper(paper_config(tiny_run, replay_file, again))
+    assert summary["bars"] == 1 and summary["resumed_at"] == len(pd.read_parquet(replay_file)) - 1
+    assert_same_ledger(again, uninterrupted)
 
 
 def test_a_paper_folder_refuses_another_session(tiny_run: Path, replay_file: Path, uninterrupted: Path,
