@@ -2,7 +2,8 @@
 
 Tables:
     meta(key, value): what the session trades (run, model id, feed); checked on resume.
-    decisions: one row per decided bar, committed BEFORE its order goes to the broker.
+    decisions: one row per decided bar (action, target exposure, ``client_order_id``, observation hash,
+        model id, the bar's close), committed BEFORE its order goes to the broker.
     orders: the paper broker's book, keyed by ``client_order_id`` (a resend is ignored).
     steps: one row per settled step, committed in ONE transaction with the order's fill status;
         columns are the env's info keys (`envs.simulation.INFO_KEYS`, same names and meaning) plus
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,11 +206,6 @@ class Ledger:
         """Whether the last settled step ended the session (bankruptcy or the drawdown stop)."""
         row = self.conn.execute("SELECT terminated FROM steps ORDER BY step DESC LIMIT 1").fetchone()
         return bool(row and row[0])
-
-    def steps_frame(self, columns: Sequence[str] = INFO_KEYS) -> pd.DataFrame:
-        """The settled steps in order, the given columns (default: the env's info keys)."""
-        cols = ", ".join(columns)
-        return pd.read_sql_query(f"SELECT {cols} FROM steps ORDER BY step", self.conn)
 
     def counts(self) -> dict[str, int]:
         """Rows per table (decisions, orders, steps)."""
