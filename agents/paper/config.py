@@ -26,21 +26,29 @@ class PaperFeedConfig:
     """Where bars come from.
 
     Attributes:
-        kind: ``replay`` (bars of a Parquet file on a simulated clock).
+        kind: ``replay`` (bars of a Parquet file or a store span on a simulated clock).
         path: the bars file of a replay (bar format: timestamp ms UTC, OHLCV).
+        store_root: instead of ``path``, a quantgym Parquet store; the run's ``data.exchange``,
+            ``data.symbol`` and ``data.timeframe`` select the series.
+        start, end: ISO dates (UTC) bounding the replayed bars, end exclusive; None = all. The first
+            ``window_size - 1`` bars are the history before the first decision.
         speed: replay pace in bars per second of wall time, > 0; None = as fast as possible.
     """
 
     kind: str = "replay"
     path: str | None = None
+    store_root: str | None = None
+    start: str | None = None
+    end: str | None = None
     speed: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FEED_KINDS:
             raise ValueError(f"feed.kind={self.kind!r} is invalid: this version supports {list(FEED_KINDS)} "
                              "(live feeds for paper mode are not there yet, see docs/paper.md)")
-        if self.kind == "replay" and not self.path:
-            raise ValueError("feed.path is missing: a replay needs a bars file, e.g. feed.path=data/sample/btcusdt_1h.parquet")
+        if self.kind == "replay" and (self.path is None) == (self.store_root is None):
+            raise ValueError("a replay needs one source: feed.path=<bars.parquet> (e.g. data/sample/btcusdt_1h.parquet) "
+                             "or feed.store_root=<store> (not both)")
         if self.speed is not None and not self.speed > 0:
             raise ValueError(f"feed.speed={self.speed} is invalid: bars per second must be > 0, or null for as fast as possible")
 
@@ -109,6 +117,7 @@ def to_paper_config(raw: dict[str, Any], base_dir: str | Path | None = None) -> 
 
     feed = dict(raw.get("feed") or {})
     feed["path"] = absolute(feed.get("path"))
+    feed["store_root"] = absolute(feed.get("store_root"))
     return PaperConfig(
         run_dir=absolute(raw["run_dir"]) or "", dir=absolute(raw["dir"]) or "", model=raw.get("model", "best"),
         tail_bars=int(raw.get("tail_bars", DEFAULT_TAIL_BARS)), feed=PaperFeedConfig(**feed),

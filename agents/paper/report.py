@@ -71,7 +71,7 @@ def paper_report(paper_dir: str | Path, out_dir: str | Path | None = None) -> di
     span = f"{_iso(int(ts[0]))} .. {_iso(int(ts[-1]))}"
     sections = {
         "Session": (f"- run: `{meta['run_dir']}`\n- model: `{meta['model_id']}`\n- feed: {meta['feed.kind']} "
-                    f"`{meta['feed.path']}`\n- settled steps: {len(rec.position)} ({span})"
+                    f"`{meta['feed.source']}`\n- settled steps: {len(rec.position)} ({span})"
                     + ("\n- the session ended early (bankruptcy or the drawdown stop)" if rec.terminated else "")),
         "How to read this": (
             "Built from the paper ledger only: every settled step (the env's execution model, decisions at a "

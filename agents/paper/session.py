@@ -21,7 +21,7 @@ import pandas as pd
 from agents.data import load_frame
 from agents.evaluate_run import load_run
 from agents.paper.broker import PaperBroker
-from agents.paper.config import PaperConfig
+from agents.paper.config import PaperConfig, PaperFeedConfig
 from agents.paper.engine import PaperEngine, PaperRun
 from agents.paper.ledger import Ledger
 from agents.paper.market import BarTail
@@ -47,8 +47,8 @@ def load_paper_run(run_dir: str | Path, model: str = "best", base_dir: str | Non
                     model_id=f"{cfg.agent.name}:{path.name}:{digest}", run_id=run_id)
 
 
-def replay_bars(run: PaperRun, path: str) -> pd.DataFrame:
-    """The replay file's bars through the run's loader and data checks, with the run's timeframe.
+def replay_bars(run: PaperRun, feed: PaperFeedConfig) -> pd.DataFrame:
+    """The replay's bars (a file or a store span) through the run's loader and data checks.
 
     Raises:
         ValueError: when the file's bar interval differs from the run's ``data.timeframe``, or the
@@ -58,27 +58,42 @@ def replay_bars(run: PaperRun, path: str) -> pd.DataFrame:
     if data.funding_path is not None:
         raise ValueError(f"the run uses data.funding_path={data.funding_path!r}: funding events are not fed to paper "
                          "mode yet (see docs/paper.md); replay a run without them")
-    frame = load_frame(dataclasses.replace(data, path=path, store_root=None, start=None, end=None))
+    path = feed_source(feed, run)
+    try:
+        frame = load_frame(dataclasses.replace(data, path=feed.path or data.path, store_root=feed.store_root,
+                                               start=feed.start, end=feed.end))
+    except ValueError as err:
+        raise ValueError(f"feed ({path}): {err}") from err
     extra = [c for c in frame.columns if c not in OHLCV_COLUMNS]
     if extra:
-        raise ValueError(f"feed.path={path!r} has columns {extra}; paper feeds deliver OHLCV bars only for now "
+        raise ValueError(f"the feed ({path}) has columns {extra}; paper feeds deliver OHLCV bars only for now "
                          "(see docs/paper.md): drop them or evaluate the file with scripts/evaluate.py")
     want = timeframe_ms(data.timeframe)
     ts = frame["timestamp"].to_numpy(np.int64)
     got = int(np.median(np.diff(ts))) if len(ts) > 1 else want
     if got != want:
-        raise ValueError(f"feed.path={path!r} has {got / 60_000:g}-minute bars but the run was trained on "
+        raise ValueError(f"the feed ({path}) has {got / 60_000:g}-minute bars but the run was trained on "
                          f"data.timeframe={data.timeframe!r}: replay bars of the run's timeframe (resample them)")
     if len(frame) < run.cfg.env.window_size + 1:
-        raise ValueError(f"feed.path={path!r} has {len(frame)} bars: a replay needs window_size + 1 = "
+        raise ValueError(f"the feed ({path}) has {len(frame)} bars: a replay needs window_size + 1 = "
                          f"{run.cfg.env.window_size + 1} (history for the first observation, then bars to trade)")
     return frame
+
+
+def feed_source(feed: PaperFeedConfig, run: PaperRun) -> str:
+    """The replayed bars in words: the file, or the store series and span."""
+    if feed.path is not None:
+        src = str(Path(feed.path).resolve())
+    else:
+        d = run.cfg.data
+        src = f"store {Path(feed.store_root or '').resolve()} {d.exchange} {d.symbol} {d.timeframe}"
+    return src + (f" [{feed.start}, {feed.end})" if feed.start or feed.end else "")
 
 
 def session_meta(cfg: PaperConfig, run: PaperRun) -> dict[str, str]:
     """What a paper folder is bound to (checked on resume)."""
     return {"run_dir": str(Path(cfg.run_dir).resolve()), "model_id": run.model_id, "run_id": run.run_id,
-            "feed.kind": cfg.feed.kind, "feed.path": str(Path(cfg.feed.path or "").resolve()),
+            "feed.kind": cfg.feed.kind, "feed.source": feed_source(cfg.feed, run),
             "tail_bars": str(cfg.tail_bars), "timeframe": run.cfg.data.timeframe}
 
 
@@ -91,8 +106,7 @@ def run_paper(cfg: PaperConfig, base_dir: str | None = None, broker_cls: type[Pa
         broker_cls: the execution client class (the kernel's paper broker).
     """
     run = load_paper_run(cfg.run_dir, cfg.model, base_dir)
-    assert cfg.feed.path is not None
-    frame = replay_bars(run, cfg.feed.path)
+    frame = replay_bars(run, cfg.feed)
     ledger = Ledger(cfg.dir)
     try:
         ledger.check_meta(session_meta(cfg, run))

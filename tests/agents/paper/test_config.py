@@ -49,6 +49,10 @@ def test_bad_values_name_the_key(override: str, message: str) -> None:
         _convert(raw)
 
 
-def test_a_replay_needs_a_bars_file() -> None:
-    with pytest.raises(ValueError, match="feed.path is missing"):
+def test_a_replay_needs_one_source() -> None:
+    with pytest.raises(ValueError, match="a replay needs one source"):
         _convert(_compose(["run_dir=x"]))
+    with pytest.raises(ValueError, match="not both"):
+        _convert(_compose(["run_dir=x", "feed.path=a.parquet", "feed.store_root=data/store"]))
+    cfg = _convert(_compose(["run_dir=x", "feed.store_root=data/store", "feed.start=2023-01-01"]))
+    assert cfg.feed.store_root == str(REPO / "data/store") and cfg.feed.start == "2023-01-01"

@@ -8,10 +8,12 @@ import numpy as np
 import pandas as pd
 
 from agents.evaluate_run import evaluate_run, load_run
+from agents.paper.config import PaperConfig, PaperFeedConfig
 from agents.paper.ledger import read_steps
 from agents.paper.session import run_paper
+from envs.data.store import ParquetStore
 from envs.simulation import INFO_KEYS
-from tests.agents.paper.conftest import ledger_rows, paper_config
+from tests.agents.paper.conftest import REPO, ledger_rows, paper_config
 
 
 def test_replay_equals_evaluation_step_by_step(tiny_run: Path, replay_file: Path, uninterrupted: Path,
@@ -52,3 +54,23 @@ def test_decisions_do_not_see_later_bars(tiny_run: Path, replay_file: Path, unin
     cols = ["action", "target_exposure", "obs_hash"]
     pd.testing.assert_frame_equal(got.loc[:upto, cols], ref.loc[:upto, cols])
     assert not got.loc[upto:, "obs_hash"].iloc[1:].equals(ref.loc[upto:, "obs_hash"].iloc[1:])  # later ones did change
+
+
+def test_a_store_span_replays_like_the_same_bars_in_a_file(tiny_run: Path, replay_file: Path, uninterrupted: Path,
+                                                           tmp_path: Path) -> None:
+    cfg, _ = load_run(tiny_run)
+    bars = pd.read_parquet(replay_file)
+    sample = pd.read_parquet(REPO / "data" / "sample" / "btcusdt_1h.parquet")
+    first, last = int(bars["timestamp"].iloc[0]), int(bars["timestamp"].iloc[-1])
+    store = ParquetStore(tmp_path / "store")  # a month more on each side: start/end must cut them off
+    store.append(cfg.data.exchange, cfg.data.symbol, cfg.data.timeframe,
+                 sample[(sample["timestamp"] >= first - 31 * 86_400_000) & (sample["timestamp"] <= last + 31 * 86_400_000)])
+    feed = PaperFeedConfig(store_root=str(tmp_path / "store"), start=_iso(first), end=_iso(last + 1))
+    run_paper(PaperConfig(run_dir=str(tiny_run), dir=str(tmp_path / "paper"), feed=feed))
+    got, ref = ledger_rows(tmp_path / "paper"), ledger_rows(uninterrupted)
+    pd.testing.assert_frame_equal(got["steps"], ref["steps"])
+    pd.testing.assert_frame_equal(got["decisions"], ref["decisions"])
+
+
+def _iso(ms: int) -> str:
+    return pd.Timestamp(ms, unit="ms", tz="UTC").isoformat()
