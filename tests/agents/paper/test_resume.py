@@ -162,3 +162,29 @@ def test_replay_of_another_timeframe_is_refused(tiny_run: Path, replay_file: Pat
     with pytest.raises(ValueError, match=r"120-minute bars .* data.timeframe='1h'"):
         run_paper(paper_config(tiny_run, path, tmp_path / "paper"))
     assert not (tmp_path / "paper").exists()  # refused before anything was written
+
+
+class CrashAfterSettle(PaperBroker):
+    """Dies once, right after the settlement of the chosen bar was committed (before the next decision)."""
+
+    crash_at: int = 0
+    crashed = False
+
+    def settle(self, decision: Decision, *args, **kwargs):  # type: ignore[no-untyped-def]
+        out = super().settle(decision, *args, **kwargs)
+        if decision.bar_index == self.crash_at and not CrashAfterSettle.crashed:
+            CrashAfterSettle.crashed = True
+            raise SimulatedCrash("crash after a settlement")
+        return out
+
+
+def test_resume_when_the_history_is_longer_than_the_tail(tiny_run: Path, replay_file: Path, tmp_path: Path) -> None:
+    # with a 64-bar tail, resuming must rebuild the tail from the bars before the ledger's last bar
+    ref = tmp_path / "ref"
+    run_paper(paper_config(tiny_run, replay_file, ref, tail_bars=64))
+    CrashAfterSettle.crash_at = 150
+    cfg = paper_config(tiny_run, replay_file, tmp_path / "paper", tail_bars=64)
+    with pytest.raises(SimulatedCrash):
+        run_paper(cfg, broker_cls=CrashAfterSettle)
+    assert run_paper(cfg)["resumed_at"] == 151  # settled bar 151, its decision not made yet
+    assert_same_ledger(tmp_path / "paper", ref)
