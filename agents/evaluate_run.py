@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from agents.artifacts import sb3_policy
 from agents.config import RunConfig, to_run_config
 from agents.data import check_timeframe, check_tradable, load_splits, require_usable
+from agents.evaluation.steps import STEPS_FILE, evaluation_steps
 from agents.evaluation.suite import evaluate_policy
 from agents.sb3 import load_model
 from envs.features.pipeline import FeatureConfig, build_features
@@ -58,7 +59,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data_path: str | None
     """Evaluate the run's ``best`` (or ``final``) model on ``split`` of its data, or on ``data_path``.
 
     With ``data_path`` the whole file is one evaluation span (its features are normalised with the
-    run's training statistics). Writes the report into ``out_dir`` (default ``<run>/eval_<name>``).
+    run's training statistics). Writes the report and ``steps.parquet`` (one row per step, the env's
+    info keys: the columns of paper mode's ledger) into ``out_dir`` (default ``<run>/eval_<name>``).
     """
     run = Path(run_dir)
     cfg, normalizer = load_run(run, base_dir)
@@ -85,4 +87,5 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data_path: str | None
     result = evaluate_policy(policy, data, cfg.env, normalizer, cfg.evaluation, out, cfg.data.calendar,
                              title=f"{cfg.agent.name.upper()} ({model} model) on {name}", seed=cfg.train.seed)
     result.pop("records", None)
+    result["steps"] = str(evaluation_steps(policy, data, cfg.env, normalizer, out / STEPS_FILE, seed=cfg.train.seed))
     return result

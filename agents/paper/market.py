@@ -1,0 +1,104 @@
+"""The bars a paper session has seen, and the kernel's arrays over a bounded tail of them.
+
+At every closed bar the features are recomputed on the last ``tail_bars`` bars with the training
+pipeline (`envs.features.pipeline.build_features` -> `MarketData` -> the run's feature selection
+and `FeatureNormalizer`), so one bar costs O(tail_bars), not O(history). Every feature is causal
+and its memory is bounded or decays geometrically (the longest is the env's EWM z-score, half-life
+`envs.market_data.NORM_HALFLIFE_BARS` = 64 bars: 4096 bars shrink an initial difference by 2^-64),
+so the tail's last row equals the batch features of the whole history; tests/agents/paper/
+test_market.py bounds the difference on the shipped sample (<= 1e-9). While the history is not
+longer than the tail, the two are the same computation and agree bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from agents.evaluate_run import run_features
+from agents.paper.config import DEFAULT_TAIL_BARS
+from envs import kernels as K
+from envs import metrics
+from envs.config import EnvConfig
+from envs.features.pipeline import FeatureConfig, build_features
+from envs.feeds.base import Bar
+from envs.market_data import FeatureNormalizer, MarketData
+from envs.simulation import Simulation
+from envs.validation import OHLCV_COLUMNS
+
+
+def simulation_of(md: MarketData, config: EnvConfig, normalizer: FeatureNormalizer | None) -> Simulation:
+    """`Simulation` arrays of ``md`` exactly as `Simulation.build` prepares them, for as few as
+    ``window_size`` bars (a paper session decides at bar W-1 before bar W exists; ``build``
+    requires W + 1 bars because an env must be able to fill its first decision)."""
+    config = dataclasses.replace(config, episode_length=None)  # one pass, as `evaluation_env`
+    mu, sigma = md.log_return_stats(config.vol_lookback)
+    funding = md.funding_per_bar(config.funding_rate, config.funding_interval_h)
+    market = K.build_market_matrix(md.open, md.high, md.low, md.close, md.volume, md.spread, sigma, mu, funding)
+    bpy = metrics.bars_per_year(md.timestamp)
+    return Simulation(
+        config=config, data=md, market=market, features=md.observation_features(config.obs_clip, normalizer),
+        params=K.make_params(config, bpy, len(md)), levels=np.asarray(config.exposure_levels, dtype=np.float64),
+        timestamps=md.timestamp, bars_per_year=bpy,
+        obs_dim=config.window_size * md.raw_features.shape[1] + K.N_ACCOUNT_OBS,
+    )
+
+
+class BarTail:
+    """The last ``tail_bars`` bars of a session and their kernel arrays.
+
+    Args:
+        env: the run's env config.
+        features: the run's feature config.
+        normalizer: the run's feature normaliser (its names select the run's feature columns).
+        tail_bars: bars kept (this bar included), >= window_size + 1.
+    """
+
+    def __init__(self, env: EnvConfig, features: FeatureConfig, normalizer: FeatureNormalizer,
+                 tail_bars: int = DEFAULT_TAIL_BARS) -> None:
+        if tail_bars < env.window_size + 1:
+            raise ValueError(f"paper.tail_bars={tail_bars} is invalid: must be >= env.window_size + 1 = "
+                             f"{env.window_size + 1} (4096 keeps features within 1e-9 of the batch features)")
+        self.env = env
+        self.features = features
+        self.normalizer = normalizer
+        self.bars: deque[Bar] = deque(maxlen=tail_bars)
+        self.n_seen = 0  # bars appended since the session's first bar (absolute index of the next bar)
+
+    def seed(self, bars: Iterable[Bar], first_index: int) -> None:
+        """History before the first bar the engine sees: ``bars`` are absolute bars ``first_index``, ..."""
+        if self.n_seen:
+            raise RuntimeError("seed the tail before appending bars")
+        self.n_seen = first_index
+        for bar in bars:
+            self.append(bar)
+
+    def append(self, bar: Bar) -> None:
+        """Add the newest closed bar (must be later than the previous one)."""
+        if self.bars and bar.timestamp <= self.bars[-1].timestamp:
+            raise ValueError(f"bar {bar.timestamp} is not after the previous bar {self.bars[-1].timestamp}: "
+                             "a feed must deliver strictly increasing bar times")
+        self.bars.append(bar)
+        self.n_seen += 1
+
+    @property
+    def last_index(self) -> int:
+        """Absolute index of the newest bar (0 = the session's first bar)."""
+        return self.n_seen - 1
+
+    @property
+    def offset(self) -> int:
+        """Absolute index of the tail's first bar (kernel row 0)."""
+        return self.n_seen - len(self.bars)
+
+    def simulation(self) -> Simulation:
+        """The kernel's arrays over the tail (row i = absolute bar ``offset + i``)."""
+        frame = pd.DataFrame(list(self.bars), columns=list(OHLCV_COLUMNS))
+        if self.features != FeatureConfig.none():
+            frame = build_features(frame, self.features)
+        md = run_features(MarketData.load(frame), self.normalizer)
+        return simulation_of(md, self.env, self.normalizer)

@@ -1,0 +1,147 @@
+"""A paper session from config: load the run, open (or resume) the ledger, replay the feed through the engine.
+
+Resume: the ledger's latest bar (decided or settled) is where the session stands. The bars before it
+seed the tail (as the history did the first time), and the feed restarts AT that bar: the engine
+skips what the ledger already holds for it (settlement, decision) and resends its order, which the
+broker ignores if it already has it. No bar is decided twice, none is skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from agents.data import load_frame
+from agents.evaluate_run import load_run
+from agents.paper.broker import PaperBroker
+from agents.paper.config import PaperConfig, PaperFeedConfig
+from agents.paper.engine import PaperEngine, PaperRun
+from agents.paper.ledger import Ledger
+from agents.paper.market import BarTail
+from agents.sb3 import load_model
+from envs.feeds.base import frame_to_bars, timeframe_ms
+from envs.feeds.clock import SimulatedClock
+from envs.feeds.historical import HistoricalFeed
+from envs.validation import OHLCV_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+
+def load_paper_run(run_dir: str | Path, model: str = "best", base_dir: str | None = None) -> PaperRun:
+    """The run's config, normaliser and ``<model>_model.zip`` with its content id."""
+    run = Path(run_dir)
+    cfg, normalizer = load_run(run, base_dir)
+    path = run / f"{model}_model.zip"
+    if not path.exists():
+        raise ValueError(f"{path} not found: model must be 'best' or 'final' of a finished training run")
+    digest = hashlib.blake2b(path.read_bytes(), digest_size=8).hexdigest()
+    run_id = hashlib.blake2b(str(run.resolve()).encode(), digest_size=6).hexdigest()
+    return PaperRun(cfg=cfg, normalizer=normalizer, model=load_model(cfg.agent.name, path, device=cfg.train.device),
+                    model_id=f"{cfg.agent.name}:{path.name}:{digest}", run_id=run_id)
+
+
+def replay_bars(run: PaperRun, feed: PaperFeedConfig) -> pd.DataFrame:
+    """The replay's bars (a file or a store span) through the run's loader and data checks.
+
+    Raises:
+        ValueError: when the file's bar interval differs from the run's ``data.timeframe``, or the
+            run needs columns paper mode cannot feed yet (funding events, extra columns).
+    """
+    data = run.cfg.data
+    if data.funding_path is not None:
+        raise ValueError(f"the run uses data.funding_path={data.funding_path!r}: funding events are not fed to paper "
+                         "mode yet (see docs/paper.md); replay a run without them")
+    path = feed_source(feed, run)
+    try:
+        frame = load_frame(dataclasses.replace(data, path=feed.path or data.path, store_root=feed.store_root,
+                                               start=feed.start, end=feed.end))
+    except ValueError as err:
+        raise ValueError(f"feed ({path}): {err}") from err
+    extra = [c for c in frame.columns if c not in OHLCV_COLUMNS]
+    if extra:
+        raise ValueError(f"the feed ({path}) has columns {extra}; paper feeds deliver OHLCV bars only for now "
+                         "(see docs/paper.md): drop them or evaluate the file with scripts/evaluate.py")
+    want = timeframe_ms(data.timeframe)
+    ts = frame["timestamp"].to_numpy(np.int64)
+    got = int(np.median(np.diff(ts))) if len(ts) > 1 else want
+    if got != want:
+        raise ValueError(f"the feed ({path}) has {got / 60_000:g}-minute bars but the run was trained on "
+                         f"data.timeframe={data.timeframe!r}: replay bars of the run's timeframe (resample them)")
+    if len(frame) < run.cfg.env.window_size + 1:
+        raise ValueError(f"the feed ({path}) has {len(frame)} bars: a replay needs window_size + 1 = "
+                         f"{run.cfg.env.window_size + 1} (history for the first observation, then bars to trade)")
+    return frame
+
+
+def feed_source(feed: PaperFeedConfig, run: PaperRun) -> str:
+    """The replayed bars in words: the file, or the store series and span."""
+    if feed.path is not None:
+        src = str(Path(feed.path).resolve())
+    else:
+        d = run.cfg.data
+        src = f"store {Path(feed.store_root or '').resolve()} {d.exchange} {d.symbol} {d.timeframe}"
+    return src + (f" [{feed.start}, {feed.end})" if feed.start or feed.end else "")
+
+
+def session_meta(cfg: PaperConfig, run: PaperRun) -> dict[str, str]:
+    """What a paper folder is bound to (checked on resume)."""
+    return {"run_dir": str(Path(cfg.run_dir).resolve()), "model_id": run.model_id, "run_id": run.run_id,
+            "feed.kind": cfg.feed.kind, "feed.source": feed_source(cfg.feed, run),
+            "tail_bars": str(cfg.tail_bars), "timeframe": run.cfg.data.timeframe}
+
+
+def run_paper(cfg: PaperConfig, base_dir: str | None = None, broker_cls: type[PaperBroker] = PaperBroker) -> dict[str, Any]:
+    """Run (or resume) a replay paper session until the feed ends; returns a summary.
+
+    Args:
+        cfg: the session config.
+        base_dir: directory relative paths of the run's config resolve against.
+        broker_cls: the execution client class (the kernel's paper broker).
+    """
+    run = load_paper_run(cfg.run_dir, cfg.model, base_dir)
+    frame = replay_bars(run, cfg.feed)
+    ledger = Ledger(cfg.dir)
+    try:
+        ledger.check_meta(session_meta(cfg, run))
+        ts = frame["timestamp"].to_numpy(np.int64)
+        start = _resume_index(ledger, ts)
+        tail = BarTail(run.cfg.env, run.cfg.features, run.normalizer, cfg.tail_bars)
+        first = max(0, start - cfg.tail_bars + 1)
+        tail.seed(frame_to_bars(frame.iloc[first:start]), first)
+        engine = PaperEngine(run, ledger, tail, broker_cls(ledger))
+        if start:
+            logger.info("resuming %s at bar %d of %d (%s)", cfg.dir, start, len(ts), ledger.counts())
+        clock = SimulatedClock(int(ts[start]))
+        feed = HistoricalFeed(frame.iloc[start:].reset_index(drop=True), run.cfg.data.symbol, run.cfg.data.timeframe,
+                              clock)
+        n = 0
+        for bar in feed:
+            engine.on_bar(bar, clock.now_ms())
+            n += 1
+            if cfg.feed.speed is not None:
+                time.sleep(1.0 / cfg.feed.speed)
+        counts = ledger.counts()
+        logger.info("feed ended after %d bars; ledger: %s", n, counts)
+        return {"bars": n, "resumed_at": start, "halted": engine.halted, **counts, "ledger": str(ledger.path)}
+    finally:
+        ledger.close()
+
+
+def _resume_index(ledger: Ledger, ts: np.ndarray) -> int:
+    """Index in ``ts`` of the ledger's latest bar (0 for a new session)."""
+    last_dec = ledger.last_decision()
+    last_set = ledger.last_settled()
+    marks = [x.bar_ts for x in (last_dec, last_set) if x is not None]
+    if not marks:
+        return 0
+    at = int(np.searchsorted(ts, max(marks)))
+    if at >= len(ts) or ts[at] != max(marks):
+        raise ValueError(f"the ledger's last bar {max(marks)} is not in the feed's bars: resume with the same feed")
+    return at

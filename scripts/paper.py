@@ -1,0 +1,38 @@
+"""Paper-trade a trained run on a replayed feed: `python scripts/paper.py run_dir=outputs/train/<run> feed.path=<bars>`.
+
+Rerunning the same command with the same ``paper.dir`` resumes from the ledger (docs/paper.md).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from agents.paper.config import register_paper_configs, to_paper_config  # noqa: E402
+
+register_paper_configs()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="paper")
+def main(cfg: DictConfig) -> None:
+    """Compose, validate, run (or resume) the session until the feed ends."""
+    from agents.paper.session import run_paper
+
+    base = hydra.utils.get_original_cwd()
+    raw = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(raw, dict)
+    node = dict(raw["paper"])
+    node["dir"] = node["dir"] or HydraConfig.get().runtime.output_dir
+    paper = to_paper_config({"run_dir": raw["run_dir"], **node, "feed": raw["feed"]}, base_dir=base)
+    print(f"Paper folder: {paper.dir}")
+    summary = run_paper(paper, base_dir=base)
+    print(f"Feed ended: {summary['bars']} bars, {summary['steps']} settled steps, ledger {summary['ledger']}")
+
+
+if __name__ == "__main__":
+    main()
