@@ -19,7 +19,7 @@ from envs.market_data import FeatureNormalizer, MarketData
 #: info keys of every reset()/step(), in order (see the README's info table)
 INFO_KEYS = (
     "timestamp", "price", "equity", "cash", "position", "exposure", "fill_price", "traded_qty",
-    "fees_paid", "slippage_paid", "funding_paid", "n_trades", "liquidated", "drawdown",
+    "fees_paid", "slippage_paid", "funding_paid", "n_fills", "liquidated", "drawdown",
     "participation_clipped",
 )
 _FLOAT_ROWS = (K.S_PRICE, K.S_EQUITY, K.S_CASH, K.S_POS, K.S_EXPOSURE, K.S_FILL_PX, K.S_TRADED_QTY,
@@ -29,7 +29,7 @@ ACCOUNT_ROWS = {
     "price": K.S_PRICE, "equity": K.S_EQUITY, "cash": K.S_CASH, "position": K.S_POS,
     "exposure": K.S_EXPOSURE, "fill_price": K.S_FILL_PX, "traded_qty": K.S_TRADED_QTY,
     "fees_paid": K.S_FEES, "slippage_paid": K.S_SLIPPAGE, "funding_paid": K.S_FUNDING,
-    "n_trades": K.S_N_TRADES, "liquidated": K.S_LIQUIDATED, "drawdown": K.S_DRAWDOWN,
+    "n_fills": K.S_N_TRADES, "liquidated": K.S_LIQUIDATED, "drawdown": K.S_DRAWDOWN,
     "participation_clipped": K.S_CLIPPED_QTY,
 }
 
@@ -129,7 +129,7 @@ class Simulation:
             "fees_paid": col[K.S_FEES],
             "slippage_paid": col[K.S_SLIPPAGE],
             "funding_paid": col[K.S_FUNDING],
-            "n_trades": int(col[K.S_N_TRADES]),
+            "n_fills": int(col[K.S_N_TRADES]),
             "liquidated": col[K.S_LIQUIDATED] > 0.0,
             "drawdown": col[K.S_DRAWDOWN],
             "participation_clipped": col[K.S_CLIPPED_QTY],

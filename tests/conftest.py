@@ -13,6 +13,11 @@ os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 REPO = Path(__file__).resolve().parents[1]
+# Scripts run by tests from a temporary folder reuse the repository's compiled kernels instead of compiling
+# them again into <tmp>/.cache (which would also show up as an unexpected folder in output-layout tests).
+from envs import numba_cache_dir  # noqa: E402  (after REPO; `import envs` itself writes nothing)
+
+os.environ.setdefault("NUMBA_CACHE_DIR", str(numba_cache_dir(REPO)))
 SAMPLE_1H = REPO / "data" / "sample" / "btcusdt_1h.parquet"
 SAMPLE_1M = REPO / "data" / "sample" / "btcusdt_1m_2024-06-01_07.parquet"
 SAMPLE_FUNDING = REPO / "data" / "sample" / "btcusdt_perp_funding_8h.parquet"

@@ -99,7 +99,7 @@ def run_policy(env: TradingEnv, policy: Policy, seed: int = 0) -> EpisodeRecord:
     return EpisodeRecord(
         timestamps=ts[: n + 1], equity=eq[: n + 1], price=px[: n + 1], position=pos[:n], exposure=expo[:n],
         traded_notional=notional[:n], actions=acts[:n], fees_paid=info["fees_paid"],
-        slippage_paid=info["slippage_paid"], funding_paid=info["funding_paid"], n_fills=info["n_trades"],
+        slippage_paid=info["slippage_paid"], funding_paid=info["funding_paid"], n_fills=info["n_fills"],
         n_liquidations=liquidations, terminated=terminated,
     )
 

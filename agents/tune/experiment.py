@@ -128,7 +128,7 @@ def validation_metric_names() -> list[str]:
     summary = metrics.summarize(equity=[1.0, 1.01, 1.0, 1.02], positions=[0.0, 1.0, 1.0],
                                 traded_notional=[0.0, 1.0, 0.0], fees=0.0, slippage=0.0, funding=0.0,
                                 timestamps_ms=[0, hour_ms, 2 * hour_ms])
-    return sorted({*summary, "n_trades", "n_liquidations"})
+    return sorted({*summary, "n_fills", "n_liquidations"})
 
 
 def _scheduler(s: TuneSettings, max_t: int) -> Any:

@@ -116,7 +116,7 @@ def _trial_row(r: Any, specs: Sequence[ParamSpec], s: TuneSettings, total_steps:
         row["timesteps"] = int(df[TIME_ATTR].max()) if TIME_ATTR in df else None
         row["reports"] = len(df)
     row[s.metric] = finite(best.get(s.metric))
-    for key in ("sharpe", "total_return", "max_drawdown", "sortino", "n_trades"):
+    for key in ("sharpe", "total_return", "max_drawdown", "sortino", "n_fills", "n_round_trips"):
         if key != s.metric:
             row[key] = finite(best.get(key))
     row["best_at_step"] = best.get(TIME_ATTR)

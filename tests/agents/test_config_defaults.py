@@ -26,8 +26,8 @@ from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf"
-#: a preset's identity may repeat the default: conf/agent/ppo.yaml says `name: ppo`, a forecaster preset its `model`
-IDENTITY = {("agent", "name"), ("forecaster", "model")}
+#: a preset's identity may repeat the default: `agent.name`, a forecaster's `model`, a paper feed's `kind`
+IDENTITY = {("agent", "name"), ("forecaster", "model"), ("feed", "kind")}
 
 
 def _load(path: Path) -> tuple[dict[str, Any], list[Any], bool]:
@@ -61,12 +61,23 @@ def _dataclass_of(typ: Any) -> type | None:
     return next((a for a in (typ, *typing.get_args(typ)) if dataclasses.is_dataclass(a)), None)
 
 
-def node_schema(name: str) -> type:
-    """The dataclass of the node ``name`` (a config group, or ``tune``) in any primary schema."""
-    for schema in PRIMARY.values():
+def node_schema(name: str, group: str | None = None) -> type:
+    """The dataclass of the node ``name`` (a config group, or ``tune``) in a primary schema.
+
+    With ``group`` (an option placed elsewhere by ``# @package name``), only the primary configs whose
+    defaults list selects that group are searched.
+    """
+    for stem, schema in PRIMARY.items():
+        if group is not None and not any(isinstance(d, dict) and group in d for d in _load(CONF / f"{stem}.yaml")[1]):
+            continue
         hints = typing.get_type_hints(schema)
-        if name in hints and (cls := _dataclass_of(hints[name])) is not None:
+        if name not in hints:
+            continue
+        if (cls := _dataclass_of(hints[name])) is not None:
             return cls
+        default = _default({f.name: f for f in dataclasses.fields(schema)}[name])  # `Any` typed by its default
+        if dataclasses.is_dataclass(default):
+            return type(default)
     raise AssertionError(f"no primary schema has a typed `{name}` node: give conf/{name}/ a dataclass")
 
 
@@ -99,15 +110,25 @@ def restated(node: dict[str, Any], cls: type, where: str = "") -> Iterator[str]:
             yield f"{where}{key} = {value!r}"
 
 
+def package_of(path: Path) -> str | None:
+    """The node a ``# @package <node>`` header places a group option at (None without one, or `_global_`)."""
+    for line in path.read_text().splitlines():
+        if line.startswith("# @package ") and (node := line.split()[-1]) != "_global_":
+            return node
+    return None
+
+
 def findings(path: Path) -> list[str]:
     """Every value of the YAML file ``path`` that equals its dataclass default."""
     values, _, is_global = _load(path)
     rel = path.relative_to(CONF)
     if len(rel.parts) == 1:  # a primary config
         return list(restated(values, PRIMARY[rel.stem])) if rel.stem in PRIMARY else []
-    group = rel.parts[0]
+    if rel.parts[0] == "hydra":  # Hydra's own settings (job_logging, ...): Hydra's schema, not ours
+        return []
+    group, node = rel.parts[0], package_of(path)
     if not is_global:  # a group option: its node is the group's dataclass
-        return list(restated(values, node_schema(group), f"{group}."))
+        return list(restated(values, node_schema(node or group, group if node else None), f"{node or group}."))
     out: list[str] = []  # a `# @package _global_` preset: top-level nodes of a primary schema
     for key, value in values.items():
         if isinstance(value, dict):

@@ -115,10 +115,10 @@ def test_equity_is_cash_plus_position_value_at_every_step(data: Any, costs: dict
         if prev is not None:
             assert info["fees_paid"] >= prev["fees_paid"]
             assert info["slippage_paid"] >= prev["slippage_paid"]
-            assert info["n_trades"] >= prev["n_trades"]
+            assert info["n_fills"] >= prev["n_fills"]
             # position moves only through fills: position change = net traded quantity
             assert info["position"] - prev["position"] == pytest.approx(info["traded_qty"], abs=1e-9)
-            if info["traded_qty"] == 0.0 and info["n_trades"] == prev["n_trades"]:
+            if info["traded_qty"] == 0.0 and info["n_fills"] == prev["n_fills"]:
                 assert info["fill_price"] == 0.0
         prev = info
 
@@ -141,7 +141,7 @@ def test_zero_cost_round_trip_leaves_exactly_the_price_pnl(data: Any, lot: float
     scale = 0.0
     for prev, info in zip(infos, infos[1:], strict=False):
         t1 = bar_index(info)
-        assert not info["liquidated"] and info["n_trades"] - prev["n_trades"] <= 1
+        assert not info["liquidated"] and info["n_fills"] - prev["n_fills"] <= 1
         if info["traded_qty"] != 0.0:
             assert info["fill_price"] == o[t1]  # no slippage, no ticks: the open itself
         cash_flow += -info["traded_qty"] * info["fill_price"] * mult
@@ -176,7 +176,7 @@ def test_costs_only_ever_subtract_from_the_frictionless_ledger(data: Any, costs:
     replay = infos[0]["equity"]
     for prev, info in zip(infos, infos[1:], strict=False):
         t1 = bar_index(info)
-        assert not info["liquidated"] and info["n_trades"] - prev["n_trades"] <= 1
+        assert not info["liquidated"] and info["n_fills"] - prev["n_fills"] <= 1
         dq = info["traded_qty"]
         d_fee = info["fees_paid"] - prev["fees_paid"]
         d_slip = info["slippage_paid"] - prev["slippage_paid"]
@@ -237,10 +237,10 @@ def test_no_fill_without_a_change_of_target_quantity(data: Any, lot: float, take
         held_lots = round(prev["position"] / lot)
         if target_lots == held_lots:
             assert info["traded_qty"] == 0.0 and info["fill_price"] == 0.0
-            assert info["n_trades"] == prev["n_trades"]
+            assert info["n_fills"] == prev["n_fills"]
         else:
             assert info["traded_qty"] == pytest.approx((target_lots - held_lots) * lot, rel=1e-9)
-            assert info["n_trades"] == prev["n_trades"] + 1
+            assert info["n_fills"] == prev["n_fills"] + 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,7 +301,7 @@ class ReferenceAccount:
         self.equity = self.cash
         self.peak = self.cash
         self.fees = self.slip = self.funding_paid = 0.0
-        self.n_trades = 0
+        self.n_fills = 0
 
     # -- rules --------------------------------------------------------------------------------
     def exposure(self, a: float) -> float:
@@ -371,7 +371,7 @@ class ReferenceAccount:
         self.pos = new
         self.fees += fee
         self.slip += abs(qty) * abs(px - ref) * m
-        self.n_trades += 1
+        self.n_fills += 1
         self.last_px = px
         self.traded += qty
         self.notional += abs(qty) * px * m
@@ -419,7 +419,7 @@ class ReferenceAccount:
             self.fees += fee
             self.pos = 0.0
             self.entry, self.best, self.entry_bar = 0.0, 0.0, -1
-            self.n_trades += 1
+            self.n_fills += 1
             self.last_px = ref
             self.traded += qty
             self.notional += abs(qty) * ref * m
@@ -473,7 +473,7 @@ class ReferenceAccount:
         info = {
             "price": self.c[nxt], "equity": eq, "cash": self.cash, "position": self.pos,
             "fill_price": self.last_px, "traded_qty": self.traded, "fees_paid": self.fees,
-            "slippage_paid": self.slip, "funding_paid": self.funding_paid, "n_trades": self.n_trades,
+            "slippage_paid": self.slip, "funding_paid": self.funding_paid, "n_fills": self.n_fills,
             "liquidated": self.liquidated, "drawdown": dd, "participation_clipped": clipped,
             "exposure": self.pos * self.c[nxt] * m / eq if eq > 0 else 0.0,
         }

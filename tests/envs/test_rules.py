@@ -25,7 +25,7 @@ def approx(x: float) -> object:
 
 INFO_KEYS = {
     "timestamp", "price", "equity", "cash", "position", "exposure", "fill_price", "traded_qty",
-    "fees_paid", "slippage_paid", "funding_paid", "n_trades", "liquidated", "drawdown",
+    "fees_paid", "slippage_paid", "funding_paid", "n_fills", "liquidated", "drawdown",
     "participation_clipped",
 }
 
@@ -50,15 +50,15 @@ def test_fill_at_next_open_fee_and_mark_at_close() -> None:
     assert i1["cash"] == approx(-210.2)
     assert i1["equity"] == approx(10189.8)
     assert i1["exposure"] == approx(10400.0 / 10189.8)
-    assert i1["n_trades"] == 1 and i1["slippage_paid"] == 0.0 and i1["drawdown"] == 0.0
+    assert i1["n_fills"] == 1 and i1["slippage_paid"] == 0.0 and i1["drawdown"] == 0.0
     assert steps[0][1] == approx(math.log(10189.8 / 10000.0))
     # target 0: sell 100 at bar 2's open 105; fee 10.5; cash = -210.2 + 10500 - 10.5 = 10279.3
     assert i2["fill_price"] == approx(105.0) and i2["traded_qty"] == approx(-100.0)
     assert i2["cash"] == approx(10279.3) and i2["equity"] == approx(10279.3)
-    assert i2["fees_paid"] == approx(20.7) and i2["n_trades"] == 2 and i2["position"] == 0.0
+    assert i2["fees_paid"] == approx(20.7) and i2["n_fills"] == 2 and i2["position"] == 0.0
     assert steps[1][1] == approx(math.log(10279.3 / 10189.8))
     # flat and target 0: nothing fills, fill_price is 0.0, reward 0; bar 3 is the last bar
-    assert i3["fill_price"] == 0.0 and i3["traded_qty"] == 0.0 and i3["n_trades"] == 2
+    assert i3["fill_price"] == 0.0 and i3["traded_qty"] == 0.0 and i3["n_fills"] == 2
     assert steps[2][1] == 0.0
     assert [s[3] for s in steps] == [False, False, True]
     assert [s[2] for s in steps] == [False, False, False]
@@ -76,7 +76,7 @@ def test_first_observation_at_bar_w_minus_1_with_zero_account_state() -> None:
     assert info == {
         "timestamp": HOUR_MS, "price": 101.0, "equity": 10000.0, "cash": 10000.0, "position": 0.0,
         "exposure": 0.0, "fill_price": 0.0, "traded_qty": 0.0, "fees_paid": 0.0, "slippage_paid": 0.0,
-        "funding_paid": 0.0, "n_trades": 0, "liquidated": False, "drawdown": 0.0, "participation_clipped": 0.0,
+        "funding_paid": 0.0, "n_fills": 0, "liquidated": False, "drawdown": 0.0, "participation_clipped": 0.0,
     }
     obs, *_ = env.step(np.array([0.5], dtype=np.float32))
     assert obs[4] == 2.0 and obs[9] == 3.0  # window moved to bars 1, 2
@@ -187,7 +187,7 @@ def test_long_only_clips_short_targets_to_flat() -> None:
     bars = make_bars([100, 100, 100, 100])
     _, steps = run(bars, config(long_only=True), [-1.0, 0.5, -0.5])
     # -1 -> exposure 0: no order; 0.5 -> q = 50; -0.5 -> 0: sell everything
-    assert steps[0][4]["n_trades"] == 0 and steps[0][4]["fill_price"] == 0.0
+    assert steps[0][4]["n_fills"] == 0 and steps[0][4]["fill_price"] == 0.0
     assert steps[1][4]["position"] == approx(50.0)
     assert steps[2][4]["position"] == 0.0 and steps[2][4]["traded_qty"] == approx(-50.0)
     cfg = config(long_only=True, action_mode="discrete", exposure_levels=(-1.0, 0.0, 1.0))
@@ -242,7 +242,7 @@ def test_vol_target_and_kelly_need_two_returns() -> None:
     # decisions at bar 0 (no return) and bar 1 (one return): sigma undefined -> exposure 0
     for sizing in ("vol_target", "kelly"):
         _, steps = run(_vol_bars(), config(sizing=sizing), [1.0, 1.0, 1.0])
-        assert [s[4]["n_trades"] for s in steps] == [0, 0, 1]
+        assert [s[4]["n_fills"] for s in steps] == [0, 0, 1]
 
 
 def test_vol_lookback_window_ends_at_decision_bar() -> None:
@@ -311,7 +311,7 @@ def test_lot_rounding_toward_zero() -> None:
     assert steps[0][4]["position"] == approx(50.0)
     # target below one lot: no order
     _, steps = run(bars, config(lot_size=60.0), [0.5])
-    assert steps[0][4]["n_trades"] == 0 and steps[0][4]["fill_price"] == 0.0
+    assert steps[0][4]["n_fills"] == 0 and steps[0][4]["fill_price"] == 0.0
 
 
 def test_min_notional_blocks_small_orders() -> None:
@@ -319,9 +319,9 @@ def test_min_notional_blocks_small_orders() -> None:
     _, steps = run(bars, config(min_notional=5000.0), [0.375, 0.625, 0.75, 0.0])
     i1, i2, i3, i4 = infos(steps)
     # 37.5 x 100 = 3750 < 5000: blocked
-    assert i1["n_trades"] == 0 and i1["traded_qty"] == 0.0 and i1["fill_price"] == 0.0
+    assert i1["n_fills"] == 0 and i1["traded_qty"] == 0.0 and i1["fill_price"] == 0.0
     # 62.5 x 100 = 6250: filled
-    assert i2["traded_qty"] == approx(62.5) and i2["n_trades"] == 1
+    assert i2["traded_qty"] == approx(62.5) and i2["n_fills"] == 1
     # the ORDER is 75 - 62.5 = 12.5 units = 1250 < 5000: blocked although the target changed
     assert i3["traded_qty"] == 0.0 and i3["position"] == approx(62.5)
     # close all: 6250 >= 5000
@@ -345,7 +345,7 @@ def test_rebalance_threshold_against_current_exposure() -> None:
     # same action 0.5, but current exposure 2/3: |0.5 - 0.667| >= 0.1 -> q = 0.5 x 15000 / 200 = 37.5
     assert i2["traded_qty"] == approx(-12.5) and i2["position"] == approx(37.5)
     # 0.5625 vs 0.5: 0.0625 < 0.1 -> no order although the target quantity (42.1875) differs
-    assert i3["traded_qty"] == 0.0 and i3["n_trades"] == 2
+    assert i3["traded_qty"] == 0.0 and i3["n_fills"] == 2
     # 0.625 vs 0.5: 0.125 >= 0.1 -> q = 0.625 x 15000 / 200 = 46.875
     assert i4["traded_qty"] == approx(9.375) and i4["position"] == approx(46.875)
     # a change exactly equal to the threshold sends the order (no order only when below it)
@@ -593,7 +593,7 @@ def test_long_liquidation_price_and_fee() -> None:
     assert i["liquidated"] is True and i["position"] == 0.0
     assert i["fill_price"] == approx(p_liq)
     # both fills in one step: net traded 0, two trades
-    assert i["traded_qty"] == approx(0.0) and i["n_trades"] == 2
+    assert i["traded_qty"] == approx(0.0) and i["n_fills"] == 2
     # liquidation fee 0.005 x 500 x P, no taker fee and no slippage on the exit
     assert i["fees_paid"] == approx(50.05 + 0.005 * 500 * p_liq)
     assert i["slippage_paid"] == approx(500 * 0.1)
@@ -665,12 +665,12 @@ def test_stop_wins_over_take_profit_inside_one_bar_and_reentry() -> None:
     cfg = config(stop_loss=0.05, take_profit=0.1, rebalance_threshold=0.5)
     _, steps = run(bars, cfg, [1.0, 1.0, 1.0])
     i1, i2, i3 = infos(steps)
-    assert i1["position"] == approx(100.0) and i1["n_trades"] == 1
+    assert i1["position"] == approx(100.0) and i1["n_fills"] == 1
     # bar 2: stop 95 and take-profit 110 both inside: the stop fills, at 95
     assert i2["position"] == 0.0 and i2["fill_price"] == approx(95.0) and i2["traded_qty"] == approx(-100.0)
-    assert i2["equity"] == approx(9500.0) and i2["n_trades"] == 2
+    assert i2["equity"] == approx(9500.0) and i2["n_fills"] == 2
     # the next decision re-enters: q = 9500 / 100 at bar 3's open
-    assert i3["position"] == approx(95.0) and i3["n_trades"] == 3
+    assert i3["position"] == approx(95.0) and i3["n_fills"] == 3
     # short mirror: stop 105, take-profit 90, bar spans 85..110 -> stop at 105
     bars = make_bars([100, 100, (100, 110, 85, 100), 100])
     _, steps = run(bars, cfg, [-1.0, -1.0])
@@ -746,7 +746,7 @@ def test_trailing_stop_restarts_from_the_reentry_price() -> None:
     i = infos(steps)
     assert i[2]["position"] == 0.0 and i[2]["fill_price"] == approx(117.0)
     assert i[3]["position"] == approx(11700.0 / 112) and i[3]["fill_price"] == approx(100.0)
-    assert i[4]["position"] == approx(11700.0 / 112) and i[4]["n_trades"] == 3
+    assert i[4]["position"] == approx(11700.0 / 112) and i[4]["n_fills"] == 3
 
 
 def test_trailing_and_fixed_stop_the_tighter_wins() -> None:

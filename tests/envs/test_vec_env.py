@@ -59,7 +59,7 @@ def test_vec_env_is_bit_identical_to_separate_envs(bars: pd.DataFrame, mode: str
             assert np.array_equal(obs, vec_obs[i])
             assert vec.account["equity"][i] == info["equity"]
             assert vec.account["position"][i] == info["position"]
-            assert vec.account["n_trades"][i] == info["n_trades"]
+            assert vec.account["n_fills"][i] == info["n_fills"]
             assert vec.account["timestamp"][i] == info["timestamp"]
             # flat after a step whose target was not flat: a stop, take-profit or liquidation exit
             target = cfg.exposure_levels[int(actions[i])] if mode == "discrete" else float(actions[i][0]) * 5.0

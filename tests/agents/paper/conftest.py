@@ -37,11 +37,14 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def replay_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """260 real hourly bars after the training span (history for the window, then bars to trade)."""
+    """400 real hourly bars after the training span (history for the window, then bars to trade).
+
+    The hourly features' warm-up is 244 bars and evaluation refuses a span without one full window after it.
+    """
     df = pd.read_parquet(REPO / "data" / "sample" / "btcusdt_1h.parquet")
     start = int(pd.Timestamp(TRAIN_END, tz="UTC").value // 1_000_000)
     path = tmp_path_factory.mktemp("replay") / "bars.parquet"
-    df[df["timestamp"] >= start].iloc[:260].reset_index(drop=True).to_parquet(path, index=False)
+    df[df["timestamp"] >= start].iloc[:400].reset_index(drop=True).to_parquet(path, index=False)
     return path
 
 

@@ -25,7 +25,7 @@ def test_replay_equals_evaluation_step_by_step(tiny_run: Path, replay_file: Path
     assert len(paper) == len(evaluated) > 100
     for key in INFO_KEYS:  # bit-identical: equity, position, fills, costs, timestamps
         assert np.array_equal(paper[key].to_numpy(), evaluated[key].to_numpy()), key
-    assert paper["position"].abs().max() > 0 and paper["n_trades"].iloc[-1] > 0  # the agent really traded
+    assert paper["position"].abs().max() > 0 and paper["n_fills"].iloc[-1] > 0  # the agent really traded
     # the same first decision bar: window_size - 1 of the file, whose fill is marked at the next bar
     cfg, _ = load_run(tiny_run)
     ts = pd.read_parquet(replay_file)["timestamp"].to_numpy()
