@@ -34,38 +34,56 @@ def _to_ms(value: str) -> int:
     return int(ts.value // 1_000_000)
 
 
+def read_bars(path: str | None, store_root: str | None = None, exchange: str = "binance", symbol: str | None = None,
+              timeframe: str | None = None, start: str | None = None, end: str | None = None,
+              prefix: str = "data") -> pd.DataFrame:
+    """The raw bars of a Parquet file or a store span, restricted to [start, end): nothing checked or repaired.
+
+    The one reader behind `load_frame` (training, evaluation, paper mode) and ``scripts/validate.py``.
+    Refuses, naming the ``prefix.key`` to change: a missing file, a folder, an incomplete store selection,
+    and a selection without rows.
+    """
+    if store_root is not None:
+        if not Path(store_root).is_dir():
+            raise ValueError(f"{prefix}.store_root={store_root!r} is not a folder; fill a store with scripts/download.py")
+        if symbol is None or timeframe is None:
+            raise ValueError(f"a store span needs {prefix}.symbol and {prefix}.timeframe (e.g. BTC/USDT and 1h)")
+        df = ParquetStore(store_root).read(exchange, symbol, timeframe, start, end)
+        where = (f"the store {store_root!r} has no {exchange} {symbol} {timeframe} bars between "
+                 f"{prefix}.start={start} and {prefix}.end={end}; download them with scripts/download.py")
+    elif path is not None:
+        file = Path(path)
+        if not file.is_file():
+            what = "is a folder" if file.is_dir() else "not found"
+            raise ValueError(
+                f"{prefix}.path={path!r} {what}; point it at one Parquet file of bars (the repo ships "
+                f"data/sample/btcusdt_1h.parquet; a store is read with {prefix}.store_root=...) or download one "
+                "with scripts/download.py"
+            )
+        df = pd.read_parquet(file)
+        if start is not None:
+            df = df[df["timestamp"] >= _to_ms(start)]
+        if end is not None:
+            df = df[df["timestamp"] < _to_ms(end)]
+        span = "" if start is None and end is None else f" between {prefix}.start={start} and {prefix}.end={end}"
+        where = f"{prefix}.path={path!r} has no rows{span}"
+    else:
+        raise ValueError(f"set {prefix}.path=<parquet file>, or {prefix}.store_root with {prefix}.symbol and "
+                         f"{prefix}.timeframe")
+    if df.empty:
+        raise ValueError(f"{where}: nothing to use (no verdict)")
+    return df.reset_index(drop=True)
+
+
 def load_frame(cfg: DataConfig) -> pd.DataFrame:
     """Read the run's bars (a Parquet file or a store span), restrict to [start, end), run the data
     checks, attach funding if configured."""
-    if cfg.store_root is not None:
-        if not Path(cfg.store_root).is_dir():
-            raise ValueError(f"data.store_root={cfg.store_root!r} is not a folder; fill a store with scripts/download.py")
-        df = ParquetStore(cfg.store_root).read(cfg.exchange, cfg.symbol, cfg.timeframe, cfg.start, cfg.end)
-        if df.empty:
-            raise ValueError(
-                f"the store {cfg.store_root!r} has no {cfg.exchange} {cfg.symbol} {cfg.timeframe} bars between "
-                f"data.start={cfg.start} and data.end={cfg.end}; download them with scripts/download.py"
-            )
-        df = df.reset_index(drop=True)
-    else:
-        path = Path(cfg.path)
-        if not path.is_file():
-            what = "is a folder" if path.is_dir() else "not found"
-            raise ValueError(
-                f"data.path={cfg.path!r} {what}; point it at one Parquet file of bars (the repo ships "
-                "data/sample/btcusdt_1h.parquet; a store is read with data.store_root=...) or download one "
-                "with scripts/download.py"
-            )
-        df = pd.read_parquet(path)
-    if cfg.start is not None:
-        df = df[df["timestamp"] >= _to_ms(cfg.start)]
-    if cfg.end is not None:
-        df = df[df["timestamp"] < _to_ms(cfg.end)]
+    df = read_bars(cfg.path, cfg.store_root, cfg.exchange, cfg.symbol, cfg.timeframe, cfg.start, cfg.end)
     # every load runs the data checks: a `raise` rule stops here (data.cleaning.*), kept problems and
     # repairs are logged by `clean`; nothing is changed silently
-    df, _ = clean(df.reset_index(drop=True), cfg.cleaning)
+    df, _ = clean(df, cfg.cleaning)
     if df.empty:
-        raise ValueError(f"no bars in data.path={cfg.path!r} between data.start={cfg.start} and data.end={cfg.end}")
+        raise ValueError(f"no bars left in data.path={cfg.path!r} after the cleaning policies (data.cleaning.*)")
     source = f"data.store_root={cfg.store_root!r}" if cfg.store_root is not None else f"data.path={cfg.path!r}"
     check_timeframe(df["timestamp"].to_numpy(), cfg.timeframe, source)
     if cfg.funding_path is not None:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from omegaconf import OmegaConf
 
 from agents.artifacts import sb3_policy
 from agents.config import RunConfig, to_run_config
-from agents.data import check_timeframe, check_tradable, load_splits, require_usable
+from agents.data import check_tradable, load_frame, load_splits, require_usable
 from agents.evaluation.steps import STEPS_FILE, evaluation_steps
 from agents.evaluation.suite import evaluate_policy
 from agents.sb3 import load_model
@@ -65,8 +65,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data_path: str | None
     run = Path(run_dir)
     cfg, normalizer = load_run(run, base_dir)
     if data_path is not None:
-        frame = pd.read_parquet(data_path)
-        check_timeframe(frame["timestamp"].to_numpy(), cfg.data.timeframe, f"data_path={data_path!r}")
+        # the run's one loader: its cleaning policies, timeframe check and funding join apply to the file too
+        frame = load_frame(dataclasses.replace(cfg.data, path=str(data_path), store_root=None, start=None, end=None))
         if cfg.features != FeatureConfig.none():
             frame = build_features(frame, cfg.features)
         data = MarketData.load(frame)

@@ -9,7 +9,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from dataclasses import dataclass, field
 
@@ -20,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents.cli import hydra_entry
 from agents.config import writable_structured
+from agents.data import read_bars
 from envs.data.cleaning import CleaningConfig, check_fill, clean
 from envs.data.resample import parse_timeframe
 from envs.validation import validate
@@ -53,32 +53,10 @@ ConfigStore.instance().store(name="validate_schema", node=writable_structured(Va
 
 
 def load_bars(data: ValidateDataConfig) -> pd.DataFrame:
-    """Read the bars named by ``data`` (file or store span); refuse a folder or an empty result."""
-    if data.path is not None:
-        path = to_absolute_path(data.path)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"data.path={data.path} not found ({path}); give a Parquet file of bars")
-        if os.path.isdir(path):
-            raise ValueError(
-                f"data.path={data.path} is a folder; give one Parquet file of bars (for the store use "
-                "data.store_root=<folder> data.symbol=... data.timeframe=...)"
-            )
-        df = pd.read_parquet(path)
-        if df.empty:
-            raise ValueError(f"data.path={data.path} has no rows: nothing to validate (no verdict)")
-        return df
-    if data.store_root is None or data.symbol is None or data.timeframe is None:
-        raise ValueError("set data.path=<parquet file>, or data.store_root, data.symbol and data.timeframe")
-    from envs.data.store import ParquetStore
-
-    store = ParquetStore(to_absolute_path(data.store_root))
-    df = store.read(data.exchange, data.symbol, data.timeframe, data.start, data.end)
-    if df.empty:
-        raise ValueError(
-            f"the store {data.store_root} has no {data.exchange} {data.symbol} {data.timeframe} bars between "
-            f"data.start={data.start} and data.end={data.end}: nothing to validate (no verdict)"
-        )
-    return df
+    """Read the bars named by ``data`` (file or store span) with the one reader, unchecked (that is our job)."""
+    return read_bars(None if data.path is None else to_absolute_path(data.path),
+                     None if data.store_root is None else to_absolute_path(data.store_root),
+                     data.exchange, data.symbol, data.timeframe, data.start, data.end)
 
 
 def run(cfg: DictConfig) -> int:

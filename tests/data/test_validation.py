@@ -220,7 +220,7 @@ def test_cli_config_errors(validate_script, capsys: pytest.CaptureFixture[str]) 
     assert validate_script.run(_compose(f"data.path={SAMPLE_1H}", "cleaning.gaps=bogus")) == 2
     assert "cleaning.gaps='bogus' is invalid" in capsys.readouterr().err
     assert validate_script.run(_compose("data.path=/nonexistent/bars.parquet")) == 2
-    assert "data.path=/nonexistent/bars.parquet not found" in capsys.readouterr().err
+    assert "data.path='/nonexistent/bars.parquet' not found" in capsys.readouterr().err
 
 
 def test_cli_writes_cleaned_bars(validate_script, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -74,3 +74,29 @@ def test_a_store_span_replays_like_the_same_bars_in_a_file(tiny_run: Path, repla
 
 def _iso(ms: int) -> str:
     return pd.Timestamp(ms, unit="ms", tz="UTC").isoformat()
+
+
+def test_evaluation_of_a_file_goes_through_the_runs_loader(tiny_run: Path, replay_file: Path, tmp_path: Path) -> None:
+    """``data_path`` gets the run's cleaning policies like its training data (it used to be read raw)."""
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    saved = run_dir / ".hydra" / "config.yaml"
+    cfg = OmegaConf.load(saved)
+    cfg.data.cleaning.non_positive = "drop"  # a run whose data policy drops bars with a non-positive price
+    OmegaConf.save(cfg, saved)
+    bars = pd.read_parquet(replay_file)
+    bad = bars.copy()
+    bad.loc[300, ["open", "high", "low", "close"]] = [-1.0, -1.0, -1.0, -1.0]
+    bad_path = tmp_path / "bad.parquet"
+    bad.to_parquet(bad_path, index=False)
+    dropped_path = tmp_path / "dropped.parquet"
+    bars.drop(index=300).reset_index(drop=True).to_parquet(dropped_path, index=False)
+
+    evaluate_run(run_dir, data_path=str(bad_path), out_dir=tmp_path / "bad")
+    evaluate_run(run_dir, data_path=str(dropped_path), out_dir=tmp_path / "dropped")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "bad" / "steps.parquet"),
+                                  pd.read_parquet(tmp_path / "dropped" / "steps.parquet"))
