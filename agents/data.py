@@ -22,16 +22,12 @@ from envs.data.store import ParquetStore
 from envs.features.collinearity import PruneResult, prune_collinear_report
 from envs.features.pipeline import FeatureCache, FeatureConfig, build_features
 from envs.market_data import DERIVED_FEATURES, MarketData, attach_funding
+from envs.times import iso_utc, to_ms
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 
-
-def _to_ms(value: str) -> int:
-    ts = pd.Timestamp(value)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return int(ts.value // 1_000_000)
 
 
 def read_bars(path: str | None, store_root: str | None = None, exchange: str = "binance", symbol: str | None = None,
@@ -62,9 +58,9 @@ def read_bars(path: str | None, store_root: str | None = None, exchange: str = "
             )
         df = pd.read_parquet(file)
         if start is not None:
-            df = df[df["timestamp"] >= _to_ms(start)]
+            df = df[df["timestamp"] >= to_ms(start)]
         if end is not None:
-            df = df[df["timestamp"] < _to_ms(end)]
+            df = df[df["timestamp"] < to_ms(end)]
         span = "" if start is None and end is None else f" between {prefix}.start={start} and {prefix}.end={end}"
         where = f"{prefix}.path={path!r} has no rows{span}"
     else:
@@ -202,8 +198,8 @@ def split_bounds(timestamps: np.ndarray, split: SplitConfig, window_size: int) -
     """
     n = len(timestamps)
     if split.val_start is not None and split.test_start is not None:
-        val_at = int(np.searchsorted(timestamps, _to_ms(split.val_start)))
-        test_at = int(np.searchsorted(timestamps, _to_ms(split.test_start)))
+        val_at = int(np.searchsorted(timestamps, to_ms(split.val_start)))
+        test_at = int(np.searchsorted(timestamps, to_ms(split.test_start)))
     else:
         val_at = int(n * split.train_frac)
         test_at = int(n * (split.train_frac + split.val_frac))
@@ -243,10 +239,7 @@ class Splits:
         """Spans of each split (ISO UTC) for logs and reports."""
         ts = self.full.timestamp
 
-        def iso(i: int) -> str:
-            return pd.Timestamp(int(ts[i]), unit="ms", tz="UTC").isoformat()
-
-        return {k: {"first_decision": iso(b.start), "last_bar": iso(b.end - 1), "bars": b.n_bars}
+        return {k: {"first_decision": iso_utc(ts[b.start]), "last_bar": iso_utc(ts[b.end - 1]), "bars": b.n_bars}
                 for k, b in self.bounds.items()}
 
 

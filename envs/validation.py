@@ -21,6 +21,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from envs.times import iso_utc
+
 if TYPE_CHECKING:
     from envs.data.cleaning import CleaningConfig
 
@@ -289,7 +291,7 @@ N_EXAMPLES = 5
 
 def iso_ms(timestamp_ms: int) -> str:
     """ISO-8601 UTC string of a millisecond timestamp, e.g. ``2024-06-01T00:00:00+00:00``."""
-    return pd.Timestamp(int(timestamp_ms), unit="ms", tz="UTC").isoformat()
+    return iso_utc(timestamp_ms)
 
 
 @dataclass(frozen=True, slots=True)

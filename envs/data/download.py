@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from envs.data.retry import Retrier, RetryError, RetryPolicy
 from envs.data.store import FUNDING_TIMEFRAME, AppendResult, ParquetStore, to_ms
+from envs.times import iso_utc
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +236,7 @@ class DownloadSummary:
         """One human-readable paragraph."""
 
         def iso(ms: int | None) -> str:
-            return "-" if ms is None else pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
+            return iso_utc(ms, "%Y-%m-%d %H:%M:%S")
 
         gaps = ", ".join(f"[{iso(a)}, {iso(b)})" for a, b in self.gaps[:5])
         more = f" (+{len(self.gaps) - 5} more)" if len(self.gaps) > 5 else ""

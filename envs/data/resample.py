@@ -13,45 +13,14 @@ emitted. When the input has a ``filled`` column (see ``envs.data.cleaning``), th
 from __future__ import annotations
 
 import logging
-import re
 
 import numpy as np
 import pandas as pd
 
+from envs.times import UNIT_MS
+from envs.times import parse_timeframe as parse_timeframe  # re-exported: the one parser
+
 logger = logging.getLogger(__name__)
-
-_UNIT_MS: dict[str, int] = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-_TF_RE = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
-
-
-def parse_timeframe(timeframe: str | int) -> int:
-    """Convert a timeframe to milliseconds.
-
-    Args:
-        timeframe: ``"<n><unit>"`` with unit s/m/h/d (``"1m"``, ``"15m"``, ``"4h"``, ``"1d"``), a
-            string of digits, or an int, both meaning milliseconds; must be > 0.
-
-    Returns:
-        Bar interval in ms, > 0.
-
-    Raises:
-        ValueError: unparseable or non-positive timeframe.
-    """
-    if isinstance(timeframe, (int, np.integer)) and not isinstance(timeframe, bool):
-        ms = int(timeframe)
-    elif isinstance(timeframe, str) and timeframe.strip().isdigit():
-        ms = int(timeframe)
-    elif isinstance(timeframe, str) and (m := _TF_RE.match(timeframe)):
-        ms = int(m.group(1)) * _UNIT_MS[m.group(2)]
-    else:
-        raise ValueError(
-            f"timeframe={timeframe!r} is invalid: use '<n><unit>' with unit s/m/h/d (e.g. '5m', '1h', '1d') "
-            "or an integer number of milliseconds"
-        )
-    if ms <= 0:
-        raise ValueError(f"timeframe={timeframe!r} is invalid: must be > 0 ms")
-    return ms
-
 
 def bucket_starts(timestamp_ms: np.ndarray, timeframe_ms: int) -> np.ndarray:
     """Positions where a new bucket starts (first row of each bucket) for sorted timestamps."""
@@ -78,6 +47,9 @@ def resample(df: pd.DataFrame, timeframe: str | int) -> pd.DataFrame:
         ValueError: bad timeframe or timestamps not strictly increasing.
     """
     tf = parse_timeframe(timeframe)
+    if tf % UNIT_MS["w"] == 0:
+        raise ValueError(f"timeframe={timeframe!r}: weekly buckets on epoch boundaries would start on Thursdays "
+                         "(1970-01-01), unlike exchanges' Monday weeks; resample to days ('1d') instead")
     ts = df["timestamp"].to_numpy(dtype=np.int64)
     if ts.size > 1 and not (ts[1:] > ts[:-1]).all():
         first = int(np.flatnonzero(ts[1:] <= ts[:-1])[0]) + 1

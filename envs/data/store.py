@@ -52,6 +52,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from envs.times import to_ms as to_ms  # re-exported: the one converter
 from envs.validation import OHLCV_COLUMNS, check_timestamp_unit, find_violations
 
 try:  # POSIX only; on other platforms appends are not guarded against concurrent writers
@@ -171,32 +172,6 @@ def dirname_symbol(name: str) -> str:
         return f"{parts[0]}/{parts[1]}"
     return f"{parts[0]}/{parts[1]}:{'-'.join(parts[2:])}"
 
-
-def to_ms(value: int | str | pd.Timestamp | np.integer, name: str = "time") -> int:
-    """Convert ms ints, ISO strings (UTC unless an offset is given) or pd.Timestamp to int64 ms UTC.
-
-    Raises:
-        ValueError: when ``value`` cannot be parsed; the message names ``name``.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"{name}={value!r} is not a time; give ms since epoch (UTC), an ISO date or a Timestamp")
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    try:
-        ts = pd.Timestamp(value)
-        if ts is pd.NaT:
-            raise ValueError("NaT")
-        if ts.tzinfo is None:
-            ts = ts.tz_localize("UTC")
-        ms = int((ts - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "ms"))
-        if not 0 <= ms < 4_102_444_800_000:  # 1970-01-01 .. 2100-01-01
-            raise ValueError("out of range")
-        return ms
-    except (ValueError, TypeError, OverflowError) as e:
-        raise ValueError(
-            f"{name}={value!r} is not a valid time; use ms since epoch (UTC), e.g. 1717200000000, "
-            "or an ISO date between 1970 and 2100 such as '2024-06-01' / '2024-06-01T12:00:00Z'"
-        ) from e
 
 
 def month_key(ts_ms: int) -> str:

@@ -14,9 +14,8 @@ from typing import NamedTuple, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from envs.times import parse_timeframe
 from envs.validation import OHLCV_COLUMNS
-
-_UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
 
 class Bar(NamedTuple):
@@ -61,16 +60,8 @@ class MarketFeed(Protocol):
 
 
 def timeframe_ms(timeframe: str) -> int:
-    """Length of a timeframe such as ``1m``, ``15m``, ``4h``, ``1d`` in ms.
-
-    Raises:
-        ValueError: when ``timeframe`` is not ``<int><s|m|h|d|w>``.
-    """
-    unit = timeframe[-1:]
-    amount = timeframe[:-1]
-    if unit not in _UNIT_MS or not amount.isdigit() or int(amount) <= 0:
-        raise ValueError(f"timeframe={timeframe!r} is invalid: use e.g. '1m', '5m', '1h', '1d' (months unsupported)")
-    return int(amount) * _UNIT_MS[unit]
+    """Length of a timeframe such as ``1m``, ``15m``, ``4h``, ``1d`` in ms (`envs.times.parse_timeframe`)."""
+    return parse_timeframe(timeframe)
 
 
 def empty_bars() -> pd.DataFrame:

@@ -40,6 +40,7 @@ from envs.data.retry import Retrier, RetryError, RetryPolicy
 from envs.data.store import ParquetStore, to_ms
 from envs.feeds.base import Bar, empty_bars, frame_to_bars, timeframe_ms
 from envs.feeds.clock import Clock, SystemClock
+from envs.times import iso_utc
 from envs.validation import check_timestamp_unit
 
 logger = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ class LiveFeed:
         start_ms = None if start is None else to_ms(start, "start")
         if stored is not None and (start_ms is None or stored >= start_ms):
             self._last: int | None = int(stored)
-            logger.info("%s %s: resuming after the last stored bar %s", symbol, timeframe, _iso(stored))
+            logger.info("%s %s: resuming after the last stored bar %s", symbol, timeframe, iso_utc(stored))
         elif start_ms is not None:
             self._last = start_ms - self.tf_ms
         else:
@@ -229,7 +230,7 @@ class LiveFeed:
         except RetryError as e:
             self.stats.disconnects += 1
             logger.warning("%s %s: poll gave up (%s); will backfill from %s on the next poll",
-                           self.symbol, self.timeframe, e, _iso(since))
+                           self.symbol, self.timeframe, e, iso_utc(since))
         if not pages:
             return empty_bars()
         return self._commit(pd.concat(pages, ignore_index=True))
@@ -259,7 +260,7 @@ class LiveFeed:
             gap = (int(prev[i]) + self.tf_ms, int(ts[i]))
             self.stats.gaps.append(gap)
             logger.warning("%s %s: exchange served no bars in [%s, %s)", self.symbol, self.timeframe,
-                           _iso(gap[0]), _iso(gap[1]))
+                           iso_utc(gap[0]), iso_utc(gap[1]))
 
     def bars(self, until_ms: int | None = None, max_bars: int | None = None) -> Iterator[Bar]:
         """Yield closed bars as they close, waiting on the clock between polls.
@@ -305,7 +306,3 @@ class LiveFeed:
     def __iter__(self) -> Iterator[Bar]:
         """Yield closed bars forever (see ``bars``)."""
         return self.bars()
-
-
-def _iso(ms: int | None) -> str:
-    return "-" if ms is None else pd.Timestamp(int(ms), unit="ms", tz="UTC").isoformat()

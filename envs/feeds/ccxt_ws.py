@@ -48,7 +48,8 @@ import pandas as pd
 from envs.data.download import repoint_urls
 from envs.data.retry import TRANSIENT_ERRORS, FatalFetchError
 from envs.feeds.base import empty_bars
-from envs.feeds.ccxt_live import LiveFeed, LiveFeedStats, _iso
+from envs.feeds.ccxt_live import LiveFeed, LiveFeedStats
+from envs.times import iso_utc
 
 logger = logging.getLogger(__name__)
 
@@ -286,7 +287,7 @@ class WebsocketLiveFeed(LiveFeed):
         self._need_backfill = True  # poll drops the unfinished candles and backfills through REST
         logger.warning("%s %s: websocket failed (%s: %s); REST backfill from %s, reconnect in %.2f s",
                        self.symbol, self.timeframe, type(error).__name__, str(error)[:200],
-                       _iso(None if self._last is None else self._last + self.tf_ms), delay_s)
+                       iso_utc(None if self._last is None else self._last + self.tf_ms), delay_s)
 
     def _cached(self) -> list[list[Any]]:
         """ccxt.pro's candle cache for the symbol (latest values per open time, newest last).
@@ -327,7 +328,7 @@ class WebsocketLiveFeed(LiveFeed):
         closed = sorted(t for t in self._pending if t + self.tf_ms in self._seen)
         if closed and self._last is not None and closed[0] != self._last + self.tf_ms:
             logger.info("%s %s: stream jumped from %s to %s; fetching the bars between through REST",
-                        self.symbol, self.timeframe, _iso(self._last), _iso(closed[0]))
+                        self.symbol, self.timeframe, iso_utc(self._last), iso_utc(closed[0]))
             disconnects = self.stats.disconnects
             out.append(self.backfill(now_ms=closed[0]))  # exactly the hole: bars before the streamed one
             if self.stats.disconnects > disconnects:  # REST is down too: hold the streamed bars, retry next poll

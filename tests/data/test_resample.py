@@ -51,12 +51,13 @@ def test_ms_timeframe_equals_string(sample_1m: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(resample(sample_1m, 3_600_000), resample(sample_1m, "1h"))
 
 
-@pytest.mark.parametrize(("tf", "ms"), [("1m", M), ("15m", 15 * M), ("4h", 240 * M), ("1d", 1440 * M), ("30s", 30_000), ("60000", M), (M, M)])
+@pytest.mark.parametrize(("tf", "ms"), [("1m", M), ("15m", 15 * M), ("4h", 240 * M), ("1d", 1440 * M), ("30s", 30_000), ("60000", M), (M, M),
+                                        ("1w", 7 * 1440 * M)])
 def test_parse_timeframe(tf: str | int, ms: int) -> None:
     assert parse_timeframe(tf) == ms
 
 
-@pytest.mark.parametrize("tf", ["1w", "h1", "", "0m", 0, -5])
+@pytest.mark.parametrize("tf", ["1mo", "h1", "", "0m", 0, -5])
 def test_parse_timeframe_rejects(tf: str | int) -> None:
     with pytest.raises(ValueError, match="timeframe="):
         parse_timeframe(tf)
@@ -73,3 +74,8 @@ def test_empty() -> None:
         timestamp=np.empty(0, dtype=np.int64)
     )
     assert len(resample(empty, "1h")) == 0
+
+
+def test_weekly_resampling_is_refused(sample_1h: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="Thursdays"):
+        resample(sample_1h, "1w")
