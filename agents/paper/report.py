@@ -46,7 +46,7 @@ def ledger_record(steps: pd.DataFrame, decisions: pd.DataFrame, initial_cash: fl
         position=steps["position"].to_numpy(np.float64), exposure=steps["exposure"].to_numpy(np.float64),
         traded_notional=states[:, K.S_STEP_NOTIONAL].copy(), actions=acts,
         fees_paid=float(last["fees_paid"]), slippage_paid=float(last["slippage_paid"]),
-        funding_paid=float(last["funding_paid"]), n_trades=int(last["n_trades"]),
+        funding_paid=float(last["funding_paid"]), n_fills=int(last["n_trades"]),
         n_liquidations=int(steps["liquidated"].sum()), terminated=bool(last["terminated"]),
     )
 

@@ -23,7 +23,7 @@ def test_paper_report_from_the_ledger_equals_the_evaluation_of_the_same_bars(
     assert set(agent) <= set(paper)
     for key, value in agent.items():  # every metric of the evaluator's agent column, from the ledger alone
         assert paper[key] == value, key
-    assert paper["n_trades"] > 0 and paper["n_bars"] > 100
+    assert paper["n_fills"] > 0 and paper["n_bars"] > 100
     text = (out / "report.md").read_text()
     assert "Paper session" in text and "equity.png" in text
     for png in ("equity.png", "drawdown.png", "exposure.png", "trade_returns.png"):
