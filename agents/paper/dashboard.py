@@ -213,7 +213,8 @@ class Dashboard:
                              "paper.dashboard_port, or 0 for any free port") from err
         server.site = _Site(self.paper_dir, self.token, _Cache(self.paper_dir))
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="paper-dashboard", daemon=True)
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="paper-dashboard", daemon=True)
         self._thread.start()
         if self._token_from is None:
             logger.info("dashboard: %s | kill-switch token: %s (set %s to choose it and keep it out of the log)",
