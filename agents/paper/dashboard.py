@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from agents.paper.dashboard_view import Snapshot, page_html, panel_html, prometheus_text, read_snapshot
+from agents.paper.dashboard_view import LedgerReader, Snapshot, page_html, panel_html, prometheus_text
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ class _Cache:
 
     def __init__(self, paper_dir: Path) -> None:
         self.paper_dir = paper_dir
+        self.reader = LedgerReader(paper_dir)
         self.lock = threading.Lock()
         self.key: tuple[Any, ...] | None = None
         self.snap: Snapshot | None = None
@@ -85,7 +86,7 @@ class _Cache:
         key = tuple((f.stat().st_mtime_ns, f.stat().st_size) if f.exists() else None for f in files)
         with self.lock:
             if self.snap is None or key != self.key:
-                self.snap, self.key = read_snapshot(self.paper_dir), key
+                self.snap, self.key = self.reader.snapshot(), key
             return self.snap
 
 
@@ -174,6 +175,9 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     site: _Site
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        logger.exception("dashboard: error while answering %s", client_address[0])
 
 
 class Dashboard:

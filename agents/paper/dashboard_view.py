@@ -1,6 +1,6 @@
 """What the dashboard shows: a snapshot of the ledger (read-only) and its HTML, SVG, JSON and Prometheus forms.
 
-Pure functions of the ledger, no server: `read_snapshot` reads a paper folder with
+No server here: `LedgerReader` / `read_snapshot` read a paper folder (incrementally) with
 `agents.paper.ledger.read_table`; `page_html` / `panel_html` render it (charts as inline SVG, one point
 per settled step up to `MAX_POINTS`, evenly thinned beyond); `Snapshot.state` is ``/api/state``;
 `prometheus_text` is ``/metrics``. Optional ledger columns are shown when present: ``risk_state`` /
@@ -116,23 +116,55 @@ class Snapshot:
         return out
 
 
+class LedgerReader:
+    """Reads a paper folder's ledger incrementally (read-only): each `snapshot` fetches only the new rows.
+
+    The paper process serves the dashboard, so a poll must not cost O(history) per bar: steps and
+    decisions are read with ``read_table(..., after=<last key seen>)`` and appended.
+
+    Args:
+        paper_dir: the paper folder.
+    """
+
+    def __init__(self, paper_dir: str | Path) -> None:
+        self.paper = Path(paper_dir)
+        self._steps: pd.DataFrame | None = None
+        self._n_decisions = 0
+        self._last_decision: dict[str, Any] = {}
+        self._latency = np.zeros(0)
+
+    def snapshot(self) -> Snapshot:
+        """The ledger now.
+
+        Raises:
+            ValueError: when the folder has no ledger yet.
+        """
+        meta = dict(read_table(self.paper, "meta")[["key", "value"]].itertuples(index=False, name=None))
+        last_step = None if self._steps is None or self._steps.empty else int(self._steps["step"].iloc[-1])
+        new = read_table(self.paper, "steps", after=last_step)
+        new = new[[c for c in _STEP_COLUMNS if c in new.columns]]
+        if self._steps is None or self._steps.empty:
+            self._steps = new.reset_index(drop=True)
+        elif not new.empty:
+            self._steps = pd.concat([self._steps, new], ignore_index=True)
+        dec = read_table(self.paper, "decisions", after=self._last_decision.get("bar_ts"))
+        if not dec.empty:
+            self._n_decisions += len(dec)
+            self._last_decision = {k: (v.item() if hasattr(v, "item") else v) for k, v in dec.iloc[-1].items()}
+            self._latency = np.r_[self._latency, dec["latency_ms"].to_numpy(np.float64)][-N_LATENCY:]
+        kill_path = self.paper / "KILL"
+        kill = kill_path.read_text(encoding="utf-8").strip() if kill_path.exists() else None
+        return Snapshot(session=self.paper.name, meta=meta, steps=self._steps, n_decisions=self._n_decisions,
+                        last_decision=dict(self._last_decision), latency_ms=self._latency.copy(), kill=kill)
+
+
 def read_snapshot(paper_dir: str | Path) -> Snapshot:
-    """Read a paper folder's ledger (read-only; also while the session writes it).
+    """The ledger of a paper folder now (one full read-only read).
 
     Raises:
         ValueError: when the folder has no ledger yet.
     """
-    paper = Path(paper_dir)
-    meta = dict(read_table(paper, "meta")[["key", "value"]].itertuples(index=False, name=None))
-    steps = read_table(paper, "steps")
-    steps = steps[[c for c in _STEP_COLUMNS if c in steps.columns]].reset_index(drop=True)
-    decisions = read_table(paper, "decisions")
-    last = {} if decisions.empty else {k: (v.item() if hasattr(v, "item") else v)
-                                       for k, v in decisions.iloc[-1].items()}
-    kill_path = paper / "KILL"
-    kill = kill_path.read_text(encoding="utf-8").strip() if kill_path.exists() else None
-    return Snapshot(session=paper.name, meta=meta, steps=steps, n_decisions=len(decisions), last_decision=last,
-                    latency_ms=decisions["latency_ms"].to_numpy(np.float64)[-N_LATENCY:], kill=kill)
+    return LedgerReader(paper_dir).snapshot()
 
 
 def risk_code(state: Any) -> int:

@@ -10,10 +10,13 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from agents.paper.dashboard import KILL_FILE, Dashboard
-from agents.paper.ledger import LEDGER_FILE, read_steps
+from agents.paper.dashboard_view import LedgerReader, page_html, prometheus_text, read_snapshot
+from agents.paper.ledger import LEDGER_FILE, Ledger, read_steps
 
 TOKEN = "tok-9f3c2a7d41e8b6"
 
@@ -133,3 +136,35 @@ def test_a_taken_port_is_a_clear_error(dash: Dashboard, paper_copy: Path) -> Non
     port = int(dash.url.rsplit(":", 1)[1].strip("/"))
     with pytest.raises(ValueError, match="paper.dashboard_port"):
         Dashboard(paper_copy, port).start()
+
+
+def test_the_incremental_reader_equals_a_full_read_as_the_ledger_grows(uninterrupted: Path, paper_copy: Path) -> None:
+    """Rows appended after a first read (real SQLite inserts) are picked up; nothing is read twice."""
+    conn = sqlite3.connect(paper_copy / LEDGER_FILE)
+    with conn:
+        conn.execute("DELETE FROM steps WHERE step > 100")
+        conn.execute("DELETE FROM decisions WHERE bar_ts > (SELECT MAX(decision_ts) FROM steps)")
+    reader = LedgerReader(paper_copy)
+    first = reader.snapshot()
+    assert len(first.steps) == 100 and first.n_decisions == 100
+    with conn:
+        conn.execute("ATTACH DATABASE ? AS ref", (str(uninterrupted / LEDGER_FILE),))
+        conn.execute("INSERT INTO steps SELECT * FROM ref.steps WHERE step > 100")
+        conn.execute("INSERT INTO decisions SELECT * FROM ref.decisions WHERE bar_ts > (SELECT MAX(bar_ts) FROM decisions)")
+    conn.close()
+    grown, full = reader.snapshot(), read_snapshot(uninterrupted)
+    assert len(first.steps) == 100  # an earlier snapshot does not change
+    pd.testing.assert_frame_equal(grown.steps, full.steps)
+    assert {**grown.state(series=True), "session": None} == {**full.state(series=True), "session": None}
+    np.testing.assert_array_equal(grown.latency_ms, full.latency_ms)
+
+
+def test_a_session_without_settled_steps_renders(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path)
+    ledger.check_meta({"run_dir": "/runs/x", "model_id": "ppo:best_model.zip:00", "timeframe": "1h"})
+    ledger.close()
+    snap = read_snapshot(tmp_path)
+    assert snap.state()["steps"] == 0 and snap.state()["equity"] is None
+    page = page_html(snap)
+    assert "no settled step yet" in page and 'data-points="0"' in page
+    assert "quantgym_paper_steps_total{" in prometheus_text(snap)
