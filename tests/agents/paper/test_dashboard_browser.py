@@ -3,7 +3,8 @@
 One real session (`scripts/paper.py` in a subprocess, ``paper.dashboard=true``, a slow replay) and one
 browser for the module: the page loads nothing from outside 127.0.0.1, the equity chart has one point per
 settled step, the panel follows new bars, and the kill button is refused without the token and writes
-``KILL`` with it. Skipped, with the reason, only where no browser is installed (`.ci/run` installs it).
+``KILL`` with it; then Ctrl-C stops the session, which writes its report, and the token is in no file
+of the paper folder but the log. Skipped, with the reason, only where no browser is installed (`.ci/run` installs it).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -82,7 +84,7 @@ def session(tiny_run: Path, replay_file: Path, tmp_path_factory: pytest.TempPath
         yield {"dir": paper_dir, "url": match.group(1), "token": match.group(2), "proc": proc, "stdout": root / "stdout.txt"}
     finally:
         if proc.poll() is None:
-            proc.terminate()  # only when a test failed early: the replay ends by itself
+            proc.terminate()  # only when a test failed before the SIGINT test
         proc.wait(timeout=60)
         out.close()
 
@@ -139,13 +141,20 @@ def test_dashboard_in_a_headless_browser(browser: Any, session: dict[str, Any]) 
     assert kill.read_text() == "browser test\n"  # the risk controls consume it (the session may stop now)
 
 
-def test_the_session_ends_with_a_report_and_the_token_only_in_the_log(session: dict[str, Any]) -> None:
+def test_a_stopped_session_writes_its_report_and_the_token_is_only_in_the_log(session: dict[str, Any]) -> None:
+    """Ctrl-C (SIGINT) mid-replay: the session stops early and still writes the evaluation report."""
     proc, paper_dir = session["proc"], session["dir"]
-    assert proc.wait(timeout=120) == 0, session["stdout"].read_text()[-3000:]
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=120)
+    steps = _steps(paper_dir)
+    assert 0 < steps < N_BARS // 2, "the session should have been stopped mid-replay"
     log = (paper_dir / "paper.log").read_text()
     lines = [x for x in log.splitlines() if "| decision latency " in x]
-    assert len(lines) >= _steps(paper_dir) and all("| feed lag 0.0 s" in x for x in lines[-3:])
-    assert (paper_dir / "report" / "report.md").exists()  # the stop report
+    assert len(lines) >= steps and all("| feed lag 0.0 s" in x for x in lines[-3:])
+    report = paper_dir / "report" / "report.md"
+    assert report.exists(), session["stdout"].read_text()[-3000:]  # the stop report
+    assert f"over {steps} steps" in report.read_text()
     assert (paper_dir / "tb").is_dir()
     token = session["token"].encode()
     holders = sorted(str(p.relative_to(paper_dir)) for p in paper_dir.rglob("*") if p.is_file() and token in p.read_bytes())
