@@ -19,6 +19,8 @@ from agents.config import schema_of
 FEED_KINDS = ("replay",)
 #: default bars of history the features are recomputed on at each bar (see docs/paper.md, "Features")
 DEFAULT_TAIL_BARS = 4096
+#: default port of the local web dashboard (``paper.dashboard_port``; 0 = any free port)
+DEFAULT_DASHBOARD_PORT = 8765
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,10 @@ class PaperConfig:
         tail_bars: bars of history (this bar included) the features are recomputed on per bar, >=
             window_size + 1; the cost per bar is O(tail_bars), not O(history).
         feed: the bar source.
+        tensorboard: write ``paper/`` scalars into ``<dir>/tb``.
+        dashboard: serve the local web dashboard (127.0.0.1 only) while the session runs.
+        dashboard_port: its TCP port, 0..65535 (0 = any free port; the URL is logged).
+        report_on_stop: write the evaluation report into ``<dir>/report`` when the session stops.
     """
 
     run_dir: str
@@ -71,12 +77,23 @@ class PaperConfig:
     model: str = "best"
     tail_bars: int = DEFAULT_TAIL_BARS
     feed: PaperFeedConfig = field(default_factory=PaperFeedConfig)
+    tensorboard: bool = True
+    dashboard: bool = False
+    dashboard_port: int = DEFAULT_DASHBOARD_PORT
+    report_on_stop: bool = True
 
     def __post_init__(self) -> None:
         if self.model not in ("best", "final"):
             raise ValueError(f"model={self.model!r} is invalid: choose 'best' or 'final'")
         if self.tail_bars < 2:
             raise ValueError(f"paper.tail_bars={self.tail_bars} is invalid: must be >= window_size + 1")
+        if not 0 <= self.dashboard_port <= 65535:
+            raise ValueError(f"paper.dashboard_port={self.dashboard_port} is invalid: a TCP port 1..65535, or 0 for any "
+                             "free port")
+
+
+#: monitoring keys of the ``paper`` node (`agents.paper.monitor`)
+MONITOR_KEYS = ("tensorboard", "dashboard", "dashboard_port", "report_on_stop")
 
 
 @dataclass
@@ -86,6 +103,10 @@ class PaperNodeSchema:
     dir: Optional[str] = None  # noqa: UP045 - OmegaConf schemas
     model: str = "best"
     tail_bars: int = DEFAULT_TAIL_BARS
+    tensorboard: bool = True
+    dashboard: bool = False
+    dashboard_port: int = DEFAULT_DASHBOARD_PORT
+    report_on_stop: bool = True
 
 
 @dataclass
@@ -121,4 +142,5 @@ def to_paper_config(raw: dict[str, Any], base_dir: str | Path | None = None) -> 
     return PaperConfig(
         run_dir=absolute(raw["run_dir"]) or "", dir=absolute(raw["dir"]) or "", model=raw.get("model", "best"),
         tail_bars=int(raw.get("tail_bars", DEFAULT_TAIL_BARS)), feed=PaperFeedConfig(**feed),
+        **{k: raw[k] for k in MONITOR_KEYS if k in raw},
     )

@@ -108,7 +108,7 @@ class PaperEngine:
                 self.halted = True
                 logger.warning("the session ended at %s: equity %.2f, drawdown %.2f%% (bankruptcy or the drawdown "
                                "stop); no further decisions", _iso(bar.timestamp), info["equity"], 100 * info["drawdown"])
-                return self._status(bar, info, None)
+                return self._status(bar, info, None, now_ms)
         if self.state is None:
             self.state = initial_state(sim, k - offset, offset)
         decision = self.ledger.decision(bar.timestamp)
@@ -118,7 +118,7 @@ class PaperEngine:
             latency_ms = 1000.0 * (time.perf_counter() - started)
             self.ledger.commit_decision(decision, now_ms, latency_ms)
         self.broker.submit(decision, now_ms)
-        return self._status(bar, info, latency_ms)
+        return self._status(bar, info, latency_ms, now_ms)
 
     def _decide(self, bar: Bar, k: int, sim: Simulation, offset: int) -> Decision:
         """Observation at bar k (absolute) from the kernel, the model's deterministic action, its target."""
@@ -134,17 +134,17 @@ class PaperEngine:
                         action=a, target_exposure=target, obs_hash=obs_hash(obs[0]), model_id=self.run.model_id,
                         price=float(bar.close))
 
-    def _status(self, bar: Bar, info: dict[str, Any] | None, latency_ms: float | None) -> dict[str, Any]:
-        status: dict[str, Any] = {"bar": _iso(bar.timestamp), "latency_ms": latency_ms}
+    def _status(self, bar: Bar, info: dict[str, Any] | None, latency_ms: float | None, now_ms: int) -> dict[str, Any]:
+        """The bar's status for `agents.paper.monitor` (which logs it): ``settled`` when a step was committed."""
+        status: dict[str, Any] = {"bar": _iso(bar.timestamp), "bar_ts": int(bar.timestamp), "now_ms": int(now_ms),
+                                  "latency_ms": latency_ms, "settled": info is not None}
         if info is not None:
-            status.update(equity=info["equity"], position=info["position"], drawdown=info["drawdown"])
+            status.update(equity=info["equity"], position=info["position"], drawdown=info["drawdown"],
+                          exposure=info["exposure"])
         else:
             assert self.state is not None
             status.update(equity=float(self.state[K.S_EQUITY]), position=float(self.state[K.S_POS]),
-                          drawdown=float(self.state[K.S_DRAWDOWN]))
-        lat = "resumed" if latency_ms is None else f"{latency_ms:.1f} ms"
-        logger.info("bar %s | equity %.2f | position %.6g | drawdown %.2f%% | decision latency %s",
-                    status["bar"], status["equity"], status["position"], 100 * status["drawdown"], lat)
+                          drawdown=float(self.state[K.S_DRAWDOWN]), exposure=float(self.state[K.S_EXPOSURE]))
         return status
 
 

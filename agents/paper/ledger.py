@@ -213,8 +213,15 @@ class Ledger:
                 for t in ("decisions", "orders", "steps")}
 
 
-def read_table(paper_dir: str | Path, table: str) -> pd.DataFrame:
-    """A table of a paper folder's ledger (read-only; also while the session runs)."""
+def read_table(paper_dir: str | Path, table: str, after: int | None = None) -> pd.DataFrame:
+    """A table of a paper folder's ledger (read-only; also while the session runs).
+
+    Args:
+        paper_dir: the paper folder.
+        table: ``meta``, ``decisions``, ``orders`` or ``steps``.
+        after: only the rows whose key is greater (``step`` for steps, ``bar_ts`` for decisions and
+            orders): an incremental read for a reader that already holds the earlier rows.
+    """
     if table not in ("meta", "decisions", "orders", "steps"):
         raise ValueError(f"unknown ledger table {table!r}: meta, decisions, orders or steps")
     path = Path(paper_dir) / LEDGER_FILE
@@ -223,7 +230,11 @@ def read_table(paper_dir: str | Path, table: str) -> pd.DataFrame:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         order = {"meta": "key", "decisions": "bar_ts", "orders": "bar_ts", "steps": "step"}[table]
-        return pd.read_sql_query(f"SELECT * FROM {table} ORDER BY {order}", conn)
+        if after is None:
+            return pd.read_sql_query(f"SELECT * FROM {table} ORDER BY {order}", conn)
+        if table == "meta":
+            raise ValueError("read_table(..., 'meta', after=...) is invalid: meta has no ordered key")
+        return pd.read_sql_query(f"SELECT * FROM {table} WHERE {order} > ? ORDER BY {order}", conn, params=(int(after),))
     finally:
         conn.close()
 

@@ -25,6 +25,7 @@ from agents.paper.config import PaperConfig, PaperFeedConfig
 from agents.paper.engine import PaperEngine, PaperRun
 from agents.paper.ledger import Ledger
 from agents.paper.market import BarTail
+from agents.paper.monitor import SessionMonitor
 from agents.sb3 import load_model
 from envs.feeds.base import frame_to_bars, timeframe_ms
 from envs.feeds.clock import SimulatedClock
@@ -122,11 +123,20 @@ def run_paper(cfg: PaperConfig, base_dir: str | None = None, broker_cls: type[Pa
         feed = HistoricalFeed(frame.iloc[start:].reset_index(drop=True), run.cfg.data.symbol, run.cfg.data.timeframe,
                               clock)
         n = 0
-        for bar in feed:
-            engine.on_bar(bar, clock.now_ms())
-            n += 1
-            if cfg.feed.speed is not None:
-                time.sleep(1.0 / cfg.feed.speed)
+        monitor = SessionMonitor(cfg, run.cfg.data.timeframe, ledger.counts()["steps"])
+        stopped = False  # a finished feed, or Ctrl-C: the stop report is written (not after a crash)
+        try:
+            for bar in feed:
+                monitor.on_status(engine.on_bar(bar, clock.now_ms()))
+                n += 1
+                if cfg.feed.speed is not None:
+                    time.sleep(1.0 / cfg.feed.speed)
+            stopped = True
+        except KeyboardInterrupt:
+            stopped = True
+            raise
+        finally:
+            monitor.close(report=stopped)
         counts = ledger.counts()
         logger.info("feed ended after %d bars; ledger: %s", n, counts)
         return {"bars": n, "resumed_at": start, "halted": engine.halted, **counts, "ledger": str(ledger.path)}

@@ -49,7 +49,8 @@ def replay_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def paper_config(run_dir: Path, bars: Path, paper_dir: Path, **kw: object) -> PaperConfig:
-    """A replay session config."""
+    """A replay session config (no stop report unless asked: it costs seconds; `uninterrupted` writes one)."""
+    kw.setdefault("report_on_stop", False)
     return PaperConfig(run_dir=str(run_dir), dir=str(paper_dir), feed=PaperFeedConfig(path=str(bars)), **kw)  # type: ignore[arg-type]
 
 
@@ -70,7 +71,7 @@ def ledger_rows(paper_dir: Path) -> dict[str, pd.DataFrame]:
 
 @pytest.fixture(scope="session")
 def uninterrupted(tiny_run: Path, replay_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The paper folder of one uninterrupted in-process replay of ``replay_file``."""
+    """The paper folder of one uninterrupted in-process replay of ``replay_file`` (with its stop report)."""
     paper_dir = tmp_path_factory.mktemp("paper_ref")
-    run_paper(paper_config(tiny_run, replay_file, paper_dir))
+    run_paper(paper_config(tiny_run, replay_file, paper_dir, report_on_stop=True))
     return paper_dir

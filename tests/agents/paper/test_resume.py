@@ -49,7 +49,7 @@ def test_sigkill_at_random_bars_three_times_then_resume_equals_uninterrupted(
         tiny_run: Path, replay_file: Path, uninterrupted: Path, tmp_path: Path) -> None:
     paper_dir = tmp_path / "paper"
     cmd = [sys.executable, str(REPO / "scripts" / "paper.py"), f"run_dir={tiny_run}", f"feed.path={replay_file}",
-           f"paper.dir={paper_dir}"]
+           f"paper.dir={paper_dir}", "paper.report_on_stop=false"]
     n_steps = len(ledger_rows(uninterrupted)["steps"])
     targets = sorted(random.Random(os.getpid()).sample(range(5, n_steps - 5), 3))
     for target in targets:
