@@ -205,3 +205,14 @@ def test_tune_searches_forecaster_keys_and_refuses_a_misspelt_one(compose_cfg, t
     raw["tune"]["space"] = {"forecaster.params.num_leafs": {"dist": "choice", "values": [7, 31]}}
     with pytest.raises(ValueError, match="num_leafs"):
         prepare_experiment(raw, str(Path(__file__).resolve().parents[2]), str(tmp_path))
+
+
+def test_walk_forward_folds_start_after_the_forecaster_warm_up() -> None:
+    from agents.walk_forward import walk_forward_bounds
+
+    split = SplitConfig(train_frac=0.7, val_frac=0.15, embargo_bars=5)
+    folds = walk_forward_bounds(10_000, 4, split, 32, first_usable=1_000)
+    assert folds[0]["train"].warmup_start == 1_000 and folds[-1]["test"].end == 10_000
+    assert all(b.warmup_start >= 1_000 for fold in folds for b in fold.values())
+    tests = [(f["test"].start, f["test"].end) for f in folds]
+    assert all(prev_end + 5 == start for (_, prev_end), (start, _) in zip(tests, tests[1:], strict=False))
