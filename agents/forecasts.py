@@ -58,7 +58,7 @@ STATE_DIR = "forecaster_state"
 METRICS_FILE = "forecast_metrics.json"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RunForecasts:
     """The forecasts of a run's whole span.
 
@@ -112,14 +112,16 @@ def _walk_forward(bars: pd.DataFrame, feats: pd.DataFrame | None, features: Feat
     cache.misses += 1
     result = run_walk_forward(bars, feats, forecast)
     cache.save(key, result.predictions)
-    tmp = Path(tempfile.mkdtemp(prefix=state.name + ".", dir=cache.directory))
-    try:  # written aside, then renamed: a crash leaves no half state behind
-        save_state(result, forecast, tmp, extra=_state_extra(bars))
-        if state.exists():
-            shutil.rmtree(state)
-        tmp.rename(state)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    if not (state / "schedule.json").is_file():  # the same key always holds the same state
+        tmp = Path(tempfile.mkdtemp(prefix=state.name + ".", dir=cache.directory))
+        try:  # written aside, then renamed: a crash leaves no half state behind
+            save_state(result, forecast, tmp, extra=_state_extra(bars))
+            tmp.rename(state)
+        except OSError:
+            if not (state / "schedule.json").is_file():  # not merely a parallel writer (tune trials) that won
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     logger.info("forecast: cached to %s", cache.path(key))
     return result.predictions, state
 

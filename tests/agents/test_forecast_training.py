@@ -75,6 +75,13 @@ def test_training_split_sees_only_walk_forward_out_of_sample_forecasts(tmp_path:
     model.fit(X[rows], y[rows])
     assert not np.allclose(model.predict(X[rows]).astype(np.float32), fc[rows])
 
+    # a second load is a cache hit (predictions and state); another forecaster config is not
+    again = load_splits(_data(tmp_path, bars), WINDOW, FEATURES, tmp_path / "cache", GBM)
+    assert again.forecasts is not None and again.forecasts.state == splits.forecasts.state
+    np.testing.assert_array_equal(again.full.raw_features, full.raw_features)
+    other = load_splits(_data(tmp_path, bars), WINDOW, FEATURES, tmp_path / "cache", dataclasses.replace(GBM, seed=1))
+    assert other.forecasts is not None and other.forecasts.state != splits.forecasts.state
+
 
 def test_perturbing_bars_after_t_changes_no_forecast_or_observation_up_to_t(tmp_path: Path,
                                                                             bars: pd.DataFrame) -> None:
