@@ -187,6 +187,8 @@ def test_train_saves_state_and_evaluate_on_new_bars_reports_forecast_skill(tmp_p
     assert "## Forecasts" in Path(result["report"]).read_text()
     metrics = json.loads((out / "forecast_metrics.json").read_text())
     assert metrics["model"] == "gbm" and metrics["n_predictions"] >= 190
+    val = evaluate_run(run_dir, split="val")  # the same cached forecasts, scored on the validation split
+    assert "## Forecasts" in Path(val["report"]).read_text()
     with pytest.raises(ValueError, match="paper mode cannot produce its forecast"):
         load_paper_run(run_dir)
 
