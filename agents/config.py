@@ -22,6 +22,7 @@ from agents.paths import PathsConfig
 from envs.config import EnvConfig
 from envs.data.cleaning import CleaningConfig
 from envs.features.pipeline import FeatureConfig
+from envs.forecasting.config import ForecastConfig
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +220,8 @@ class RunConfig:
     features: FeatureConfig = FeatureConfig.none()
     task_name: str = "train"
     paths: PathsConfig = PathsConfig()
+    #: walk-forward forecaster whose out-of-sample forecasts join the observations (``model: none``: off)
+    forecaster: ForecastConfig = ForecastConfig(model="none")
 
     def __post_init__(self) -> None:
         name = self.agent.name
@@ -354,4 +357,5 @@ def to_run_config(cfg: DictConfig | dict[str, Any], base_dir: str | None = None)
         features=FeatureConfig.from_mapping(raw["features"]) if raw.get("features") else FeatureConfig.none(),
         task_name=raw.get("task_name", "train"),
         paths=PathsConfig(**(raw.get("paths") or {})),
+        forecaster=ForecastConfig.from_mapping(raw["forecaster"]) if raw.get("forecaster") else ForecastConfig(model="none"),
     )

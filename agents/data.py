@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,8 +22,12 @@ from envs.data.resample import parse_timeframe
 from envs.data.store import ParquetStore
 from envs.features.collinearity import PruneResult, prune_collinear_report
 from envs.features.pipeline import FeatureCache, FeatureConfig, build_features
+from envs.forecasting.config import ForecastConfig
 from envs.market_data import DERIVED_FEATURES, MarketData, attach_funding
 from envs.times import iso_utc, to_ms
+
+if TYPE_CHECKING:
+    from agents.forecasts import RunForecasts
 
 logger = logging.getLogger(__name__)
 
@@ -189,8 +194,12 @@ class SplitBounds:
         return self.end - self.start
 
 
-def split_bounds(timestamps: np.ndarray, split: SplitConfig, window_size: int) -> dict[str, SplitBounds]:
+def split_bounds(timestamps: np.ndarray, split: SplitConfig, window_size: int,
+                 first_usable: int = 0) -> dict[str, SplitBounds]:
     """Chronological train / val / test index ranges with ``embargo_bars`` dropped between them.
+
+    ``first_usable`` is the first bar whose observation features all exist (the forecaster's
+    warm-up ends there): the training split's first observation window starts at it.
 
     Raises:
         ValueError: when a split is too short for ``window_size`` (needs >= 2 bars to trade and a
@@ -207,7 +216,14 @@ def split_bounds(timestamps: np.ndarray, split: SplitConfig, window_size: int) -
     edges = {"train": (0, val_at), "val": (val_at + emb, test_at), "test": (test_at + emb, n)}
     out = {}
     for name, (start, end) in edges.items():
-        first = max(start, window_size - 1) if name == "train" else start
+        first = max(start, window_size - 1, first_usable + window_size - 1) if name == "train" else start
+        if first_usable and name == "train" and end - first < window_size:
+            raise ValueError(
+                f"the training split has {max(end - first, 0)} bars after the forecaster's warm-up, fewer than one "
+                f"observation window (env.window_size={window_size}): the first {first_usable} of {n} bars have no "
+                "out-of-sample forecast yet (forecaster.min_train labelled bars after the features' warm-up). Give "
+                "more data, a larger data.split.train_frac, or a smaller forecaster.min_train"
+            )
         if end - first < 2:
             raise ValueError(
                 f"the {name} split has {max(end - first, 0)} usable bars (of {n}); with "
@@ -229,6 +245,8 @@ class Splits:
 
     full: MarketData
     bounds: dict[str, SplitBounds]
+    #: the forecaster's predictions and state when the run has one (their ``fc_*`` columns are in ``full``)
+    forecasts: RunForecasts | None = None
 
     def get(self, name: str) -> MarketData:
         """Split ``name`` as `MarketData`: warm-up bars, then the split's own bars."""
@@ -243,27 +261,38 @@ class Splits:
                 for k, b in self.bounds.items()}
 
 
-def make_splits(df: pd.DataFrame, split: SplitConfig, window_size: int) -> Splits:
-    """Validate and convert bars once, then cut the chronological splits."""
+def make_splits(df: pd.DataFrame, split: SplitConfig, window_size: int,
+                forecasts: RunForecasts | None = None) -> Splits:
+    """Validate and convert bars once, then cut the chronological splits (after the forecaster's warm-up)."""
     full = MarketData.load(df)
-    bounds = split_bounds(full.timestamp, split, window_size)
+    bounds = split_bounds(full.timestamp, split, window_size, forecasts.first_bar if forecasts is not None else 0)
     for b in bounds.values():
         require_usable(full, window_size, f"the {b.name} split", b.start, b.end)
-    return Splits(full=full, bounds=bounds)
+    return Splits(full=full, bounds=bounds, forecasts=forecasts)
 
 
 def load_splits(cfg: DataConfig, window_size: int, features: FeatureConfig | None = None,
-                cache_dir: str | Path | None = None) -> Splits:
-    """Load the configured bars, add causal features (cached by content hash) and cut the splits.
+                cache_dir: str | Path | None = None, forecaster: ForecastConfig | None = None) -> Splits:
+    """Load the configured bars, add causal features and forecasts (cached by content hash), cut the splits.
 
     Feature columns become observation features of the env; their warm-up rows are NaN (shown to
-    the agent as 0) and are ignored when the normaliser is fitted.
+    the agent as 0) and are ignored when the normaliser is fitted. With an enabled ``forecaster``
+    the walk-forward, out-of-sample forecasts of the whole span join as ``fc_*`` feature columns
+    (`agents.forecasts.add_forecasts`, cached under ``<cache_dir>/predictions``); the training split
+    then starts after the forecaster's warm-up.
     """
-    df = load_frame(cfg)
-    if features is not None and features != FeatureConfig.none():
+    df = bars = load_frame(cfg)
+    features = features if features is not None else FeatureConfig.none()
+    if features != FeatureConfig.none():
         cache = FeatureCache(cache_dir) if cache_dir is not None else None
         df = build_features(df, features, cache)
-    return make_splits(df, cfg.split, window_size)
+    forecasts = None
+    if forecaster is not None and forecaster.enabled:
+        from agents.forecasts import add_forecasts
+
+        df, forecasts = add_forecasts(bars, df, features, forecaster,
+                                      Path(cache_dir) / "predictions" if cache_dir is not None else None)
+    return make_splits(df, cfg.split, window_size, forecasts)
 
 
 def prune_features(splits: Splits, features: FeatureConfig) -> tuple[Splits, PruneResult | None]:
@@ -290,4 +319,4 @@ def prune_features(splits: Splits, features: FeatureConfig) -> tuple[Splits, Pru
                 len(result.kept), len(candidates), [c for c, _ in result.dropped])
     kept = set(result.kept)
     keep = [n for n in full.feature_names if n in DERIVED_FEATURES or n in kept]
-    return Splits(full=full.select_features(keep), bounds=splits.bounds), result
+    return Splits(full=full.select_features(keep), bounds=splits.bounds, forecasts=splits.forecasts), result

@@ -15,6 +15,7 @@ from agents.config import RunConfig, to_run_config
 from agents.data import check_tradable, load_frame, load_splits, require_usable
 from agents.evaluation.steps import STEPS_FILE, evaluation_steps
 from agents.evaluation.suite import evaluate_policy
+from agents.forecasts import STATE_DIR, continue_on_new_bars, skill_config, skill_section, split_sections
 from agents.sb3 import load_model
 from envs.features.pipeline import FeatureConfig, build_features
 from envs.market_data import FeatureNormalizer, MarketData
@@ -59,33 +60,47 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data_path: str | None
     """Evaluate the run's ``best`` (or ``final``) model on ``split`` of its data, or on ``data_path``.
 
     With ``data_path`` the whole file is one evaluation span (its features are normalised with the
-    run's training statistics). Writes the report and ``steps.parquet`` (one row per step, the env's
-    info keys: the columns of paper mode's ledger) into ``out_dir`` (default ``<run>/eval_<name>``).
+    run's training statistics). A run with a forecaster needs bars after its own: their features are
+    computed over the run's bars + the file, and the forecasts continue the run's walk-forward
+    schedule from ``<run>/forecaster_state`` (no model sees a label before it is known). The report
+    then gains a forecast section (skill on the evaluated span). Writes the report and
+    ``steps.parquet`` (one row per step, the env's info keys: the columns of paper mode's ledger)
+    into ``out_dir`` (default ``<run>/eval_<name>``).
     """
     run = Path(run_dir)
     cfg, normalizer = load_run(run, base_dir)
+    out = output_dir(run, split, data_path, out_dir)
     if data_path is not None:
         # the run's one loader: its cleaning policies, timeframe check and funding join apply to the file too
         frame = load_frame(dataclasses.replace(cfg.data, path=str(data_path), store_root=None, start=None, end=None))
-        if cfg.features != FeatureConfig.none():
+        forecasts = None
+        if cfg.forecaster.enabled:
+            frame, forecasts = continue_on_new_bars(load_frame(cfg.data), frame, cfg.features, cfg.forecaster,
+                                                    run / STATE_DIR)
+        elif cfg.features != FeatureConfig.none():
             frame = build_features(frame, cfg.features)
         data = MarketData.load(frame)
         require_usable(data, cfg.env.window_size, f"data_path={data_path!r}")
         name = Path(data_path).stem
+        sections = {} if forecasts is None else {"Forecasts": skill_section(
+            forecasts.predictions, forecasts.baselines, cfg.forecaster, int(data.timestamp[0]),
+            int(data.timestamp[-1]), skill_config(cfg.evaluation, cfg.train.seed), out)}
     else:
         if split not in ("train", "val", "test"):
             raise ValueError(f"split={split!r} is invalid: choose train, val or test (or give data_path)")
-        data = load_splits(cfg.data, cfg.env.window_size, cfg.features, cfg.paths.feature_cache_dir).get(split)
+        splits = load_splits(cfg.data, cfg.env.window_size, cfg.features, cfg.paths.feature_cache_dir, cfg.forecaster)
+        data = splits.get(split)
         name = split
+        sections = split_sections(splits, split, cfg.evaluation, cfg.train.seed, out)
     data = run_features(data, normalizer)
     check_tradable(cfg.env, data, f"evaluating {run} on {name}")
     model_path = run / f"{model}_model.zip"
     if not model_path.exists():
         raise ValueError(f"{model_path} not found: model must be 'best' or 'final' of a finished run")
     policy = sb3_policy(load_model(cfg.agent.name, model_path, device=cfg.train.device))
-    out = output_dir(run, split, data_path, out_dir)
     result = evaluate_policy(policy, data, cfg.env, normalizer, cfg.evaluation, out, cfg.data.calendar,
-                             title=f"{cfg.agent.name.upper()} ({model} model) on {name}", seed=cfg.train.seed)
+                             title=f"{cfg.agent.name.upper()} ({model} model) on {name}", seed=cfg.train.seed,
+                             extra_sections=sections)
     result.pop("records", None)
     result["steps"] = str(evaluation_steps(policy, data, cfg.env, normalizer, out / STEPS_FILE, seed=cfg.train.seed))
     return result

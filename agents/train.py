@@ -6,6 +6,7 @@ Run folder layout (``run_dir``)::
     tb/run_1/              TensorBoard events (SB3 losses, trading/*, eval/*)
     checkpoints/           the last train.keep_checkpoints checkpoints (agents/checkpoints.py)
     normalizer.json        feature normalisation fitted on the training split only
+    forecaster_state/      with a forecaster: its latest models, scalers and schedule position
     best_model.zip         best validation Sharpe (+ best_vecnormalize.pkl)
     final_model.zip        last weights (+ vecnormalize.pkl)
     eval_history.json      every validation result
@@ -37,6 +38,7 @@ from agents.config import RunConfig
 from agents.data import Splits, check_tradable, load_splits, prune_features
 from agents.evaluation.runner import evaluation_env, run_policy
 from agents.evaluation.suite import evaluate_policy
+from agents.forecasts import split_sections
 from agents.sb3 import build_model, load_model
 from envs.market_data import FeatureNormalizer
 from envs.vec_env import VecTradingEnv
@@ -101,7 +103,9 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
         saved_cfg.parent.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.create(asdict(cfg)), saved_cfg)
     if splits is None:
-        splits = load_splits(cfg.data, cfg.env.window_size, cfg.features, cfg.paths.feature_cache_dir)
+        splits = load_splits(cfg.data, cfg.env.window_size, cfg.features, cfg.paths.feature_cache_dir, cfg.forecaster)
+    if splits.forecasts is not None:
+        splits.forecasts.save_state(run_dir)  # what evaluation on new bars continues from
     check_tradable(cfg.env, splits.full, f"env on {cfg.data.symbol}")
     splits, pruning = prune_features(splits, cfg.features)  # decided on this run's training split
     if pruning is not None:
@@ -154,6 +158,7 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
             "Model selection": f"best validation Sharpe {validation.best_sharpe:.3f} over "
                                f"{len(validation.history)} evaluations; the test split was never used for "
                                "selection.",
+            **split_sections(splits, "test", cfg.evaluation, cfg.train.seed, run_dir),
         },
     )
     result["best_validation_sharpe"] = validation.best_sharpe

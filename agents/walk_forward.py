@@ -28,21 +28,26 @@ FOLD_METRICS = ("total_return", "sharpe", "sortino", "max_drawdown", "n_fills", 
                 "fees_paid")
 
 
-def walk_forward_bounds(n: int, folds: int, split: SplitConfig, window_size: int) -> list[dict[str, SplitBounds]]:
-    """Split index ranges of each fold (see the module docstring)."""
+def walk_forward_bounds(n: int, folds: int, split: SplitConfig, window_size: int,
+                        first_usable: int = 0) -> list[dict[str, SplitBounds]]:
+    """Split index ranges of each fold (see the module docstring) over bars ``first_usable .. n - 1``.
+
+    ``first_usable`` is the end of the forecaster's warm-up (`agents.forecasts.RunForecasts.first_bar`):
+    the segments start there, so no fold is shown a forecast that does not exist yet.
+    """
     if folds < 2:
         raise ValueError(f"evaluation.walk_forward_folds={folds} is invalid: use >= 2 folds (0 = off)")
-    seg = n // (folds + 1)
+    seg = (n - first_usable) // (folds + 1)
     val_share = split.val_frac / (split.train_frac + split.val_frac)
     out = []
     for k in range(folds):
-        a, b = k * seg, (k + 1) * seg
-        c = (k + 2) * seg if k < folds - 1 else n
+        a, b = first_usable + k * seg, first_usable + (k + 1) * seg
+        c = first_usable + (k + 2) * seg if k < folds - 1 else n
         val_len = int((b - a) * val_share)
         edges = {"train": (a, b - val_len - split.embargo_bars), "val": (b - val_len, b), "test": (b + split.embargo_bars, c)}
         fold = {}
         for name, (start, end) in edges.items():
-            first = max(start, window_size - 1)
+            first = max(start, window_size - 1, first_usable + window_size - 1)
             if end - first < max(window_size, 2):
                 raise ValueError(
                     f"walk-forward fold {k}: the {name} span has {end - first} bars, fewer than env.window_size="
@@ -56,12 +61,14 @@ def walk_forward_bounds(n: int, folds: int, split: SplitConfig, window_size: int
 def run_walk_forward(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train and test every fold (in ``run_dir/fold_<k>``); write walk_forward.md and .json."""
     run_dir = Path(run_dir)
-    full = load_splits(cfg.data, cfg.env.window_size, cfg.features, cfg.paths.feature_cache_dir).full
-    folds = walk_forward_bounds(len(full), cfg.evaluation.walk_forward_folds, cfg.data.split, cfg.env.window_size)
+    loaded = load_splits(cfg.data, cfg.env.window_size, cfg.features, cfg.paths.feature_cache_dir, cfg.forecaster)
+    full, forecasts = loaded.full, loaded.forecasts
+    folds = walk_forward_bounds(len(full), cfg.evaluation.walk_forward_folds, cfg.data.split, cfg.env.window_size,
+                                forecasts.first_bar if forecasts is not None else 0)
     rows, agent_returns, bh_returns, stamps = [], [], [], []
     for k, bounds in enumerate(folds):
         logger.info("walk-forward fold %d/%d", k + 1, len(folds))
-        result = run(cfg, run_dir / f"fold_{k}", splits=Splits(full=full, bounds=bounds))
+        result = run(cfg, run_dir / f"fold_{k}", splits=Splits(full=full, bounds=bounds, forecasts=forecasts))
         agent, bh = result["results"]["agent"], result["results"]["buy_and_hold"]
         rows.append({"fold": k, **Splits(full=full, bounds=bounds).describe()["test"],
                      **{f"agent_{m}": agent[m] for m in FOLD_METRICS}, "buy_and_hold_sharpe": bh["sharpe"],

@@ -39,6 +39,10 @@ def load_paper_run(run_dir: str | Path, model: str = "best", base_dir: str | Non
     """The run's config, normaliser and ``<model>_model.zip`` with its content id."""
     run = Path(run_dir)
     cfg, normalizer = load_run(run, base_dir)
+    if cfg.forecaster.enabled:
+        raise ValueError(f"the run {run} has forecaster={cfg.forecaster.model}: paper mode cannot produce its forecast "
+                         "columns per bar yet (see docs/forecasting.md); paper-trade a run trained with "
+                         "forecaster=none, or evaluate this one on new bars with scripts/evaluate.py data_path=...")
     path = run / f"{model}_model.zip"
     if not path.exists():
         raise ValueError(f"{path} not found: model must be 'best' or 'final' of a finished training run")

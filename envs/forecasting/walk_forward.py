@@ -15,6 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -141,9 +142,14 @@ def _model_inputs(X: FloatArray, config: ForecastConfig) -> FloatArray:
 
 def _run_target(
     X: FloatArray, y: FloatArray, valid_input: npt.NDArray[np.bool_], events: list[Event],
-    config: ForecastConfig, context: ModelContext,
+    config: ForecastConfig, context: ModelContext, resume: tuple[Forecaster, int] | None = None,
 ) -> tuple[FloatArray, Forecaster | None, list[npt.NDArray[np.int64]]]:
-    """Predictions of one target over the span (NaN before the first fit) and the last model."""
+    """Predictions of one target over the span (NaN before the first fit) and the last model.
+
+    ``resume=(model, from_bar)`` continues a schedule whose events before ``from_bar`` already ran
+    (``model`` is their result, e.g. loaded from `save_state`): only bars >= ``from_bar`` are
+    predicted and only the later events run.
+    """
     n = X.shape[0]
     valid_sample = valid_input & np.isfinite(y)
     data = _model_inputs(X, config)
@@ -151,7 +157,17 @@ def _run_target(
     model: Forecaster | None = None
     windows: list[npt.NDArray[np.int64]] = []
     prev_end = -1
-    for i, ev in enumerate(events):
+    first_i = 0
+    if resume is not None:
+        model, from_bar = resume
+        first_i = sum(1 for ev in events if ev.bar < from_bar)
+        prev_end = events[first_i - 1].window_end
+        stop = events[first_i].bar if first_i < len(events) else n
+        rows = np.flatnonzero(valid_input[from_bar:stop]) + from_bar
+        if rows.size:
+            pred[rows] = model.predict(data[rows])
+    for i in range(first_i, len(events)):
+        ev = events[i]
         idx = _window(valid_sample, ev.window_end, config)
         if idx.size == 0:
             raise ValueError(
@@ -173,6 +189,51 @@ def _run_target(
     return pred, model, windows
 
 
+@dataclass(frozen=True, slots=True)
+class _Span:
+    """Inputs, labels and schedule of a span (shared by `run_walk_forward` and `continue_walk_forward`)."""
+
+    X: FloatArray
+    names: list[str]
+    ts: npt.NDArray[np.int64]
+    interval: int
+    valid_input: npt.NDArray[np.bool_]
+    ys: dict[str, FloatArray]
+    events: list[Event]
+
+
+def _prepare(bars: pd.DataFrame, features: pd.DataFrame | None, config: ForecastConfig) -> _Span:
+    if features is not None and len(features) != len(bars):
+        raise ValueError(f"features has {len(features)} rows but bars has {len(bars)}; they must align row by row")
+    frame = bars.reset_index(drop=True)
+    cols: list[str] = []
+    if features is not None:
+        feats = features.reset_index(drop=True)
+        cols = [str(c) for c in feats.columns]
+        frame = pd.concat([frame[["timestamp", "close"]], feats], axis=1)
+    X, names = build_inputs(frame, cols, config.n_lags)
+    ts = frame["timestamp"].to_numpy(dtype=np.int64)
+    interval = bar_interval_ms(ts)
+    close = frame["close"].to_numpy(dtype=np.float64)
+    valid_input = np.asarray(np.isfinite(X).all(axis=1), dtype=np.bool_)
+    ys = {t: make_target(close, t, config.horizon) for t in config.targets}
+    events = schedule(valid_input & np.isfinite(ys[config.targets[0]]), config)
+    return _Span(X, names, ts, interval, valid_input, ys, events)
+
+
+def _frame(span: _Span, preds: dict[str, FloatArray], first: int, config: ForecastConfig) -> pd.DataFrame:
+    """The prediction frame of bars ``first ..`` of the span (layout in the module docstring)."""
+    out: dict[str, object] = {"timestamp": span.ts[first:]}
+    for target in config.targets:
+        out[FORECAST_PREFIX + target] = preds[target][first:]
+    for i, target in enumerate(config.targets):
+        out["y_true" if i == 0 else f"y_{target}"] = span.ys[target][first:]
+    ids, label_end = _provenance(span.events, len(span.ts), span.ts, span.interval, config)
+    out["model_id"] = ids[first:]
+    out["train_label_end"] = label_end[first:]
+    return pd.DataFrame(out)
+
+
 def run_walk_forward(
     bars: pd.DataFrame, features: pd.DataFrame | None, config: ForecastConfig
 ) -> WalkForwardResult:
@@ -192,44 +253,24 @@ def run_walk_forward(
         raise ValueError("forecaster.model=none makes no forecasts; choose a model (e.g. forecaster=gbm)")
     if config.model == ENSEMBLE:
         return _run_ensemble(bars, features, config)
-    if features is not None and len(features) != len(bars):
-        raise ValueError(f"features has {len(features)} rows but bars has {len(bars)}; they must align row by row")
-    frame = bars.reset_index(drop=True)
-    cols: list[str] = []
-    if features is not None:
-        feats = features.reset_index(drop=True)
-        cols = [str(c) for c in feats.columns]
-        frame = pd.concat([frame[["timestamp", "close"]], feats], axis=1)
-    X, names = build_inputs(frame, cols, config.n_lags)
-    ts = frame["timestamp"].to_numpy(dtype=np.int64)
-    interval = bar_interval_ms(ts)
-    close = frame["close"].to_numpy(dtype=np.float64)
-    valid_input = np.asarray(np.isfinite(X).all(axis=1), dtype=np.bool_)
-    ys = {t: make_target(close, t, config.horizon) for t in config.targets}
-    events = schedule(valid_input & np.isfinite(ys[config.targets[0]]), config)
-    n = len(frame)
+    span = _prepare(bars, features, config)
+    events, n = span.events, len(span.ts)
     first = events[0].bar if events else n
     if not events:
         logger.warning("forecast: %d bars are too few for min_train=%d samples; no predictions", n, config.min_train)
-    out: dict[str, object] = {"timestamp": ts[first:]}
+    preds: dict[str, FloatArray] = {}
     models: dict[str, Forecaster] = {}
     audit: dict[str, list[npt.NDArray[np.int64]]] = {}
     for target in config.targets:
-        ctx = ModelContext(target=target, horizon=config.horizon, input_names=tuple(names), seed=config.seed)
-        pred, model, windows = _run_target(X, ys[target], valid_input, events, config, ctx)
-        out[FORECAST_PREFIX + target] = pred[first:]
+        ctx = ModelContext(target=target, horizon=config.horizon, input_names=tuple(span.names), seed=config.seed)
+        preds[target], model, windows = _run_target(span.X, span.ys[target], span.valid_input, events, config, ctx)
         if model is not None:
             models[target] = model
         if target == config.targets[0]:
-            audit = _audit(events, windows, ts, config)
-    for i, target in enumerate(config.targets):
-        out["y_true" if i == 0 else f"y_{target}"] = ys[target][first:]
-    ids, label_end = _provenance(events, n, ts, interval, config)
-    out["model_id"] = ids[first:]
-    out["train_label_end"] = label_end[first:]
-    preds = pd.DataFrame(out)
-    logger.info("forecast %s: %d fits/updates, %d predicted bars of %d", config.model, len(events), len(preds), n)
-    return WalkForwardResult(preds, models, events, audit, names, interval)
+            audit = _audit(events, windows, span.ts, config)
+    frame = _frame(span, preds, first, config)
+    logger.info("forecast %s: %d fits/updates, %d predicted bars of %d", config.model, len(events), len(frame), n)
+    return WalkForwardResult(frame, models, events, audit, span.names, span.interval)
 
 
 def _audit(events: list[Event], windows: list[npt.NDArray[np.int64]], ts: npt.NDArray[np.int64],
@@ -311,11 +352,13 @@ def join_predictions(observations: pd.DataFrame, predictions: pd.DataFrame,
     return observations.merge(right, on="timestamp", how="left", validate="one_to_one")
 
 
-def save_state(result: WalkForwardResult, config: ForecastConfig, directory: str | Path) -> Path:
+def save_state(result: WalkForwardResult, config: ForecastConfig, directory: str | Path,
+               extra: dict[str, object] | None = None) -> Path:
     """Save what continuing the schedule needs: the latest model of each target and the schedule position.
 
     Layout: ``<directory>/<target>/`` (`Forecaster.save`) and ``schedule.json`` (config, bar
-    interval, input names, the last event and the open times of its bar and of the first fit).
+    interval, input names, the last event, the open times of its bar, of the first fit and of the
+    span's last bar ``last_bar_ms``, plus ``extra``). `continue_walk_forward` reads it.
     """
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
@@ -330,9 +373,74 @@ def save_state(result: WalkForwardResult, config: ForecastConfig, directory: str
         "first_fit_ms": int(ts[0]) if ts.size else None,
         "last_event": asdict(last) if last else None,
         "last_event_ms": int(ts[last.bar - result.events[0].bar]) if last else None,
+        "last_bar_ms": int(ts[-1]) if ts.size else None,
+        **(extra or {}),
     }
     (d / "schedule.json").write_text(json.dumps(state, indent=2, default=list) + "\n", encoding="utf-8")
     return d
+
+
+def read_state(directory: str | Path) -> dict[str, Any]:
+    """``schedule.json`` of a state saved by `save_state` (raises naming the folder when missing)."""
+    path = Path(directory) / "schedule.json"
+    if not path.is_file():
+        raise ValueError(f"{path} not found: no saved forecaster state (save_state writes it; a training run "
+                         "with a forecaster saves it in <run>/forecaster_state)")
+    state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return state
+
+
+def continue_walk_forward(
+    bars: pd.DataFrame, features: pd.DataFrame | None, config: ForecastConfig, state_dir: str | Path,
+) -> pd.DataFrame:
+    """Predictions for the bars after a saved state, continuing its schedule from the saved models.
+
+    ``bars`` (and ``features``, row-aligned) hold the span the state was saved on followed by new
+    bars. The saved models predict the new bars until the schedule's next fit/update; the later
+    fits/updates run on labels known by their bar, exactly as `run_walk_forward` over the whole of
+    ``bars`` would (the schedule is anchored at the span's first bar; tests check the equality).
+
+    Returns:
+        The prediction frame of the new bars (those after the state's ``last_bar_ms``).
+
+    Raises:
+        ValueError: when the state does not belong to ``config`` or to these bars, or there are no
+            new bars.
+    """
+    from envs.forecasting.models import load_forecaster
+
+    state = read_state(state_dir)
+    saved_cfg = ForecastConfig.from_mapping(state["config"])
+    if saved_cfg != config:
+        raise ValueError(f"the forecaster state in {state_dir} was saved for {saved_cfg}, not {config}")
+    if config.model == ENSEMBLE:
+        raise ValueError("continuing forecaster=ensemble from a saved state is not supported yet (its weights need "
+                         "the members' trailing predictions); evaluate such a run on its own splits")
+    if state["last_event"] is None:
+        raise ValueError(f"the forecaster state in {state_dir} holds no model (its span was shorter than "
+                         f"forecaster.min_train={config.min_train}); nothing to continue")
+    span = _prepare(bars, features, config)
+    start = int(np.searchsorted(span.ts, int(state["last_bar_ms"]), side="right"))
+    if start == 0 or span.ts[start - 1] != int(state["last_bar_ms"]):
+        raise ValueError(f"the bars do not contain the state's last bar (timestamp {state['last_bar_ms']}); pass the "
+                         "span the state was saved on followed by the new bars")
+    if start == len(span.ts):
+        raise ValueError("no bars after the saved forecaster state's last bar; nothing to predict")
+    if list(span.names) != list(state["input_names"]):
+        raise ValueError(f"the model inputs {span.names} differ from the saved state's {state['input_names']}; use "
+                         "the run's feature config")
+    old = [ev for ev in span.events if ev.bar < start]
+    if not old or asdict(old[-1]) != state["last_event"]:
+        raise ValueError(f"the schedule over these bars does not reach the saved state's last event "
+                         f"{state['last_event']} (got {asdict(old[-1]) if old else None}): the history bars differ "
+                         "from those the state was saved on")
+    preds: dict[str, FloatArray] = {}
+    for target in config.targets:
+        model = load_forecaster(Path(state_dir) / target)
+        ctx = ModelContext(target=target, horizon=config.horizon, input_names=tuple(span.names), seed=config.seed)
+        preds[target], _, _ = _run_target(span.X, span.ys[target], span.valid_input, span.events, config, ctx,
+                                          resume=(model, start))
+    return _frame(span, preds, start, config)
 
 
 def fold_ids(model_ids: Sequence[str]) -> npt.NDArray[np.int64]:

@@ -156,3 +156,26 @@ def test_bad_configs_fail_with_the_key_to_fix() -> None:
     with pytest.raises(ValueError, match="forecaster.params"):
         walk_forward_predictions(pd.DataFrame({"timestamp": np.arange(400) * 60_000, "close": np.ones(400)}),
                                  None, ForecastConfig(model="gbm", min_train=50, params={"n_trees": 3}))
+
+
+@pytest.mark.parametrize("model,params", [("ridge", {}), ("tcn", SMALL_NET)])
+def test_continuing_a_saved_state_equals_the_walk_forward_over_both_spans(tmp_path, model: str, params: dict) -> None:
+    """save_state after a prefix, continue_walk_forward on prefix + new bars == one run over everything."""
+    from envs.forecasting.walk_forward import continue_walk_forward, save_state
+    from tests.forecasting.conftest import synthetic_bars
+
+    bars = synthetic_bars(520, seed=3, phi=0.2)
+    cfg = ForecastConfig(model=model, targets=("fwd_log_return", "direction"), horizon=2, min_train=150,
+                         train_window=250, refit_every=80, update_every=30, params=params)
+    cut = 360
+    save_state(run_walk_forward(bars.iloc[:cut], feature_frame(bars.iloc[:cut]), cfg), cfg, tmp_path)
+    cont = continue_walk_forward(bars, feature_frame(bars), cfg, tmp_path)
+    full = run_walk_forward(bars, feature_frame(bars), cfg).predictions
+    pd.testing.assert_frame_equal(cont, full.iloc[len(full) - (len(bars) - cut):].reset_index(drop=True),
+                                  check_exact=True)
+    assert cont["model_id"].nunique() >= 3  # fits/updates ran inside the new span
+    with pytest.raises(ValueError, match="saved for"):
+        continue_walk_forward(bars, feature_frame(bars), ForecastConfig(model=model, min_train=150, params=params),
+                              tmp_path)
+    with pytest.raises(ValueError, match="no bars after"):
+        continue_walk_forward(bars.iloc[:cut], feature_frame(bars.iloc[:cut]), cfg, tmp_path)
