@@ -70,6 +70,26 @@ def node_schema(name: str) -> type:
     raise AssertionError(f"no primary schema has a typed `{name}` node: give conf/{name}/ a dataclass")
 
 
+def package_schema(package: str) -> type:
+    """The dataclass at the dotted node ``package`` (a ``# @package env.risk`` header) of a primary schema."""
+    for schema in PRIMARY.values():
+        cls: type | None = schema
+        for part in package.split("."):
+            hints = typing.get_type_hints(cls) if cls is not None else {}
+            cls = _dataclass_of(hints[part]) if part in hints else None
+        if cls is not None:
+            return cls
+    raise AssertionError(f"no primary schema has a typed `{package}` node")
+
+
+def _package(path: Path) -> str | None:
+    """The node of a ``# @package <node>`` header (None without one or for ``_global_``)."""
+    for line in path.read_text().splitlines():
+        if line.startswith("# @package ") and line.split()[-1] != "_global_":
+            return line.split()[-1]
+    return None
+
+
 def _default(f: dataclasses.Field[Any]) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
@@ -106,6 +126,9 @@ def findings(path: Path) -> list[str]:
     if len(rel.parts) == 1:  # a primary config
         return list(restated(values, PRIMARY[rel.stem])) if rel.stem in PRIMARY else []
     group = rel.parts[0]
+    package = _package(path)
+    if package is not None:  # a group option placed elsewhere (conf/risk/ -> env.risk)
+        return list(restated(values, package_schema(package), f"{package}."))
     if not is_global:  # a group option: its node is the group's dataclass
         return list(restated(values, node_schema(group), f"{group}."))
     out: list[str] = []  # a `# @package _global_` preset: top-level nodes of a primary schema

@@ -1,0 +1,237 @@
+"""Risk controls in paper mode: parity with evaluation with limits on, the kill switch by file and by
+SIGTERM, SIGINT without flattening, and the risk state restored after ``kill -9`` (real subprocesses
+of scripts/paper.py, real SQLite)."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from agents.evaluate_run import evaluate_run, load_run
+from agents.paper.killswitch import KILL_FILE, read_kill, request_kill
+from agents.paper.ledger import LEDGER_FILE, read_steps
+from agents.paper.session import run_paper
+from envs import kernels as K
+from envs.config import RiskConfig
+from envs.simulation import INFO_KEYS
+from tests.agents.paper.conftest import REPO, TRAIN_END, ledger_rows, paper_config
+from tests.agents.paper.test_resume import assert_same_ledger
+
+N_BARS = 320
+HALTED, REDUCING, ACTIVE = K.RISK_HALTED, K.RISK_REDUCING, K.RISK_ACTIVE
+REASON = {name: code for code, name in enumerate(K.RISK_REASONS)}
+
+
+@pytest.fixture(scope="module")
+def long_replay(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """320 real hourly bars after the training span (enough for evaluation's feature warm-up check)."""
+    df = pd.read_parquet(REPO / "data" / "sample" / "btcusdt_1h.parquet")
+    start = int(pd.Timestamp(TRAIN_END, tz="UTC").value // 1_000_000)
+    path = tmp_path_factory.mktemp("long_replay") / "bars.parquet"
+    df[df["timestamp"] >= start].iloc[:N_BARS].reset_index(drop=True).to_parquet(path, index=False)
+    return path
+
+
+def risk_limits(bars: Path) -> dict[str, object]:
+    ts = pd.read_parquet(bars)["timestamp"]
+    return {"max_exposure": 0.6, "max_order_notional": 3000.0, "daily_loss_limit": 0.004,
+            "expires_at": pd.Timestamp(int(ts.iloc[290]), unit="ms", tz="UTC").isoformat()}
+
+
+@pytest.fixture(scope="module")
+def risky_run(tiny_run: Path, long_replay: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny run with risk limits in its saved config (as `risk=...` at training time would save them)."""
+    run_dir = tmp_path_factory.mktemp("risky") / "run"
+    shutil.copytree(tiny_run, run_dir)
+    saved = run_dir / ".hydra" / "config.yaml"
+    cfg = yaml.safe_load(saved.read_text())
+    cfg["env"]["risk"] = risk_limits(long_replay)
+    saved.write_text(yaml.safe_dump(cfg))
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def risky_session(risky_run: Path, long_replay: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    paper_dir = tmp_path_factory.mktemp("risky_paper") / "paper"
+    run_paper(paper_config(risky_run, long_replay, paper_dir))
+    return paper_dir
+
+
+def test_replay_equals_evaluation_with_risk_limits_from_the_runs_config(risky_run: Path, long_replay: Path,
+                                                                       risky_session: Path, tmp_path: Path) -> None:
+    cfg, _ = load_run(risky_run)
+    assert cfg.env.risk == RiskConfig(**risk_limits(long_replay))  # type: ignore[arg-type]
+    evaluated = pd.read_parquet(evaluate_run(risky_run, data_path=str(long_replay), out_dir=tmp_path / "eval")["steps"])
+    paper = read_steps(risky_session)
+    assert len(paper) == len(evaluated) == N_BARS - cfg.env.window_size
+    for key in INFO_KEYS:  # bit-identical, risk state and reason included
+        assert np.array_equal(paper[key].to_numpy(), evaluated[key].to_numpy()), key
+    reasons = {K.RISK_REASONS[r] for r in paper["risk_reason"]}
+    assert {"max_exposure", "max_order_notional", "daily_loss", "expired"} <= reasons, reasons
+    # the limits held: the agent's long/flat target 1.0 never reached the market
+    assert (paper["exposure"] <= 0.6 * 1.05).all()
+    # without the limits the same bars trade differently
+    free = pd.read_parquet(evaluate_run(risky_run, data_path=str(long_replay), out_dir=tmp_path / "free",
+                                        risk=RiskConfig())["steps"])
+    assert not np.array_equal(free["position"].to_numpy(), paper["position"].to_numpy())
+    assert (free["risk_state"] == ACTIVE).all()
+
+
+def test_risk_overrides_in_paper_and_evaluation_equal_the_runs_saved_limits(
+        tiny_run: Path, long_replay: Path, risky_session: Path, tmp_path: Path) -> None:
+    risk = RiskConfig(**risk_limits(long_replay))  # type: ignore[arg-type]
+    ref = read_steps(risky_session)[list(INFO_KEYS)]
+    evaluated = pd.read_parquet(evaluate_run(tiny_run, data_path=str(long_replay), out_dir=tmp_path / "eval",
+                                             risk=risk)["steps"])
+    pd.testing.assert_frame_equal(evaluated, ref)
+    # paper mode's override, on the first 100 bars (a decision never depends on later bars)
+    head = tmp_path / "head.parquet"
+    pd.read_parquet(long_replay).iloc[:100].to_parquet(head, index=False)
+    run_paper(paper_config(tiny_run, head, tmp_path / "paper", risk=risk))
+    got = read_steps(tmp_path / "paper")[list(INFO_KEYS)]
+    pd.testing.assert_frame_equal(got, ref.iloc[:len(got)])
+    assert (got["risk_reason"] != REASON["none"]).any()
+    # a resume with other limits is refused: a redone settlement must apply the same rules
+    with pytest.raises(ValueError, match="env.risk"):
+        run_paper(paper_config(tiny_run, head, tmp_path / "paper", risk=RiskConfig(max_exposure=0.5)))
+
+
+# -- subprocesses of scripts/paper.py ---------------------------------------------------------------------------
+
+
+def _cmd(run_dir: Path, bars: Path, paper_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(REPO / "scripts" / "paper.py"), f"run_dir={run_dir}", f"feed.path={bars}",
+            f"paper.dir={paper_dir}", *extra]
+
+
+def _last_steps(paper_dir: Path) -> pd.DataFrame:
+    path = paper_dir / LEDGER_FILE
+    if not path.exists():
+        return pd.DataFrame()
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+        try:
+            return pd.read_sql_query("SELECT step, position, risk_state FROM steps ORDER BY step", conn)
+        finally:
+            conn.close()
+    except (sqlite3.OperationalError, pd.errors.DatabaseError):
+        return pd.DataFrame()
+
+
+def _wait_for(proc: subprocess.Popen[str], paper_dir: Path, ok: object, what: str) -> pd.DataFrame:
+    deadline = time.monotonic() + 240
+    while True:
+        steps = _last_steps(paper_dir)
+        if len(steps) and ok(steps):  # type: ignore[operator]
+            return steps
+        assert proc.poll() is None, f"the session ended before {what}: {proc.stderr.read()[-3000:]}"  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def _assert_flattened_by_kill(paper_dir: Path, bars: Path, reason: str) -> None:
+    rows = ledger_rows(paper_dir)
+    conn = sqlite3.connect(paper_dir / LEDGER_FILE)
+    decisions = pd.read_sql_query("SELECT bar_ts, kill_reason FROM decisions ORDER BY bar_ts", conn)
+    conn.close()
+    steps = rows["steps"]
+    killed = decisions[decisions["kill_reason"].notna()]
+    assert list(killed["kill_reason"]) == [reason]  # one kill decision, the last one
+    assert killed["bar_ts"].iloc[0] == decisions["bar_ts"].iloc[-1]
+    last, before = steps.iloc[-1], steps.iloc[-2]
+    assert last["decision_ts"] == killed["bar_ts"].iloc[0]  # the kill decision settled, then the session stopped
+    assert (last["risk_state"], last["risk_reason"]) == (HALTED, REASON["kill"]) and last["position"] == 0.0
+    assert (steps["risk_reason"].iloc[:-1] != REASON["kill"]).all()
+    # flattened at the open of the bar after the kill decision's bar: a market sell of the whole position
+    ts = pd.read_parquet(bars).set_index("timestamp")
+    assert last["timestamp"] == ts.index[ts.index.get_loc(last["decision_ts"]) + 1]
+    assert last["traded_qty"] == -before["position"] and before["position"] > 0
+    bar_open = ts.loc[last["timestamp"], "open"]
+    assert abs(last["fill_price"] / bar_open - 1) <= 5e-4  # the open with the run's 2 bps slippage
+    assert len(steps) < len(ts) - 40  # stopped long before the feed's end
+
+
+@pytest.mark.slow
+def test_kill_file_flattens_at_the_next_open_and_stops_until_removed(tiny_run: Path, long_replay: Path,
+                                                                      tmp_path: Path) -> None:
+    paper_dir = tmp_path / "paper"
+    cmd = _cmd(tiny_run, long_replay, paper_dir, "feed.speed=40")
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(proc, paper_dir, lambda s: len(s) > 20 and s["position"].iloc[-1] > 0, "a long position")
+    request_kill(paper_dir, "operator: test kill\n")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    assert "Stopped (operator: test kill)" in out
+    _assert_flattened_by_kill(paper_dir, long_replay, "operator: test kill")
+    assert "risk HALTED (kill)" in (paper_dir / "paper.log").read_text()  # the console status line
+    # a rerun with the file still there does not trade
+    before = ledger_rows(paper_dir)
+    again = subprocess.run(_cmd(tiny_run, long_replay, paper_dir), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "Stopped (operator: test kill)" in again.stdout, again.stderr[-3000:]
+    for table in ("decisions", "steps"):
+        pd.testing.assert_frame_equal(ledger_rows(paper_dir)[table], before[table])
+    # removed: the session resumes trading from where it stopped (in-process this time)
+    (paper_dir / KILL_FILE).unlink()
+    summary = run_paper(paper_config(tiny_run, long_replay, paper_dir))
+    assert summary["stopped"] is None
+    steps = read_steps(paper_dir)
+    assert len(steps) == N_BARS - load_run(tiny_run)[0].env.window_size
+    assert steps["risk_state"].iloc[-1] == ACTIVE
+
+
+@pytest.mark.slow
+def test_sigterm_flattens_at_the_next_open_and_stops(tiny_run: Path, long_replay: Path, tmp_path: Path) -> None:
+    paper_dir = tmp_path / "paper"
+    proc = subprocess.Popen(_cmd(tiny_run, long_replay, paper_dir, "feed.speed=40"), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(proc, paper_dir, lambda s: len(s) > 20 and s["position"].iloc[-1] > 0, "a long position")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    assert "Stopped (SIGTERM)" in out
+    _assert_flattened_by_kill(paper_dir, long_replay, "SIGTERM")
+    assert read_kill(paper_dir) is None  # SIGTERM leaves no KILL file: a rerun trades again
+
+
+@pytest.mark.slow
+def test_sigint_stops_without_flattening_and_risk_state_survives_kill_9(risky_run: Path, long_replay: Path,
+                                                                        risky_session: Path, tmp_path: Path) -> None:
+    ref = read_steps(risky_session)
+    first_limit = int(np.flatnonzero(ref["risk_state"].to_numpy() == REDUCING)[0])
+    paper_dir = tmp_path / "paper"
+    cmd = _cmd(risky_run, long_replay, paper_dir, "feed.speed=60")
+    # SIGKILL once the daily loss limit (REDUCING) has engaged, then resume
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for(proc, paper_dir, lambda s: len(s) > first_limit + 1, "the first REDUCING step")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # resume; SIGINT while the position is open: stop after the bar, nothing flattened
+    n_killed = len(_last_steps(paper_dir))
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    steps = _wait_for(proc, paper_dir, lambda s: len(s) > n_killed + 5 and s["position"].iloc[-1] > 0,
+                      "a long position after the resume")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    assert "Stopped (SIGINT)" in out
+    got = read_steps(paper_dir)
+    assert len(steps) <= len(got) < len(ref)
+    # the ledger is a prefix of the uninterrupted session's: no flatten, risk state carried over the kill -9
+    cols = [*INFO_KEYS, "state"]
+    pd.testing.assert_frame_equal(got[cols], ref[cols].iloc[:len(got)])
+    assert got["position"].iloc[-1] > 0 and (got["risk_reason"] != REASON["kill"]).all()
+    rows = ledger_rows(paper_dir)
+    assert len(rows["decisions"]) == len(got) + 1  # the pending order of the last decision stays
+    # a rerun finishes exactly as the uninterrupted session
+    run_paper(paper_config(risky_run, long_replay, paper_dir))
+    assert_same_ledger(paper_dir, risky_session)
