@@ -1,9 +1,10 @@
 """Risk controls in paper mode: parity with evaluation with limits on, the kill switch by file and by
-SIGTERM, SIGINT without flattening, and the risk state restored after ``kill -9`` (real subprocesses
-of scripts/paper.py, real SQLite)."""
+SIGTERM (real subprocesses of scripts/paper.py), SIGINT without flattening (a real signal to this
+process), and the risk state restored after ``kill -9`` (real SQLite)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import sqlite3
@@ -18,14 +19,14 @@ import pytest
 import yaml
 
 from agents.evaluate_run import evaluate_run, load_run
+from agents.paper.broker import PaperBroker
 from agents.paper.killswitch import KILL_FILE, read_kill, request_kill
-from agents.paper.ledger import LEDGER_FILE, read_steps
+from agents.paper.ledger import LEDGER_FILE, Decision, read_steps
 from agents.paper.session import run_paper
 from envs import kernels as K
 from envs.config import RiskConfig
 from envs.simulation import INFO_KEYS
 from tests.agents.paper.conftest import REPO, TRAIN_END, ledger_rows, paper_config
-from tests.agents.paper.test_resume import assert_same_ledger
 
 N_BARS = 320
 HALTED, REDUCING, ACTIVE = K.RISK_HALTED, K.RISK_REDUCING, K.RISK_ACTIVE
@@ -161,77 +162,115 @@ def _assert_flattened_by_kill(paper_dir: Path, bars: Path, reason: str) -> None:
     assert len(steps) < len(ts) - 40  # stopped long before the feed's end
 
 
-@pytest.mark.slow
-def test_kill_file_flattens_at_the_next_open_and_stops_until_removed(tiny_run: Path, long_replay: Path,
-                                                                      tmp_path: Path) -> None:
-    paper_dir = tmp_path / "paper"
-    cmd = _cmd(tiny_run, long_replay, paper_dir, "feed.speed=40")
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(proc, paper_dir, lambda s: len(s) > 20 and s["position"].iloc[-1] > 0, "a long position")
-    request_kill(paper_dir, "operator: test kill\n")
+@pytest.fixture(scope="module")
+def short_replay(replay_file: Path) -> Path:
+    """The first 120 bars of ``replay_file`` (the bars of the shared ``uninterrupted`` session)."""
+    path = replay_file.parent / "short.parquet"
+    pd.read_parquet(replay_file).iloc[:120].to_parquet(path, index=False)
+    return path
+
+
+def _long_stretch(ref: Path, n: int = 8) -> int:
+    """The first step after which the reference session stays long for ``n`` steps (where a kill must flatten)."""
+    long = read_steps(ref)["position"].to_numpy() > 0
+    for k in range(3, 60):
+        if long[k:k + n].all():
+            return k
+    raise AssertionError("the reference session is never long for long enough")
+
+
+def _killed_session(tiny_run: Path, short_replay: Path, ref: Path, paper_dir: Path,
+                    kill: object) -> tuple[str, str]:
+    """Run scripts/paper.py, kill it by ``kill(proc)`` once the reference is in a long stretch.
+
+    ``ref`` is an uninterrupted session on bars starting like ``short_replay`` (a decision never
+    depends on later bars, so their steps agree up to the kill).
+    """
+    k = _long_stretch(ref)
+    proc = subprocess.Popen(_cmd(tiny_run, short_replay, paper_dir, "feed.speed=30"), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(proc, paper_dir, lambda s: len(s) > k, f"step {k}")
+    kill(proc)  # type: ignore[operator]
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-3000:]
+    # up to the kill decision's settlement the session is the uninterrupted one
+    got, want = ledger_rows(paper_dir)["steps"], ledger_rows(ref)["steps"]
+    cols = [c for c in got.columns if c != "settled_at_ms"]
+    pd.testing.assert_frame_equal(got[cols].iloc[:-1], want[cols].iloc[:len(got) - 1])
+    return out, err
+
+
+@pytest.mark.slow
+def test_kill_file_flattens_at_the_next_open_and_stops_until_removed(tiny_run: Path, short_replay: Path,
+                                                                      uninterrupted: Path, tmp_path: Path) -> None:
+    paper_dir = tmp_path / "paper"
+    out, _ = _killed_session(tiny_run, short_replay, uninterrupted, paper_dir,
+                             lambda proc: request_kill(paper_dir, "operator: test kill\n"))
     assert "Stopped (operator: test kill)" in out
-    _assert_flattened_by_kill(paper_dir, long_replay, "operator: test kill")
+    _assert_flattened_by_kill(paper_dir, short_replay, "operator: test kill")
     assert "risk HALTED (kill)" in (paper_dir / "paper.log").read_text()  # the console status line
     # a rerun with the file still there does not trade
     before = ledger_rows(paper_dir)
-    again = subprocess.run(_cmd(tiny_run, long_replay, paper_dir), cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and "Stopped (operator: test kill)" in again.stdout, again.stderr[-3000:]
-    for table in ("decisions", "steps"):
+    assert run_paper(paper_config(tiny_run, short_replay, paper_dir))["stopped"] == "operator: test kill"
+    for table in ("decisions", "orders", "steps"):
         pd.testing.assert_frame_equal(ledger_rows(paper_dir)[table], before[table])
-    # removed: the session resumes trading from where it stopped (in-process this time)
+    # removed: the session resumes trading where it stopped, to the feed's end
     (paper_dir / KILL_FILE).unlink()
-    summary = run_paper(paper_config(tiny_run, long_replay, paper_dir))
-    assert summary["stopped"] is None
+    assert run_paper(paper_config(tiny_run, short_replay, paper_dir))["stopped"] is None
     steps = read_steps(paper_dir)
-    assert len(steps) == N_BARS - load_run(tiny_run)[0].env.window_size
-    assert steps["risk_state"].iloc[-1] == ACTIVE
+    assert len(steps) == 120 - load_run(tiny_run)[0].env.window_size
+    assert (steps["risk_state"].iloc[len(before["steps"]):] == ACTIVE).all()
 
 
 @pytest.mark.slow
-def test_sigterm_flattens_at_the_next_open_and_stops(tiny_run: Path, long_replay: Path, tmp_path: Path) -> None:
+def test_sigterm_flattens_at_the_next_open_and_stops(tiny_run: Path, short_replay: Path, uninterrupted: Path,
+                                                     tmp_path: Path) -> None:
     paper_dir = tmp_path / "paper"
-    proc = subprocess.Popen(_cmd(tiny_run, long_replay, paper_dir, "feed.speed=40"), cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(proc, paper_dir, lambda s: len(s) > 20 and s["position"].iloc[-1] > 0, "a long position")
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err[-3000:]
+    out, _ = _killed_session(tiny_run, short_replay, uninterrupted, paper_dir,
+                             lambda proc: proc.send_signal(signal.SIGTERM))
     assert "Stopped (SIGTERM)" in out
-    _assert_flattened_by_kill(paper_dir, long_replay, "SIGTERM")
+    _assert_flattened_by_kill(paper_dir, short_replay, "SIGTERM")
     assert read_kill(paper_dir) is None  # SIGTERM leaves no KILL file: a rerun trades again
 
 
+class SigintWhileLong(PaperBroker):
+    """Sends this process a real SIGINT once a settlement after step ``after`` leaves a long position."""
+
+    after = 0
+    sent = False
+
+    def settle(self, decision: Decision, *args, **kwargs):  # type: ignore[no-untyped-def]
+        state, info = super().settle(decision, *args, **kwargs)
+        if not SigintWhileLong.sent and self.ledger.counts()["steps"] > self.after and info["position"] > 0:
+            SigintWhileLong.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return state, info
+
+
 @pytest.mark.slow
-def test_sigint_stops_without_flattening_and_risk_state_survives_kill_9(risky_run: Path, long_replay: Path,
-                                                                        risky_session: Path, tmp_path: Path) -> None:
+def test_risk_state_survives_kill_9_and_sigint_stops_without_flattening(
+        risky_run: Path, long_replay: Path, risky_session: Path, tmp_path: Path) -> None:
     ref = read_steps(risky_session)
     first_limit = int(np.flatnonzero(ref["risk_state"].to_numpy() == REDUCING)[0])
     paper_dir = tmp_path / "paper"
-    cmd = _cmd(risky_run, long_replay, paper_dir, "feed.speed=60")
-    # SIGKILL once the daily loss limit (REDUCING) has engaged, then resume
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_for(proc, paper_dir, lambda s: len(s) > first_limit + 1, "the first REDUCING step")
+    # SIGKILL once the daily loss limit has engaged (REDUCING, latched until the next UTC day)
+    proc = subprocess.Popen(_cmd(risky_run, long_replay, paper_dir), cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    _wait_for(proc, paper_dir, lambda s: len(s) > first_limit, "the first REDUCING step")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    # resume; SIGINT while the position is open: stop after the bar, nothing flattened
     n_killed = len(_last_steps(paper_dir))
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    steps = _wait_for(proc, paper_dir, lambda s: len(s) > n_killed + 5 and s["position"].iloc[-1] > 0,
-                      "a long position after the resume")
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err[-3000:]
-    assert "Stopped (SIGINT)" in out
+    assert n_killed < len(ref)
+    # resume in this process; a real SIGINT while long stops the session after that bar, nothing flattened
+    SigintWhileLong.after = n_killed + 3
+    summary = run_paper(paper_config(risky_run, long_replay, paper_dir), broker_cls=SigintWhileLong)
+    assert SigintWhileLong.sent and summary["stopped"] == "SIGINT"
     got = read_steps(paper_dir)
-    assert len(steps) <= len(got) < len(ref)
-    # the ledger is a prefix of the uninterrupted session's: no flatten, risk state carried over the kill -9
+    assert n_killed + 3 < len(got) < len(ref)
+    # the ledger is a prefix of the uninterrupted session's: the risk state (latches, day, regime) was restored
+    # bit for bit after the kill -9, and SIGINT changed nothing
     cols = [*INFO_KEYS, "state"]
     pd.testing.assert_frame_equal(got[cols], ref[cols].iloc[:len(got)])
     assert got["position"].iloc[-1] > 0 and (got["risk_reason"] != REASON["kill"]).all()
-    rows = ledger_rows(paper_dir)
-    assert len(rows["decisions"]) == len(got) + 1  # the pending order of the last decision stays
-    # a rerun finishes exactly as the uninterrupted session
-    run_paper(paper_config(risky_run, long_replay, paper_dir))
-    assert_same_ledger(paper_dir, risky_session)
+    assert (got["risk_state"].iloc[:n_killed] != ACTIVE).any()
+    assert len(ledger_rows(paper_dir)["decisions"]) == len(got) + 1  # the last decision's order stays pending
