@@ -66,8 +66,8 @@ class TradingMetricsCallback(BaseCallback):
         account = self._account()
         self._exposure.append(account["exposure"].astype(np.float32))
         reason = account["risk_reason"]
-        self._risk_counts += (np.count_nonzero(reason), np.count_nonzero(account["risk_state"] == RISK_HALTED),
-                              reason.size)
+        self._risk_counts += np.array([np.count_nonzero(reason), np.count_nonzero(account["risk_state"] == RISK_HALTED),
+                                       reason.size], dtype=np.int64)
         if self.num_timesteps >= self._next:
             self._next += self.log_every_steps
             self.write()

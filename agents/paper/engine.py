@@ -57,6 +57,15 @@ class PaperRun:
     run_id: str
 
 
+def feed_lag_bars(bar_ts: int, now_ms: int, bar_ms: int) -> int:
+    """Whole bars between the close of the bar opening at ``bar_ts`` and ``now_ms`` (all ms UTC), >= 0.
+
+    The stale-feed input of a live feed's `PaperEngine.on_bar` (0 while the newest bar is the last
+    closed one; a replay always passes 0).
+    """
+    return max(0, (now_ms - (bar_ts + bar_ms)) // bar_ms)
+
+
 def client_order_id(run_id: str, bar_ts: int) -> str:
     """Deterministic order id of the decision at bar ``bar_ts`` (ms UTC): ``qg<run_id>-<bar_ts>``."""
     return f"qg{run_id}-{bar_ts}"

@@ -19,12 +19,15 @@ import pytest
 import yaml
 
 from agents.evaluate_run import evaluate_run, load_run
-from agents.paper.broker import PaperBroker
+from agents.paper.broker import PaperBroker, initial_state
+from agents.paper.engine import feed_lag_bars
 from agents.paper.killswitch import KILL_FILE, read_kill, request_kill
-from agents.paper.ledger import LEDGER_FILE, Decision, read_steps
+from agents.paper.ledger import LEDGER_FILE, Decision, Ledger, read_steps
+from agents.paper.market import simulation_of
 from agents.paper.session import run_paper
 from envs import kernels as K
-from envs.config import RiskConfig
+from envs.config import EnvConfig, RiskConfig
+from envs.market_data import MarketData
 from envs.simulation import INFO_KEYS
 from tests.agents.paper.conftest import REPO, TRAIN_END, ledger_rows, paper_config
 
@@ -274,3 +277,33 @@ def test_risk_state_survives_kill_9_and_sigint_stops_without_flattening(
     assert got["position"].iloc[-1] > 0 and (got["risk_reason"] != REASON["kill"]).all()
     assert (got["risk_state"].iloc[:n_killed] != ACTIVE).any()
     assert len(ledger_rows(paper_dir)["decisions"]) == len(got) + 1  # the last decision's order stays pending
+
+
+def test_feed_lag_in_whole_bars_after_the_bars_close() -> None:
+    hour = 3_600_000
+    assert [feed_lag_bars(0, now, hour) for now in (hour, 2 * hour - 1, 2 * hour, 5 * hour + 7)] == [0, 0, 1, 4]
+    assert feed_lag_bars(0, 0, hour) == 0  # a clock behind the bar's close is no lag
+
+
+def test_a_decisions_risk_inputs_are_stored_and_applied_at_settlement(sample_1h: pd.DataFrame, tmp_path: Path) -> None:
+    cfg = EnvConfig(window_size=4, rebalance_threshold=0.5, risk=RiskConfig(stale_after=2))
+    sim = simulation_of(MarketData.load(sample_1h.iloc[:40].reset_index(drop=True)), cfg, None)
+    ledger = Ledger(tmp_path)
+    broker = PaperBroker(ledger)
+    state = initial_state(sim, 3, 0)
+    regimes = []
+    for k, (lag, kill) in enumerate([(0, None), (3, None), (2, None), (0, "drill"), (0, None)]):
+        bar = 3 + k
+        ts = int(sim.timestamps[bar])
+        ledger.commit_decision(Decision(bar_ts=ts, bar_index=bar, client_order_id=f"o{bar}", action=1.0,
+                                        target_exposure=1.0, obs_hash="-", model_id="-", price=1.0, feed_lag=lag,
+                                        kill_reason=kill), ts, 0.0)
+        decision = ledger.decision(ts)
+        assert decision is not None and (decision.feed_lag, decision.kill_reason) == (lag, kill)
+        broker.submit(decision, ts)
+        state, info = broker.settle(decision, state, sim, 0, ts)
+        regimes.append((K.RISK_STATES[info["risk_state"]], K.RISK_REASONS[info["risk_reason"]], info["traded_qty"] != 0))
+    assert regimes == [("ACTIVE", "none", True), ("HALTED", "stale_feed", False), ("ACTIVE", "none", False),
+                       ("HALTED", "kill", True), ("ACTIVE", "none", True)]
+    assert ledger.last_settled_decision() == ledger.decision(int(sim.timestamps[7]))
+    ledger.close()
