@@ -167,61 +167,64 @@ def _assert_flattened_by_kill(paper_dir: Path, bars: Path, reason: str) -> None:
 
 @pytest.fixture(scope="module")
 def short_replay(replay_file: Path) -> Path:
-    """The first 120 bars of ``replay_file`` (the bars of the shared ``uninterrupted`` session)."""
+    """The first 80 bars of ``replay_file`` (the bars of the shared ``uninterrupted`` session)."""
     path = replay_file.parent / "short.parquet"
-    pd.read_parquet(replay_file).iloc[:120].to_parquet(path, index=False)
+    pd.read_parquet(replay_file).iloc[:80].to_parquet(path, index=False)
     return path
 
 
-def _long_stretch(ref: Path, n: int = 8) -> int:
-    """The first step after which the reference session stays long for ``n`` steps (where a kill must flatten)."""
+def _long_stretch(ref: Path, n: int = 3) -> int:
+    """The first step after which the reference session stays long for ``n`` steps (where a kill must flatten:
+    the kill file or signal reaches the session within a bar of the step's settlement)."""
     long = read_steps(ref)["position"].to_numpy() > 0
-    for k in range(3, 60):
+    for k in range(3, 40):
         if long[k:k + n].all():
             return k
     raise AssertionError("the reference session is never long for long enough")
 
 
-def _killed_session(tiny_run: Path, short_replay: Path, ref: Path, paper_dir: Path,
-                    kill: object) -> tuple[str, str]:
-    """Run scripts/paper.py, kill it by ``kill(proc)`` once the reference is in a long stretch.
-
-    ``ref`` is an uninterrupted session on bars starting like ``short_replay`` (a decision never
-    depends on later bars, so their steps agree up to the kill).
-    """
-    k = _long_stretch(ref)
-    proc = subprocess.Popen(_cmd(tiny_run, short_replay, paper_dir, "feed.speed=30"), cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(proc, paper_dir, lambda s: len(s) > k, f"step {k}")
-    kill(proc)  # type: ignore[operator]
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err[-3000:]
-    # up to the kill decision's settlement the session is the uninterrupted one
+def _assert_prefix_of(paper_dir: Path, ref: Path) -> None:
+    """Up to the kill decision's settlement (the last step) the session is the uninterrupted one."""
     got, want = ledger_rows(paper_dir)["steps"], ledger_rows(ref)["steps"]
     cols = [c for c in got.columns if c != "settled_at_ms"]
     pd.testing.assert_frame_equal(got[cols].iloc[:-1], want[cols].iloc[:len(got) - 1])
-    return out, err
 
 
-@pytest.mark.slow
+class KillFileAfter(PaperBroker):
+    """Writes ``<paper.dir>/KILL`` (atomically, as the dashboard does) once step ``after`` has settled."""
+
+    after = 0
+    written = False
+
+    def settle(self, decision: Decision, *args, **kwargs):  # type: ignore[no-untyped-def]
+        out = super().settle(decision, *args, **kwargs)
+        if not KillFileAfter.written and self.ledger.counts()["steps"] > self.after:
+            KillFileAfter.written = True
+            request_kill(self.ledger.path.parent, "operator: test kill\n")
+        return out
+
+
 def test_kill_file_flattens_at_the_next_open_and_stops_until_removed(tiny_run: Path, short_replay: Path,
-                                                                      uninterrupted: Path, tmp_path: Path) -> None:
+                                                                      uninterrupted: Path, tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
     paper_dir = tmp_path / "paper"
-    out, _ = _killed_session(tiny_run, short_replay, uninterrupted, paper_dir,
-                             lambda proc: request_kill(paper_dir, "operator: test kill\n"))
-    assert "Stopped (operator: test kill)" in out
+    KillFileAfter.after = _long_stretch(uninterrupted)  # the session is long after this step
+    cfg = paper_config(tiny_run, short_replay, paper_dir)
+    with caplog.at_level("INFO", logger="agents.paper"):
+        assert run_paper(cfg, broker_cls=KillFileAfter)["stopped"] == "operator: test kill"
+    _assert_prefix_of(paper_dir, uninterrupted)
     _assert_flattened_by_kill(paper_dir, short_replay, "operator: test kill")
-    assert "risk HALTED (kill)" in (paper_dir / "paper.log").read_text()  # the console status line
+    assert "risk HALTED (kill)" in caplog.text  # the console status line
     # a rerun with the file still there does not trade
     before = ledger_rows(paper_dir)
-    assert run_paper(paper_config(tiny_run, short_replay, paper_dir))["stopped"] == "operator: test kill"
+    assert run_paper(cfg)["stopped"] == "operator: test kill"
     for table in ("decisions", "orders", "steps"):
         pd.testing.assert_frame_equal(ledger_rows(paper_dir)[table], before[table])
     # removed: the session resumes trading where it stopped, to the feed's end
     (paper_dir / KILL_FILE).unlink()
-    assert run_paper(paper_config(tiny_run, short_replay, paper_dir))["stopped"] is None
+    assert run_paper(cfg)["stopped"] is None
     steps = read_steps(paper_dir)
-    assert len(steps) == 120 - load_run(tiny_run)[0].env.window_size
+    assert len(steps) == 80 - load_run(tiny_run)[0].env.window_size
     assert (steps["risk_state"].iloc[len(before["steps"]):] == ACTIVE).all()
 
 
@@ -229,11 +232,18 @@ def test_kill_file_flattens_at_the_next_open_and_stops_until_removed(tiny_run: P
 def test_sigterm_flattens_at_the_next_open_and_stops(tiny_run: Path, short_replay: Path, uninterrupted: Path,
                                                      tmp_path: Path) -> None:
     paper_dir = tmp_path / "paper"
-    out, _ = _killed_session(tiny_run, short_replay, uninterrupted, paper_dir,
-                             lambda proc: proc.send_signal(signal.SIGTERM))
+    k = _long_stretch(uninterrupted)
+    proc = subprocess.Popen(_cmd(tiny_run, short_replay, paper_dir, "feed.speed=10"), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(proc, paper_dir, lambda s: len(s) > k, f"step {k}")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
     assert "Stopped (SIGTERM)" in out
+    _assert_prefix_of(paper_dir, uninterrupted)
     _assert_flattened_by_kill(paper_dir, short_replay, "SIGTERM")
     assert read_kill(paper_dir) is None  # SIGTERM leaves no KILL file: a rerun trades again
+    assert "risk HALTED (kill)" in (paper_dir / "paper.log").read_text()  # the console status line
 
 
 class SigintWhileLong(PaperBroker):
