@@ -47,10 +47,10 @@ class RiskConfig:
         max_exposure: cap on |target exposure| (position value / equity), > 0.
         max_order_notional: cap on one order's notional in quote currency at close t, > 0 (orders
             sent by the agent or a risk rule; stop, take-profit and liquidation exits are not capped).
-        daily_loss_limit: fraction in (0, 1] of the UTC day's starting equity (the equity marked at
-            the close of the day's first bar's previous bar, the initial cash on an episode's first day); once
-            equity has lost that much, orders may only reduce the position until the first bar of
-            the next UTC day.
+        daily_loss_limit: fraction in (0, 1] of the UTC day's starting equity (the equity at the
+            close before the day's first bar; the initial cash on an episode's first day); once equity
+            has lost that much, orders may only reduce the position until the first decision at a bar
+            of the next UTC day.
         max_drawdown: fraction in (0, 1] of drawdown from the equity peak (at closes) at which the
             position is flattened at the next open and trading halts for the rest of the episode
             (unlike ``env.max_drawdown``, which ends the episode).

@@ -278,3 +278,17 @@ def test_limits_hold_and_both_envs_agree(case: tuple[pd.DataFrame, EnvConfig, li
         if reason == "drawdown" and risk.max_order_notional is None:
             assert info["position"] == 0.0
         equity, price, pos = info["equity"], info["price"], info["position"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(scenarios(), st.floats(0.5, 1.5), st.data())
+def test_risk_decisions_never_see_later_bars(case: tuple[pd.DataFrame, EnvConfig, list[float]], factor: float,
+                                            data: st.DataObject) -> None:
+    bars, cfg, actions = case
+    cut = data.draw(st.integers(1, len(bars) - 1))
+    later = bars.copy()
+    for col in ("open", "high", "low", "close"):  # every bar after `cut` moves, one day later too
+        later[col] = bars[col].where(bars.index <= cut, bars[col] * factor)
+    later["timestamp"] = bars["timestamp"].where(bars.index <= cut, bars["timestamp"] + DAY_MS)
+    # steps 0 .. cut-1 fill and mark in bars 1 .. cut: identical, risk state and reason included
+    assert rollout(later, cfg, actions)[:cut] == rollout(bars, cfg, actions)[:cut]
