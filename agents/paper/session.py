@@ -139,6 +139,8 @@ def run_paper(cfg: PaperConfig, base_dir: str | None = None, broker_cls: type[Pa
             for bar in feed if engine.stopped is None else ():
                 engine.on_bar(bar, clock.now_ms())
                 n += 1
+                if engine.halted and engine.stopped is None and engine.kill_reason() is not None:
+                    engine.stopped = engine.kill_reason()  # the episode already ended: nothing to flatten
                 if engine.stopped is not None:
                     break
                 if signals.stop:
