@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from agents.config import to_run_config
@@ -13,7 +12,9 @@ from agents.paper.config import register_paper_configs, to_paper_config
 from envs.config import RiskConfig
 from tests.agents.conftest import CONF
 
-CONSERVATIVE = RiskConfig(**yaml.safe_load((CONF / "risk" / "conservative.yaml").read_text()))
+PRESET = OmegaConf.to_container(OmegaConf.load(CONF / "risk" / "conservative.yaml"))
+assert isinstance(PRESET, dict)
+CONSERVATIVE = RiskConfig(**PRESET)  # type: ignore[arg-type]
 
 
 def test_training_composes_risk_presets_and_single_limits(compose_cfg: Callable[..., DictConfig]) -> None:
@@ -21,8 +22,7 @@ def test_training_composes_risk_presets_and_single_limits(compose_cfg: Callable[
     assert to_run_config(compose_cfg(["risk=conservative"])).env.risk == CONSERVATIVE
     assert CONSERVATIVE.max_drawdown is not None and CONSERVATIVE != RiskConfig()
     cfg = compose_cfg(["risk=conservative", "env.risk.max_exposure=0.5", "env=perp"])  # env presets keep the risk node
-    assert to_run_config(cfg).env.risk == RiskConfig(**{**yaml.safe_load((CONF / "risk" / "conservative.yaml")
-                                                                         .read_text()), "max_exposure": 0.5})
+    assert to_run_config(cfg).env.risk == RiskConfig(**{**PRESET, "max_exposure": 0.5})  # type: ignore[arg-type]
     # the saved config (what load_run reads) carries the limits
     saved = OmegaConf.create(OmegaConf.to_yaml(cfg))
     assert to_run_config(saved).env.risk.max_exposure == 0.5
@@ -48,5 +48,4 @@ def test_evaluation_and_paper_use_the_runs_limits_unless_a_preset_replaces_them(
     assert paper([]) is None
     assert paper(["risk=conservative"]) == CONSERVATIVE
     assert paper(["risk=none"]) == RiskConfig()
-    assert paper(["risk=conservative", "env.risk.stale_after=5"]) == RiskConfig(
-        **{**yaml.safe_load((CONF / "risk" / "conservative.yaml").read_text()), "stale_after": 5})
+    assert paper(["risk=conservative", "env.risk.stale_after=5"]) == RiskConfig(**{**PRESET, "stale_after": 5})  # type: ignore[arg-type]

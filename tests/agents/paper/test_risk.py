@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+from omegaconf import OmegaConf
 
 from agents.evaluate_run import evaluate_run, load_run
 from agents.paper.broker import PaperBroker, initial_state
@@ -58,9 +58,9 @@ def risky_run(tiny_run: Path, long_replay: Path, tmp_path_factory: pytest.TempPa
     run_dir = tmp_path_factory.mktemp("risky") / "run"
     shutil.copytree(tiny_run, run_dir)
     saved = run_dir / ".hydra" / "config.yaml"
-    cfg = yaml.safe_load(saved.read_text())
-    cfg["env"]["risk"] = risk_limits(long_replay)
-    saved.write_text(yaml.safe_dump(cfg))
+    cfg = OmegaConf.load(saved)
+    cfg.env.risk = risk_limits(long_replay)
+    OmegaConf.save(cfg, saved)
     return run_dir
 
 
