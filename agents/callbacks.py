@@ -13,6 +13,7 @@ from stable_baselines3.common.callbacks import BaseCallback, ProgressBarCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.evaluation.runner import EpisodeRecord
+from envs.kernels import RISK_HALTED
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,10 @@ class TradingMetricsCallback(BaseCallback):
     """Logs ``trading/*`` scalars and histograms of actions and exposure.
 
     Reads the finished episodes' ``episode_summary`` from infos and the live account arrays of
-    `VecTradingEnv` (no per-step dicts). Values are written to TensorBoard every ``log_every_steps``
+    `VecTradingEnv` (no per-step dicts). ``trading/risk_limited`` and ``trading/risk_halted`` are
+    the fractions of env steps since the last write whose order a risk control limited (any
+    ``risk_reason``) or that were HALTED (an env's last step before an auto-reset is not counted:
+    the arrays already show the new episode). Values are written to TensorBoard every ``log_every_steps``
     environment steps (``train.log_every_steps``), on a schedule of their own: SB3 dumps its logger
     only every ``log_interval`` episodes (off-policy) or rollouts, which a short run may never reach.
     """
@@ -39,6 +43,7 @@ class TradingMetricsCallback(BaseCallback):
         self._episodes: list[dict[str, float]] = []
         self._actions: list[np.ndarray] = []
         self._exposure: list[np.ndarray] = []
+        self._risk_counts = np.zeros(3, dtype=np.int64)  # env steps: limited, halted, all
         self._next = 0
 
     def _on_training_start(self) -> None:
@@ -58,7 +63,11 @@ class TradingMetricsCallback(BaseCallback):
         actions = self.locals.get("actions")
         if actions is not None:
             self._actions.append(np.asarray(actions, dtype=np.float32).reshape(-1))
-        self._exposure.append(self._account()["exposure"].astype(np.float32))
+        account = self._account()
+        self._exposure.append(account["exposure"].astype(np.float32))
+        reason = account["risk_reason"]
+        self._risk_counts += np.array([np.count_nonzero(reason), np.count_nonzero(account["risk_state"] == RISK_HALTED),
+                                       reason.size], dtype=np.int64)
         if self.num_timesteps >= self._next:
             self._next += self.log_every_steps
             self.write()
@@ -69,6 +78,11 @@ class TradingMetricsCallback(BaseCallback):
         account = self._account()
         self.logger.record("trading/equity", float(np.mean(account["equity"])))
         self.logger.record("trading/exposure", float(np.mean(np.abs(account["exposure"]))))
+        limited, halted, n = self._risk_counts.tolist()
+        if n:
+            self.logger.record("trading/risk_limited", limited / n)
+            self.logger.record("trading/risk_halted", halted / n)
+            self._risk_counts[:] = 0
         if self._episodes:
             self.logger.record("trading/episodes", len(self._episodes))
             for key in EPISODE_KEYS:

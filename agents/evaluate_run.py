@@ -17,6 +17,7 @@ from agents.evaluation.steps import STEPS_FILE, evaluation_steps
 from agents.evaluation.suite import evaluate_policy
 from agents.forecasts import STATE_DIR, continue_on_new_bars, skill_config, skill_section, split_sections
 from agents.sb3 import load_model
+from envs.config import RiskConfig
 from envs.features.pipeline import FeatureConfig, build_features
 from envs.market_data import FeatureNormalizer, MarketData
 
@@ -56,7 +57,8 @@ def output_dir(run_dir: str | Path, split: str = "test", data_path: str | None =
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", data_path: str | None = None, model: str = "best",
-                 out_dir: str | Path | None = None, base_dir: str | None = None) -> dict[str, Any]:
+                 out_dir: str | Path | None = None, base_dir: str | None = None,
+                 risk: RiskConfig | None = None) -> dict[str, Any]:
     """Evaluate the run's ``best`` (or ``final``) model on ``split`` of its data, or on ``data_path``.
 
     With ``data_path`` the whole file is one evaluation span (its features are normalised with the
@@ -65,10 +67,14 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data_path: str | None
     schedule from ``<run>/forecaster_state`` (no model sees a label before it is known). The report
     then gains a forecast section (skill on the evaluated span). Writes the report and
     ``steps.parquet`` (one row per step, the env's info keys: the columns of paper mode's ledger)
-    into ``out_dir`` (default ``<run>/eval_<name>``).
+    into ``out_dir`` (default ``<run>/eval_<name>``). The run's risk limits (``env.risk`` of its saved
+    config) apply unless ``risk`` replaces them.
     """
     run = Path(run_dir)
     cfg, normalizer = load_run(run, base_dir)
+    if risk is not None:
+        cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, risk=risk))
+        logger.info("risk limits replaced for this evaluation: %s", risk)
     out = output_dir(run, split, data_path, out_dir)
     if data_path is not None:
         # the run's one loader: its cleaning policies, timeframe check and funding join apply to the file too

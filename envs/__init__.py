@@ -1,6 +1,6 @@
 """quantgym environments: the trading simulator and its data side (numpy/numba; no torch, no Hydra).
 
-Public API: `EnvConfig`, `TradingEnv`, `VecTradingEnv`, `MarketData`, `FeatureNormalizer`.
+Public API: `EnvConfig`, `RiskConfig`, `TradingEnv`, `VecTradingEnv`, `MarketData`, `FeatureNormalizer`.
 ``gymnasium.make("quantgym/Trading-v0", data=..., config=...)`` builds a `TradingEnv` (Gymnasium's
 ``namespace/Name-vN`` convention for third-party envs; the bare ``Trading-v0`` is kept as an alias).
 
@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Any
 import gymnasium
 
 if TYPE_CHECKING:  # imported on first use at run time (see `__getattr__`)
-    from envs.config import EnvConfig
+    from envs.config import EnvConfig, RiskConfig
     from envs.market_data import FeatureNormalizer, MarketData
     from envs.trading_env import TradingEnv
     from envs.vec_env import VecTradingEnv
 
-__all__ = ["EnvConfig", "FeatureNormalizer", "MarketData", "TradingEnv", "VecTradingEnv"]
+__all__ = ["EnvConfig", "FeatureNormalizer", "MarketData", "RiskConfig", "TradingEnv", "VecTradingEnv"]
 
 _LAZY = {
-    "EnvConfig": "envs.config", "FeatureNormalizer": "envs.market_data", "MarketData": "envs.market_data",
+    "EnvConfig": "envs.config", "RiskConfig": "envs.config", "FeatureNormalizer": "envs.market_data", "MarketData": "envs.market_data",
     "TradingEnv": "envs.trading_env", "VecTradingEnv": "envs.vec_env",
 }
 

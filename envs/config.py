@@ -8,7 +8,9 @@ prices are quote currency per base unit, quantities base units (contracts for fu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+
+import pandas as pd
 
 from envs.validation import MAX_ABS_FUNDING_RATE
 
@@ -26,6 +28,86 @@ FUNDING_INTERVAL_H_RANGE = (1.0, 168.0)
 
 def _fail(name: str, value: object, allowed: str) -> None:
     raise ValueError(f"env.{name}={value!r} is invalid: {allowed} (set it in EnvConfig or conf/env/*.yaml)")
+
+
+def _fail_risk(name: str, value: object, allowed: str) -> None:
+    raise ValueError(f"env.risk.{name}={value!r} is invalid: {allowed} (set it in RiskConfig, conf/risk/*.yaml "
+                     f"or with env.risk.{name}=...)")
+
+
+@dataclass(frozen=True, slots=True)
+class RiskConfig:
+    """Risk controls applied by the kernel at every decision (README, "Risk controls"); None = off.
+
+    Every limit is off by default, so a config without ``risk`` trades exactly as before. A
+    decision at bar t's close is limited with what is known at that close; its order still fills
+    at bar t+1's open. Times are bar open times (the data's ``timestamp``), UTC.
+
+    Attributes:
+        max_exposure: cap on |target exposure| (position value / equity), > 0.
+        max_order_notional: cap on one order's notional in quote currency at close t, > 0 (orders
+            sent by the agent or a risk rule; stop, take-profit and liquidation exits are not capped).
+        daily_loss_limit: fraction in (0, 1] of the UTC day's starting equity (the equity at the
+            close before the day's first bar; the initial cash on an episode's first day); once equity
+            has lost that much, orders may only reduce the position until the first decision at a bar
+            of the next UTC day.
+        max_drawdown: fraction in (0, 1] of drawdown from the equity peak (at closes) at which the
+            position is flattened at the next open and trading halts for the rest of the episode
+            (unlike ``env.max_drawdown``, which ends the episode).
+        stale_after: feed lag in bars, >= 1, beyond which no order is sent (the open position is
+            kept; stops, take-profit and liquidation still apply). The lag is set by the caller
+            (paper mode's feed); it is 0 in backtests, so this never triggers there.
+        expires_at: ISO date or time (UTC) from which the model counts as expired: decisions at bars
+            opening at or after it may only reduce the position. E.g. the training end plus the
+            horizon you trust the model (and its forecasters) for.
+    """
+
+    max_exposure: float | None = None
+    max_order_notional: float | None = None
+    daily_loss_limit: float | None = None
+    max_drawdown: float | None = None
+    stale_after: int | None = None
+    expires_at: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_exposure", "max_order_notional"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                _fail_risk(name, value, "must be None (off) or a finite number > 0")
+        for name in ("daily_loss_limit", "max_drawdown"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and 0 < value <= 1):
+                _fail_risk(name, value, "must be None (off) or a fraction in (0, 1] (0.05 = 5 %)")
+        if self.stale_after is not None and (
+                not isinstance(self.stale_after, int) or isinstance(self.stale_after, bool) or self.stale_after < 1):
+            _fail_risk("stale_after", self.stale_after, "must be None (off) or an integer >= 1 (bars)")
+        if self.expires_at is not None:
+            self.expires_ms  # noqa: B018 - parses and checks the date
+
+    @property
+    def expires_ms(self) -> int | None:
+        """``expires_at`` as int64 ms UTC (a date without a zone is UTC), or None."""
+        if self.expires_at is None:
+            return None
+        try:
+            ts = pd.Timestamp(self.expires_at)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"env.risk.expires_at={self.expires_at!r} is invalid: must be an ISO date or time, "
+                             f"e.g. 2025-01-01 or 2025-01-01T12:00 (UTC) ({err})") from err
+        if ts is pd.NaT:
+            _fail_risk("expires_at", self.expires_at, "must be an ISO date or time, e.g. 2025-01-01")
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        return int(ts.value // 1_000_000)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, object] | None) -> RiskConfig:
+        """Build from a plain mapping (a resolved Hydra node), rejecting unknown keys by name."""
+        values = dict(values or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown env.risk key(s) {unknown}; known keys: {sorted(known)}")
+        return cls(**values)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +161,7 @@ class EnvConfig:
         turnover_penalty: reward penalty per unit of turnover (traded notional / equity), >= 0.
         drawdown_penalty: reward penalty per unit of current drawdown (fraction), >= 0.
         obs_clip: bound on every observation value, > 0.
+        risk: risk controls (`RiskConfig`); every limit off by default.
     """
 
     window_size: int = 32
@@ -116,9 +199,14 @@ class EnvConfig:
     turnover_penalty: float = 0.0
     drawdown_penalty: float = 0.0
     obs_clip: float = 10.0
+    risk: RiskConfig = field(default_factory=RiskConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exposure_levels", tuple(float(x) for x in self.exposure_levels))
+        if isinstance(self.risk, dict):
+            object.__setattr__(self, "risk", RiskConfig.from_dict(self.risk))
+        if not isinstance(self.risk, RiskConfig):
+            _fail("risk", self.risk, "must be an envs.config.RiskConfig (or a mapping of its keys)")
         for name in (f.name for f in fields(self)):
             value = getattr(self, name)
             if isinstance(value, float) and not math.isfinite(value):
@@ -203,6 +291,8 @@ class EnvConfig:
         kwargs = dict(values)
         if "exposure_levels" in kwargs:
             kwargs["exposure_levels"] = tuple(kwargs["exposure_levels"])  # type: ignore[arg-type]
+        if not isinstance(kwargs.get("risk"), RiskConfig):
+            kwargs["risk"] = RiskConfig.from_dict(kwargs.get("risk"))  # type: ignore[arg-type]
         return cls(**kwargs)  # type: ignore[arg-type]
 
 

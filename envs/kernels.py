@@ -3,7 +3,8 @@
 Layouts (named row/column indices, not positional lists):
 - market matrix ``M`` (T, M_COLS) float64, one row per bar: open, high, low, close, volume, spread
   (NaN without a column), sigma and mu (per-bar std / mean of 1-bar log returns over the vol
-  lookback ending at the bar), funding (rate x funding times inside the bar).
+  lookback ending at the bar), funding (rate x funding times inside the bar), the bar's open time
+  (ms UTC; exact in float64 below 2^53 ms, i.e. until the year 287,396).
 - state ``S`` (S_ROWS, n) float64, one column per env; ``S[S_EQUITY]`` is a contiguous (n,) view.
 - params ``P`` (P_LEN,) float64 built once from `EnvConfig` by `make_params`.
 
@@ -12,6 +13,11 @@ Per env and step (decision at bar t, see the README's execution semantics):
   -> fill at open t+1 with slippage, tick rounding and taker fee -> funding amount on the
   post-fill position -> liquidation / stop / take-profit against bar t+1's range -> funding
   settled -> mark at close t+1 -> reward -> observation.
+Risk controls (`RiskConfig`, README "Risk controls") limit the decision at close t with what is
+known at t: `risk_regime` (kill, drawdown halt, stale feed, daily loss, expiry) and
+`risk_cap_exposure` before sizing, `risk_order` on the order quantity; `roll_day` after the mark.
+Two state rows are inputs the caller sets between steps: ``S_FEED_LAG`` (bars the feed is behind,
+0 in backtests) and ``S_KILL`` (1 = kill switch engaged: flatten and halt).
 """
 
 from __future__ import annotations
@@ -35,29 +41,51 @@ from envs.execution import SLIPPAGE_CODES, fill_price, taker_fee_quote
 from envs.rewards import REWARD_CODES, shaped_reward
 
 # market matrix columns
-M_OPEN, M_HIGH, M_LOW, M_CLOSE, M_VOLUME, M_SPREAD, M_SIGMA, M_MU, M_FUNDING = range(9)
-M_COLS = 9
+M_OPEN, M_HIGH, M_LOW, M_CLOSE, M_VOLUME, M_SPREAD, M_SIGMA, M_MU, M_FUNDING, M_TIME = range(10)
+M_COLS = 10
+#: milliseconds per UTC day (the daily loss limit's day is floor(open time / DAY_MS))
+DAY_MS = 86_400_000.0
 
 # state rows
 (S_T, S_STEPS, S_CASH, S_POS, S_ENTRY_PX, S_BEST_PX, S_ENTRY_T, S_EQUITY, S_PEAK, S_DRAWDOWN,
  S_EXPOSURE, S_PRICE, S_FILL_PX, S_TRADED_QTY, S_CLIPPED_QTY, S_FEES, S_SLIPPAGE, S_FUNDING,
  S_N_TRADES, S_LIQUIDATED, S_REWARD, S_TERMINATED, S_TRUNCATED, S_EMA_A, S_EMA_B, S_EMA_DD2,
  S_SUM_R, S_SUM_R2, S_SUM_DOWN2, S_N_R, S_SUM_TURNOVER, S_SUM_ABS_EXPOSURE, S_MAX_DD,
- S_START_T, S_STEP_NOTIONAL) = range(35)
-S_ROWS = 35
+ S_START_T, S_STEP_NOTIONAL,
+ # risk controls: regime and reason of the last decision, the UTC day and its starting equity,
+ # latches, and the two caller-set inputs (feed lag in bars, kill switch)
+ S_RISK_STATE, S_RISK_REASON, S_DAY, S_DAY_START_EQ, S_DAY_LOSS_HIT, S_DD_HALT, S_FEED_LAG,
+ S_KILL) = range(43)
+S_ROWS = 43
 
 # params
 (P_DISCRETE, P_LONG_ONLY, P_MAX_LEV, P_SIZING, P_TARGET_VOL, P_BARS_PER_YEAR, P_RISK_PER_TRADE,
  P_KELLY_FRACTION, P_LOT, P_MIN_NOTIONAL, P_REBALANCE, P_TAKER_FEE, P_SLIP_MODEL, P_SLIP_BPS,
  P_SLIP_COEF, P_MAX_PART, P_MULT, P_TICK, P_MMR, P_LIQ_FEE, P_STOP, P_TP, P_TRAIL, P_REWARD,
  P_REWARD_ETA, P_TURN_PEN, P_DD_PEN, P_MAX_DD, P_INIT_CASH, P_OBS_CLIP, P_WINDOW, P_EP_LEN,
- P_N_BARS) = range(33)
-P_LEN = 33
+ P_N_BARS,
+ # risk controls (NaN = off)
+ P_RISK_MAX_EXPOSURE, P_RISK_MAX_ORDER, P_RISK_DAILY_LOSS, P_RISK_MAX_DD, P_RISK_STALE_AFTER,
+ P_RISK_EXPIRES_MS) = range(39)
+P_LEN = 39
 
 SIZING_CODES = {"fixed": 0, "vol_target": 1, "risk_per_trade": 2, "kelly": 3}
 SIZING_FIXED, SIZING_VOL_TARGET, SIZING_RISK, SIZING_KELLY = 0, 1, 2, 3
 #: number of account-state values appended to each observation
 N_ACCOUNT_OBS = 4
+
+#: risk regimes (``S_RISK_STATE``): trading freely / orders may only reduce the position / no
+#: order except a forced flatten
+RISK_STATES = ("ACTIVE", "REDUCING", "HALTED")
+RISK_ACTIVE, RISK_REDUCING, RISK_HALTED = 0, 1, 2
+#: why (``S_RISK_REASON``): the rule that set the regime, or (while ACTIVE) the limit that cut the
+#: decision's order; ``none`` = nothing limited it
+RISK_REASONS = ("none", "max_exposure", "max_order_notional", "daily_loss", "drawdown", "stale_feed", "expired",
+                "kill")
+(REASON_NONE, REASON_MAX_EXPOSURE, REASON_MAX_ORDER, REASON_DAILY_LOSS, REASON_DRAWDOWN, REASON_STALE,
+ REASON_EXPIRED, REASON_KILL) = range(8)
+#: what a regime allows the decision's order to do
+MODE_FREE, MODE_REDUCE_ONLY, MODE_NO_ORDERS, MODE_FLATTEN = 0, 1, 2, 3
 
 
 def _opt(x: float | None) -> float:
@@ -100,7 +128,100 @@ def make_params(config: EnvConfig, bars_per_year: float, n_bars: int) -> npt.NDA
     p[P_WINDOW] = config.window_size
     p[P_EP_LEN] = 0.0 if config.episode_length is None else float(config.episode_length)
     p[P_N_BARS] = n_bars
+    risk = config.risk
+    p[P_RISK_MAX_EXPOSURE] = _opt(risk.max_exposure)
+    p[P_RISK_MAX_ORDER] = _opt(risk.max_order_notional)
+    p[P_RISK_DAILY_LOSS] = _opt(risk.daily_loss_limit)
+    p[P_RISK_MAX_DD] = _opt(risk.max_drawdown)
+    p[P_RISK_STALE_AFTER] = _opt(risk.stale_after)
+    p[P_RISK_EXPIRES_MS] = _opt(risk.expires_ms)
     return p
+
+
+@numba.njit(cache=True)
+def _set_regime(S: np.ndarray, i: int, state: int, reason: int, mode: int) -> int:
+    S[S_RISK_STATE, i] = state
+    S[S_RISK_REASON, i] = reason
+    return mode
+
+
+@numba.njit(cache=True)
+def risk_regime(i: int, t: int, S: np.ndarray, M: np.ndarray, P: np.ndarray) -> int:
+    """Risk regime of env i's decision at close t (state marked at t); writes the state/reason rows.
+
+    In priority order: kill switch (``S_KILL`` set by the caller) -> HALTED, flatten; drawdown
+    from the peak >= ``max_drawdown`` (latched for the episode) -> HALTED, flatten; feed lag >
+    ``stale_after`` bars -> HALTED, no order; loss since the UTC day's start >=
+    ``daily_loss_limit`` (latched until the next UTC day) -> REDUCING; bar t opening at or after
+    ``expires_at`` -> REDUCING; else ACTIVE.
+
+    Returns:
+        MODE_FREE, MODE_REDUCE_ONLY, MODE_NO_ORDERS or MODE_FLATTEN.
+    """
+    if not math.isnan(P[P_RISK_MAX_DD]) and S[S_DRAWDOWN, i] >= P[P_RISK_MAX_DD]:
+        S[S_DD_HALT, i] = 1.0
+    start_eq = S[S_DAY_START_EQ, i]
+    if (not math.isnan(P[P_RISK_DAILY_LOSS]) and start_eq > 0.0
+            and 1.0 - S[S_EQUITY, i] / start_eq >= P[P_RISK_DAILY_LOSS]):
+        S[S_DAY_LOSS_HIT, i] = 1.0
+    if S[S_KILL, i] > 0.0:
+        return _set_regime(S, i, RISK_HALTED, REASON_KILL, MODE_FLATTEN)
+    if S[S_DD_HALT, i] > 0.0:
+        return _set_regime(S, i, RISK_HALTED, REASON_DRAWDOWN, MODE_FLATTEN)
+    if not math.isnan(P[P_RISK_STALE_AFTER]) and S[S_FEED_LAG, i] > P[P_RISK_STALE_AFTER]:
+        return _set_regime(S, i, RISK_HALTED, REASON_STALE, MODE_NO_ORDERS)
+    if S[S_DAY_LOSS_HIT, i] > 0.0:
+        return _set_regime(S, i, RISK_REDUCING, REASON_DAILY_LOSS, MODE_REDUCE_ONLY)
+    if not math.isnan(P[P_RISK_EXPIRES_MS]) and M[t, M_TIME] >= P[P_RISK_EXPIRES_MS]:
+        return _set_regime(S, i, RISK_REDUCING, REASON_EXPIRED, MODE_REDUCE_ONLY)
+    return _set_regime(S, i, RISK_ACTIVE, REASON_NONE, MODE_FREE)
+
+
+@numba.njit(cache=True)
+def risk_cap_exposure(i: int, e: float, S: np.ndarray, P: np.ndarray) -> float:
+    """``max_exposure``: the target exposure ``e`` capped to ±max_exposure (reason noted while ACTIVE)."""
+    cap = P[P_RISK_MAX_EXPOSURE]
+    if math.isnan(cap) or abs(e) <= cap:
+        return e
+    if S[S_RISK_STATE, i] == RISK_ACTIVE:
+        S[S_RISK_REASON, i] = REASON_MAX_EXPOSURE
+    return math.copysign(cap, e)
+
+
+@numba.njit(cache=True)
+def risk_order(i: int, mode: int, dq: float, pos: float, px: float, S: np.ndarray, P: np.ndarray) -> float:
+    """The order quantity ``dq`` (base units, from position ``pos``) allowed by regime ``mode``.
+
+    Flatten: ``-pos``; no orders: 0; reduce-only: toward flat and no further (no flip); then the
+    ``max_order_notional`` cap at price ``px`` (close t), rounded toward zero to the lot size.
+    """
+    if mode == MODE_FLATTEN:
+        dq = -pos
+    elif mode == MODE_NO_ORDERS:
+        dq = 0.0
+    elif mode == MODE_REDUCE_ONLY:
+        if pos == 0.0 or (dq > 0.0) == (pos > 0.0):
+            dq = 0.0
+        elif abs(dq) > abs(pos):
+            dq = -pos
+    cap = P[P_RISK_MAX_ORDER]
+    notional = abs(dq) * px * P[P_MULT]
+    if not math.isnan(cap) and notional > cap:
+        dq = round_qty_toward_zero(math.copysign(cap / (px * P[P_MULT]), dq), P[P_LOT])
+        if S[S_RISK_STATE, i] == RISK_ACTIVE:
+            S[S_RISK_REASON, i] = REASON_MAX_ORDER
+    return dq
+
+
+@numba.njit(cache=True)
+def roll_day(i: int, bar: int, prev_equity: float, S: np.ndarray, M: np.ndarray) -> None:
+    """After marking ``bar``: on a new UTC day, its starting equity is ``prev_equity`` (the close
+    before the day's first bar) and the daily loss latch clears."""
+    day = math.floor(M[bar, M_TIME] / DAY_MS)
+    if day != S[S_DAY, i]:
+        S[S_DAY, i] = day
+        S[S_DAY_START_EQ, i] = prev_equity
+        S[S_DAY_LOSS_HIT, i] = 0.0
 
 
 @numba.njit(cache=True)
@@ -259,13 +380,16 @@ def step_env(i: int, a: float, S: np.ndarray, M: np.ndarray, P: np.ndarray, leve
     S[S_LIQUIDATED, i] = 0.0
     notional = 0.0
 
-    # rules 2-3: target exposure and quantity, decided at close t
-    e = target_exposure(a, P, levels, sigma, M[t, M_MU])
+    # rules 2-3: target exposure and quantity, decided at close t (risk controls limit both)
+    mode = risk_regime(i, t, S, M, P)
+    e = risk_cap_exposure(i, target_exposure(a, P, levels, sigma, M[t, M_MU]), S, P)
     pos = S[S_POS, i]
     q_target = target_quantity(e, eq_t, c_t, mult, P[P_LOT])
-    dq = q_target - pos
+    dq = risk_order(i, mode, q_target - pos, pos, c_t, S, P)
     cur_e = pos * c_t * mult / eq_t if eq_t > 0.0 else 0.0
-    send = dq != 0.0 and abs(e - cur_e) >= P[P_REBALANCE] and abs(dq) * c_t * mult >= P[P_MIN_NOTIONAL]
+    forced = mode == MODE_FLATTEN  # a risk flatten ignores the rebalance threshold
+    send = (dq != 0.0 and (forced or abs(e - cur_e) >= P[P_REBALANCE])
+            and abs(dq) * c_t * mult >= P[P_MIN_NOTIONAL])
     if send and not math.isnan(P[P_MAX_PART]):
         cap = P[P_MAX_PART] * M[nxt, M_VOLUME]
         if abs(dq) > cap:
@@ -299,6 +423,7 @@ def step_env(i: int, a: float, S: np.ndarray, M: np.ndarray, P: np.ndarray, leve
     S[S_EXPOSURE, i] = S[S_POS, i] * c_next * mult / eq if eq > 0.0 else 0.0
     S[S_T, i] = nxt
     S[S_STEPS, i] += 1.0
+    roll_day(i, nxt, eq_t, S, M)
 
     # reward
     floor = 1e-6 * P[P_INIT_CASH]
@@ -347,6 +472,8 @@ def reset_env(i: int, start: int, S: np.ndarray, M: np.ndarray, P: np.ndarray) -
     S[S_PEAK, i] = cash
     S[S_ENTRY_T, i] = -1.0
     S[S_PRICE, i] = M[start, M_CLOSE]
+    S[S_DAY, i] = math.floor(M[start, M_TIME] / DAY_MS)
+    S[S_DAY_START_EQ, i] = cash
 
 
 @numba.njit(cache=True)
@@ -409,9 +536,10 @@ def reset_batch(idx: np.ndarray, starts: np.ndarray, S: np.ndarray, M: np.ndarra
 
 def build_market_matrix(
     open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray,
-    spread: np.ndarray | None, sigma: np.ndarray, mu: np.ndarray, funding: np.ndarray,
+    spread: np.ndarray | None, sigma: np.ndarray, mu: np.ndarray, funding: np.ndarray, timestamp: np.ndarray,
 ) -> npt.NDArray[np.float64]:
-    """Stack per-bar arrays into the kernel's (T, M_COLS) market matrix."""
+    """Stack per-bar arrays into the kernel's (T, M_COLS) market matrix (``timestamp``: int64 bar
+    open times, ms UTC)."""
     m = np.empty((close.shape[0], M_COLS), dtype=np.float64)
     m[:, M_OPEN] = open_
     m[:, M_HIGH] = high
@@ -422,4 +550,5 @@ def build_market_matrix(
     m[:, M_SIGMA] = sigma
     m[:, M_MU] = mu
     m[:, M_FUNDING] = funding
+    m[:, M_TIME] = timestamp
     return m

@@ -20,7 +20,7 @@ from envs.market_data import FeatureNormalizer, MarketData
 INFO_KEYS = (
     "timestamp", "price", "equity", "cash", "position", "exposure", "fill_price", "traded_qty",
     "fees_paid", "slippage_paid", "funding_paid", "n_fills", "liquidated", "drawdown",
-    "participation_clipped",
+    "participation_clipped", "risk_state", "risk_reason",
 )
 _FLOAT_ROWS = (K.S_PRICE, K.S_EQUITY, K.S_CASH, K.S_POS, K.S_EXPOSURE, K.S_FILL_PX, K.S_TRADED_QTY,
                K.S_FEES, K.S_SLIPPAGE, K.S_FUNDING)
@@ -30,8 +30,11 @@ ACCOUNT_ROWS = {
     "exposure": K.S_EXPOSURE, "fill_price": K.S_FILL_PX, "traded_qty": K.S_TRADED_QTY,
     "fees_paid": K.S_FEES, "slippage_paid": K.S_SLIPPAGE, "funding_paid": K.S_FUNDING,
     "n_fills": K.S_N_TRADES, "liquidated": K.S_LIQUIDATED, "drawdown": K.S_DRAWDOWN,
-    "participation_clipped": K.S_CLIPPED_QTY,
+    "participation_clipped": K.S_CLIPPED_QTY, "risk_state": K.S_RISK_STATE, "risk_reason": K.S_RISK_REASON,
 }
+
+#: caller-set kernel inputs exposed by `TradingEnv.risk_inputs` / `VecTradingEnv.risk_inputs`
+RISK_INPUT_ROWS = {"feed_lag": K.S_FEED_LAG, "kill": K.S_KILL}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +88,8 @@ class Simulation:
             )
         mu, sigma = md.log_return_stats(config.vol_lookback)
         funding = md.funding_per_bar(config.funding_rate, config.funding_interval_h)
-        market = K.build_market_matrix(md.open, md.high, md.low, md.close, md.volume, md.spread, sigma, mu, funding)
+        market = K.build_market_matrix(md.open, md.high, md.low, md.close, md.volume, md.spread, sigma, mu, funding,
+                                       md.timestamp)
         bpy = metrics.bars_per_year(md.timestamp)
         return cls(
             config=config,
@@ -133,6 +137,8 @@ class Simulation:
             "liquidated": col[K.S_LIQUIDATED] > 0.0,
             "drawdown": col[K.S_DRAWDOWN],
             "participation_clipped": col[K.S_CLIPPED_QTY],
+            "risk_state": int(col[K.S_RISK_STATE]),
+            "risk_reason": int(col[K.S_RISK_REASON]),
         }
 
     def episode_summary(self, S: npt.NDArray[np.float64], i: int) -> dict[str, float]:

@@ -14,7 +14,7 @@ from gymnasium import spaces
 from envs import kernels as K
 from envs.config import EnvConfig
 from envs.market_data import FeatureNormalizer, MarketData
-from envs.simulation import Simulation
+from envs.simulation import RISK_INPUT_ROWS, Simulation
 
 
 def make_spaces(sim: Simulation) -> tuple[spaces.Space, spaces.Box]:
@@ -122,6 +122,13 @@ class TradingEnv(gym.Env):
     ``log_return`` (log of equity ratio), ``differential_sharpe`` or ``sortino`` (Moody & Saffell),
     minus ``turnover_penalty`` x turnover and ``drawdown_penalty`` x drawdown.
 
+    ## Risk controls
+    ``config.risk`` (`RiskConfig`, all off by default) limits each decision at the close it is
+    made (max exposure, max order notional, daily loss, drawdown halt, stale feed, expiry, kill
+    switch); ``info["risk_state"]`` (0 ACTIVE, 1 REDUCING, 2 HALTED) and ``info["risk_reason"]``
+    (index into ``envs.kernels.RISK_REASONS``) say how the step's order was limited. The feed lag
+    and the kill switch are inputs set through ``risk_inputs``.
+
     ## Episode End
     Terminated: equity <= 0 (reward computed on equity floored at 1e-6 x initial_cash) or drawdown
     beyond ``max_drawdown``. Truncated: end of data or ``episode_length`` steps.
@@ -170,6 +177,16 @@ class TradingEnv(gym.Env):
     def step_notional(self) -> float:
         """Traded notional of the last step in quote currency (all fills, exits included)."""
         return float(self._state[K.S_STEP_NOTIONAL, 0])
+
+    @property
+    def risk_inputs(self) -> dict[str, npt.NDArray[np.float64]]:
+        """Writable (1,) views of the kernel's caller-set risk inputs, read by the next ``step()``.
+
+        ``"feed_lag"``: bars the newest bar is behind the feed's clock (0 in backtests; above
+        ``config.risk.stale_after`` no order is sent); ``"kill"``: 1.0 engages the kill switch
+        (flatten at the next open, HALTED), 0.0 releases it. ``reset()`` sets both to 0.
+        """
+        return {k: self._state[row] for k, row in RISK_INPUT_ROWS.items()}
 
     @property
     def account(self) -> dict[str, float]:

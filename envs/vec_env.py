@@ -16,7 +16,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices,
 from envs import kernels as K
 from envs.config import EnvConfig
 from envs.market_data import FeatureNormalizer, MarketData
-from envs.simulation import ACCOUNT_ROWS, Simulation
+from envs.simulation import ACCOUNT_ROWS, RISK_INPUT_ROWS, Simulation
 from envs.trading_env import check_actions, make_spaces
 
 
@@ -70,6 +70,8 @@ class VecTradingEnv(VecEnv):
         self._dones = np.zeros(n_envs, dtype=bool)
         self.account: dict[str, npt.NDArray[Any]] = {k: self._state[row] for k, row in ACCOUNT_ROWS.items()}
         self.account["timestamp"] = self._timestamp
+        #: writable (n_envs,) views of the caller-set risk inputs (see `TradingEnv.risk_inputs`)
+        self.risk_inputs: dict[str, npt.NDArray[np.float64]] = {k: self._state[row] for k, row in RISK_INPUT_ROWS.items()}
         self._n_levels = len(self.config.exposure_levels) if self.config.action_mode == "discrete" else 0
         self._ready = False
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agents.cli import hydra_entry  # noqa: E402
@@ -18,6 +18,7 @@ from agents.cli import hydra_entry  # noqa: E402
 def main(cfg: DictConfig) -> float | None:
     """Evaluate and print the verdict; returns the agent's Sharpe on the span."""
     from agents.evaluate_run import evaluate_run, output_dir
+    from envs.config import RiskConfig
 
     base = hydra.utils.get_original_cwd()
     run_dir = hydra.utils.to_absolute_path(cfg.run_dir)
@@ -25,13 +26,15 @@ def main(cfg: DictConfig) -> float | None:
     out = output_dir(run_dir, cfg.split, data_path, hydra.utils.to_absolute_path(cfg.out_dir) if cfg.out_dir else None)
     if not (Path(run_dir) / ".hydra" / "config.yaml").exists():  # before any folder is made for the results
         raise ValueError(f"run_dir={cfg.run_dir} is not a quantgym training run folder (no .hydra/config.yaml)")
+    risk_node = (cfg.get("env") or {}).get("risk")  # `risk=<preset>` replaces the run's env.risk
+    risk = RiskConfig.from_dict(OmegaConf.to_container(risk_node)) if risk_node is not None else None  # type: ignore[arg-type]
     out.mkdir(parents=True, exist_ok=True)
     log_file = logging.FileHandler(out / "evaluate.log")  # the log lives with the results it describes
     log_file.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     logging.getLogger().addHandler(log_file)
     try:
         result = evaluate_run(run_dir, split=cfg.split, data_path=data_path, model=cfg.model, out_dir=out,
-                              base_dir=base)
+                              base_dir=base, risk=risk)
     except Exception:
         logging.getLogger().removeHandler(log_file)
         log_file.close()

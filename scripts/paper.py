@@ -28,10 +28,12 @@ def main(cfg: DictConfig) -> None:
     assert isinstance(raw, dict)
     node = dict(raw["paper"])
     node["dir"] = node["dir"] or HydraConfig.get().runtime.output_dir
-    paper = to_paper_config({"run_dir": raw["run_dir"], **node, "feed": raw["feed"]}, base_dir=base)
+    risk = (raw.get("env") or {}).get("risk")  # `risk=<preset>` replaces the run's env.risk
+    paper = to_paper_config({"run_dir": raw["run_dir"], **node, "feed": raw["feed"], "risk": risk}, base_dir=base)
     print(f"Paper folder: {paper.dir}")
     summary = run_paper(paper, base_dir=base)
-    print(f"Feed ended: {summary['bars']} bars, {summary['steps']} settled steps, ledger {summary['ledger']}")
+    end = "Feed ended" if summary["stopped"] is None else f"Stopped ({summary['stopped']})"
+    print(f"{end}: {summary['bars']} bars, {summary['steps']} settled steps, ledger {summary['ledger']}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from envs.simulation import INFO_KEYS
 from envs.trading_env import TradingEnv
 
 #: info keys stored as integers (bar time in ms, counts, the liquidation flag); the rest are float64
-INT_KEYS = frozenset({"timestamp", "n_fills", "n_round_trips", "liquidated"})
+INT_KEYS = frozenset({"timestamp", "n_fills", "n_round_trips", "liquidated", "risk_state", "risk_reason"})
 STEPS_FILE = "steps.parquet"
 
 

@@ -1,10 +1,12 @@
 """The paper broker: orders go into a book keyed by ``client_order_id`` and are filled by the env's kernel.
 
-No execution rule lives here: `settle` runs `envs.kernels.step_env` (sizing at close t, fill at the
-open of t+1 with the slippage model, fees, funding, liquidation, stops, the mark at close t+1) on
+No execution rule lives here: `settle` runs `envs.kernels.step_env` (sizing at close t, the risk
+controls, fill at the open of t+1 with the slippage model, fees, funding, liquidation, stops, the
+mark at close t+1) on
 the kernel's arrays of the bars the session has seen. The kernel indexes its market matrix by row,
 so the state's bar indices (current bar, entry bar) are shifted into the tail's rows for the call
-and back afterwards (integers in float64: exact).
+and back afterwards (integers in float64: exact). The decision's risk inputs (feed lag, kill switch)
+are put into the state's input rows before the step, so a settlement is a function of the ledger.
 """
 
 from __future__ import annotations
@@ -93,6 +95,8 @@ class PaperBroker:
         if t != decision.bar_index - offset or t + 1 >= sim.market.shape[0]:
             raise RuntimeError(f"settling decision bar {decision.bar_index} needs rows {t} and {t + 1} "
                                f"of {sim.market.shape[0]} (offset {offset})")
+        s[K.S_FEED_LAG, 0] = decision.feed_lag  # the risk inputs as they were at the decision
+        s[K.S_KILL, 0] = 1.0 if decision.kill_reason is not None else 0.0
         K.step_env(0, decision.action, s, sim.market, sim.params, sim.levels)
         info = sim.info_from_column(s[:, 0].tolist())
         new_state = from_rows(s, offset)

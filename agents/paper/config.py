@@ -14,6 +14,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from agents.config import schema_of
+from envs.config import RiskConfig
 
 #: feeds this step supports (live REST / websocket feeds come later, see docs/paper.md)
 FEED_KINDS = ("replay",)
@@ -70,6 +71,7 @@ class PaperConfig:
         dashboard: serve the local web dashboard (127.0.0.1 only) while the session runs.
         dashboard_port: its TCP port, 0..65535 (0 = any free port; the URL is logged).
         report_on_stop: write the evaluation report into ``<dir>/report`` when the session stops.
+        risk: risk limits replacing the run's ``env.risk`` (``risk=<preset>``); None = the run's.
     """
 
     run_dir: str
@@ -81,6 +83,7 @@ class PaperConfig:
     dashboard: bool = False
     dashboard_port: int = DEFAULT_DASHBOARD_PORT
     report_on_stop: bool = True
+    risk: RiskConfig | None = None
 
     def __post_init__(self) -> None:
         if self.model not in ("best", "final"):
@@ -109,12 +112,23 @@ class PaperNodeSchema:
     report_on_stop: bool = True
 
 
+RiskSchema = schema_of(RiskConfig, "RiskSchema")
+
+
+@dataclass
+class PaperEnvSchema:
+    """The ``env`` node of conf/paper.yaml: only ``risk`` (null = the run's ``env.risk``)."""
+
+    risk: Optional[RiskSchema] = None  # type: ignore[valid-type]  # noqa: UP045 - OmegaConf schemas
+
+
 @dataclass
 class PaperAppSchema:
     """Hydra schema of conf/paper.yaml (typos and wrong types fail at composition)."""
 
     run_dir: str = MISSING
     paper: PaperNodeSchema = field(default_factory=PaperNodeSchema)
+    env: PaperEnvSchema = field(default_factory=PaperEnvSchema)
     feed: Any = field(default_factory=schema_of(PaperFeedConfig, "PaperFeedSchema"))
 
 
@@ -130,7 +144,7 @@ def register_paper_configs() -> None:
 
 def to_paper_config(raw: dict[str, Any], base_dir: str | Path | None = None) -> PaperConfig:
     """Validated `PaperConfig` from a plain mapping (``run_dir``, ``dir``, ``model``, ``tail_bars``,
-    ``feed``: the ``paper`` node's keys at the top level); relative paths resolve against ``base_dir``."""
+    ``feed``, ``risk``: the ``paper`` node's keys at the top level); relative paths resolve against ``base_dir``."""
     def absolute(p: str | None) -> str | None:
         if p is None or base_dir is None or Path(p).is_absolute():
             return p
@@ -143,4 +157,5 @@ def to_paper_config(raw: dict[str, Any], base_dir: str | Path | None = None) -> 
         run_dir=absolute(raw["run_dir"]) or "", dir=absolute(raw["dir"]) or "", model=raw.get("model", "best"),
         tail_bars=int(raw.get("tail_bars", DEFAULT_TAIL_BARS)), feed=PaperFeedConfig(**feed),
         **{k: raw[k] for k in MONITOR_KEYS if k in raw},
+        risk=RiskConfig.from_dict(raw["risk"]) if raw.get("risk") is not None else None,
     )

@@ -26,7 +26,6 @@ import logging
 import math
 import os
 import secrets
-import tempfile
 import threading
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -36,13 +35,12 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from agents.paper.dashboard_view import LedgerReader, Snapshot, page_html, panel_html, prometheus_text
+from agents.paper.killswitch import KILL_FILE, request_kill
 
 logger = logging.getLogger(__name__)
 
 #: environment variable that sets the kill-switch token (then it is not logged)
 TOKEN_ENV = "QUANTGYM_DASHBOARD_TOKEN"
-#: the kill switch's file in the paper folder (its text is the reason)
-KILL_FILE = "KILL"
 STATIC_DIR = Path(__file__).with_name("static")
 _MAX_BODY = 4096
 _MAX_REASON = 200
@@ -50,19 +48,8 @@ _DEFAULT_REASON = "kill switch pressed on the dashboard"
 
 
 def write_kill(paper_dir: str | Path, reason: str) -> Path:
-    """Write ``<paper_dir>/KILL`` atomically (temp file in the folder, fsync, rename); its text is ``reason``."""
-    folder = Path(paper_dir)
-    fd, tmp = tempfile.mkstemp(prefix=".KILL.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(reason + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, folder / KILL_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return folder / KILL_FILE
+    """Write ``<paper_dir>/KILL`` atomically with ``reason`` (`agents.paper.killswitch.request_kill`)."""
+    return request_kill(paper_dir, reason)
 
 
 def clean_reason(text: str | None) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from agents.paper.ledger import read_table
+from envs import kernels as K
 from envs.feeds.base import timeframe_ms
 
 #: most points drawn per chart (beyond: every k-th step, the last one always)
@@ -29,7 +30,7 @@ N_FILLS = 10
 #: decisions the latency percentiles are taken over
 N_LATENCY = 500
 #: risk states (``risk_state`` of a ledger step or a status) as numbers for TensorBoard and Prometheus
-RISK_CODES = {"ACTIVE": 0, "REDUCING": 1, "HALTED": 2}
+RISK_CODES = {name: code for code, name in enumerate(K.RISK_STATES)}
 _STEP_COLUMNS = ("step", "timestamp", "price", "equity", "cash", "position", "exposure", "fill_price", "traded_qty",
                  "fees_paid", "slippage_paid", "drawdown", "risk_state", "risk_reason", "slippage_vs_model")
 
@@ -102,7 +103,7 @@ class Snapshot:
             "last_bar_ts": self.last("timestamp"),
             **{k: self.last(k) for k in ("equity", "cash", "position", "exposure", "drawdown", "price")},
             "max_drawdown": None if self.steps.empty else float(self.steps["drawdown"].max()),
-            "risk_state": self.last("risk_state"), "risk_reason": self.last("risk_reason"),
+            **risk_fields(self.last("risk_state"), self.last("risk_reason")),
             "decision_latency_ms": self.last_decision.get("latency_ms"),
             "latency_p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
             "latency_p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
@@ -165,6 +166,15 @@ def read_snapshot(paper_dir: str | Path) -> Snapshot:
         ValueError: when the folder has no ledger yet.
     """
     return LedgerReader(paper_dir).snapshot()
+
+
+def risk_fields(state: Any, reason: Any) -> dict[str, Any]:
+    """``risk_state`` / ``risk_reason`` as names: the ledger stores the kernel's integer codes."""
+    if state is None:
+        return {"risk_state": None, "risk_reason": None}
+    code, why = int(state), int(reason or 0)
+    return {"risk_state": K.RISK_STATES[code] if 0 <= code < len(K.RISK_STATES) else str(code),
+            "risk_reason": None if why == K.REASON_NONE else K.RISK_REASONS[why]}
 
 
 def risk_code(state: Any) -> int:

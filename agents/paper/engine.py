@@ -6,7 +6,10 @@ Per bar t (see docs/paper.md):
    (fill at t's open, exits inside t, mark at t's close) and committed with the step row;
 3. the observation at t is written by the kernel's `write_obs` (the same features, normaliser and
    account values as training and evaluation), the model acts deterministically, and the decision
-   is committed to the ledger BEFORE its order goes to the broker.
+   is committed to the ledger BEFORE its order goes to the broker, with the risk inputs of that
+   moment: the feed lag and the kill switch (``<paper.dir>/KILL`` or SIGTERM, checked before every
+   decision; `agents.paper.killswitch`). The risk controls themselves run in the kernel at
+   settlement; once a kill decision has settled (flat), the session stops.
 Every part is idempotent against the ledger, so a resumed session replays its last bar safely.
 """
 
@@ -24,6 +27,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from agents.config import RunConfig
 from agents.paper.broker import PaperBroker, State, initial_state, to_rows
+from agents.paper.killswitch import KILL_FILE, StopSignals, read_kill
 from agents.paper.ledger import Decision, Ledger
 from agents.paper.market import BarTail
 from envs import kernels as K
@@ -53,6 +57,15 @@ class PaperRun:
     run_id: str
 
 
+def feed_lag_bars(bar_ts: int, now_ms: int, bar_ms: int) -> int:
+    """Whole bars between the close of the bar opening at ``bar_ts`` and ``now_ms`` (all ms UTC), >= 0.
+
+    The stale-feed input of a live feed's `PaperEngine.on_bar` (0 while the newest bar is the last
+    closed one; a replay always passes 0).
+    """
+    return max(0, (now_ms - (bar_ts + bar_ms)) // bar_ms)
+
+
 def client_order_id(run_id: str, bar_ts: int) -> str:
     """Deterministic order id of the decision at bar ``bar_ts`` (ms UTC): ``qg<run_id>-<bar_ts>``."""
     return f"qg{run_id}-{bar_ts}"
@@ -71,30 +84,51 @@ class PaperEngine:
         ledger: the session's ledger (may already hold steps: the engine continues from them).
         tail: the bars seen so far (seeded with history before the first bar given to `on_bar`).
         broker: the execution client (default: the kernel's `PaperBroker`).
+        signals: what the session's SIGTERM handler received (a kill with reason ``SIGTERM``).
+
+    Attributes:
+        halted: the episode ended (bankruptcy or ``env.max_drawdown``): no further decisions.
+        stopped: why the session stopped (a kill reason), or None while it runs.
     """
 
-    def __init__(self, run: PaperRun, ledger: Ledger, tail: BarTail, broker: PaperBroker | None = None) -> None:
+    def __init__(self, run: PaperRun, ledger: Ledger, tail: BarTail, broker: PaperBroker | None = None,
+                 signals: StopSignals | None = None) -> None:
         self.run = run
         self.ledger = ledger
         self.tail = tail
         self.broker = broker if broker is not None else PaperBroker(ledger)
+        self.signals = signals if signals is not None else StopSignals()
+        self.paper_dir = ledger.path.parent
         self.window = run.cfg.env.window_size
         last = ledger.last_settled()
         self.state: State | None = None if last is None else last.state
         self.settled_ts: int | None = None if last is None else last.bar_ts
         self.halted = ledger.is_terminated()
+        self.stopped: str | None = None
+        killed = ledger.last_settled_decision()
+        reason = read_kill(self.paper_dir)
+        if killed is not None and killed.kill_reason is not None and reason is not None:
+            self.stopped = reason
+            logger.warning("the session was stopped by the kill switch (%s) and %s is still there: no trading; delete "
+                           "it and rerun to resume", killed.kill_reason, self.paper_dir / KILL_FILE)
 
-    def on_bar(self, bar: Bar, now_ms: int) -> dict[str, Any] | None:
+    def kill_reason(self) -> str | None:
+        """The kill switch's reason now: the ``KILL`` file's text, else ``SIGTERM`` if received, else None."""
+        return read_kill(self.paper_dir) or self.signals.kill_reason
+
+    def on_bar(self, bar: Bar, now_ms: int, feed_lag: int = 0) -> dict[str, Any] | None:
         """Process one closed bar; returns the status of the bar (None while still in the warm-up).
 
         Args:
             bar: the newest closed bar.
             now_ms: the feed clock's time, ms UTC (recorded in the ledger).
+            feed_lag: whole bars the feed is behind its clock (0 for a replay); above
+                ``env.risk.stale_after`` the kernel sends no order.
         """
         started = time.perf_counter()
         self.tail.append(bar)
         k = self.tail.last_index
-        if k < self.window - 1 or self.halted:
+        if k < self.window - 1 or self.halted or self.stopped is not None:
             return None
         sim = self.tail.simulation()
         offset = self.tail.offset
@@ -109,18 +143,23 @@ class PaperEngine:
                 logger.warning("the session ended at %s: equity %.2f, drawdown %.2f%% (bankruptcy or the drawdown "
                                "stop); no further decisions", _iso(bar.timestamp), info["equity"], 100 * info["drawdown"])
                 return self._status(bar, info, None, now_ms)
+            if prev.kill_reason is not None:
+                self.stopped = prev.kill_reason
+                logger.warning("kill switch (%s): position %.6g after the open of %s; the session stops", prev.kill_reason,
+                               info["position"], _iso(bar.timestamp))
+                return self._status(bar, info, None, now_ms)
         if self.state is None:
             self.state = initial_state(sim, k - offset, offset)
         decision = self.ledger.decision(bar.timestamp)
         latency_ms = None
         if decision is None:
-            decision = self._decide(bar, k, sim, offset)
+            decision = self._decide(bar, k, sim, offset, feed_lag, self.kill_reason())
             latency_ms = 1000.0 * (time.perf_counter() - started)
             self.ledger.commit_decision(decision, now_ms, latency_ms)
         self.broker.submit(decision, now_ms)
         return self._status(bar, info, latency_ms, now_ms)
 
-    def _decide(self, bar: Bar, k: int, sim: Simulation, offset: int) -> Decision:
+    def _decide(self, bar: Bar, k: int, sim: Simulation, offset: int, feed_lag: int, kill: str | None) -> Decision:
         """Observation at bar k (absolute) from the kernel, the model's deterministic action, its target."""
         assert self.state is not None
         s = to_rows(self.state, offset)
@@ -132,7 +171,7 @@ class PaperEngine:
         target = float(K.target_exposure(a, sim.params, sim.levels, sim.market[row, K.M_SIGMA], sim.market[row, K.M_MU]))
         return Decision(bar_ts=int(bar.timestamp), bar_index=k, client_order_id=client_order_id(self.run.run_id, bar.timestamp),
                         action=a, target_exposure=target, obs_hash=obs_hash(obs[0]), model_id=self.run.model_id,
-                        price=float(bar.close))
+                        price=float(bar.close), feed_lag=int(feed_lag), kill_reason=kill)
 
     def _status(self, bar: Bar, info: dict[str, Any] | None, latency_ms: float | None, now_ms: int) -> dict[str, Any]:
         """The bar's status for `agents.paper.monitor` (which logs it): ``settled`` when a step was committed."""
@@ -140,12 +179,27 @@ class PaperEngine:
                                   "latency_ms": latency_ms, "settled": info is not None}
         if info is not None:
             status.update(equity=info["equity"], position=info["position"], drawdown=info["drawdown"],
-                          exposure=info["exposure"])
+                          exposure=info["exposure"], risk_state=int(info["risk_state"]),
+                          risk_reason=int(info["risk_reason"]))
         else:
             assert self.state is not None
             status.update(equity=float(self.state[K.S_EQUITY]), position=float(self.state[K.S_POS]),
-                          drawdown=float(self.state[K.S_DRAWDOWN]), exposure=float(self.state[K.S_EXPOSURE]))
+                          drawdown=float(self.state[K.S_DRAWDOWN]), exposure=float(self.state[K.S_EXPOSURE]),
+                          risk_state=int(self.state[K.S_RISK_STATE]), risk_reason=int(self.state[K.S_RISK_REASON]))
+        status["risk"] = risk_text(status["risk_state"], status["risk_reason"])
+        status["risk_state"], status["risk_reason"] = risk_names(status["risk_state"], status["risk_reason"])
         return status
+
+
+def risk_names(state: int, reason: int) -> tuple[str, str | None]:
+    """The kernel's risk codes as names: (``ACTIVE`` / ``REDUCING`` / ``HALTED``, the reason or None)."""
+    return K.RISK_STATES[state], None if reason == K.REASON_NONE else K.RISK_REASONS[reason]
+
+
+def risk_text(state: int, reason: int) -> str:
+    """``ACTIVE``, or the regime and its reason, e.g. ``HALTED (drawdown)``; the last settled step's."""
+    name = K.RISK_STATES[state]
+    return name if reason == K.REASON_NONE else f"{name} ({K.RISK_REASONS[reason]})"
 
 
 def _iso(ms: int) -> str:

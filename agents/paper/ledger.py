@@ -3,7 +3,8 @@
 Tables:
     meta(key, value): what the session trades (run, model id, feed); checked on resume.
     decisions: one row per decided bar (action, target exposure, ``client_order_id``, observation hash,
-        model id, the bar's close), committed BEFORE its order goes to the broker.
+        model id, the bar's close, the risk inputs: feed lag and kill reason), committed BEFORE its
+        order goes to the broker.
     orders: the paper broker's book, keyed by ``client_order_id`` (a resend is ignored).
     steps: one row per settled step, committed in ONE transaction with the order's fill status;
         columns are the env's info keys (`envs.simulation.INFO_KEYS`, same names and meaning) plus
@@ -49,6 +50,9 @@ class Decision:
         obs_hash: blake2b hex digest of the float32 observation bytes.
         model_id: algorithm, model file and its content hash.
         price: the decision bar's close, quote currency per base unit.
+        feed_lag: bars the feed was behind at the decision (the kernel's stale-feed input), >= 0.
+        kill_reason: the kill switch's reason when it was engaged at the decision (the order then
+            flattens), else None.
     """
 
     bar_ts: int
@@ -59,6 +63,12 @@ class Decision:
     obs_hash: str
     model_id: str
     price: float
+    feed_lag: int = 0
+    kill_reason: str | None = None
+
+
+_DECISION_COLUMNS = ("bar_ts, bar_index, client_order_id, action, target_exposure, obs_hash, model_id, price, "
+                     "feed_lag, kill_reason")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +108,7 @@ class Ledger:
                 "CREATE TABLE IF NOT EXISTS decisions (bar_ts INTEGER PRIMARY KEY, bar_index INTEGER NOT NULL, "
                 "client_order_id TEXT NOT NULL UNIQUE, action REAL NOT NULL, target_exposure REAL NOT NULL, "
                 "obs_hash TEXT NOT NULL, model_id TEXT NOT NULL, price REAL NOT NULL, decided_at_ms INTEGER NOT NULL, "
-                "latency_ms REAL NOT NULL)")
+                "latency_ms REAL NOT NULL, feed_lag INTEGER NOT NULL, kill_reason TEXT)")
             c.execute(
                 "CREATE TABLE IF NOT EXISTS orders (client_order_id TEXT PRIMARY KEY, bar_ts INTEGER NOT NULL, "
                 "action REAL NOT NULL, status TEXT NOT NULL, submitted_at_ms INTEGER NOT NULL, "
@@ -147,15 +157,14 @@ class Ledger:
     def commit_decision(self, d: Decision, decided_at_ms: int, latency_ms: float) -> None:
         """Commit the decision for bar ``d.bar_ts`` (fails if that bar was already decided)."""
         with self.transaction() as c:
-            c.execute("INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            c.execute(f"INSERT INTO decisions ({_DECISION_COLUMNS}, decided_at_ms, latency_ms) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       (d.bar_ts, d.bar_index, d.client_order_id, d.action, d.target_exposure, d.obs_hash,
-                       d.model_id, d.price, decided_at_ms, latency_ms))
+                       d.model_id, d.price, d.feed_lag, d.kill_reason, decided_at_ms, latency_ms))
 
     def decision(self, bar_ts: int) -> Decision | None:
         """The decision for bar ``bar_ts``, if committed."""
-        row = self.conn.execute(
-            "SELECT bar_ts, bar_index, client_order_id, action, target_exposure, obs_hash, model_id, price "
-            "FROM decisions WHERE bar_ts = ?", (bar_ts,)).fetchone()
+        row = self.conn.execute(f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE bar_ts = ?", (bar_ts,)).fetchone()
         return None if row is None else Decision(*row)
 
     def last_decision(self) -> Decision | None:
@@ -201,6 +210,11 @@ class Ledger:
         if row is None:
             return None
         return Settled(int(row[0]), int(row[1]), np.frombuffer(row[2], dtype="<f8").copy())
+
+    def last_settled_decision(self) -> Decision | None:
+        """The decision of the latest settled step, or None before the first."""
+        row = self.conn.execute("SELECT decision_ts FROM steps ORDER BY step DESC LIMIT 1").fetchone()
+        return None if row is None else self.decision(int(row[0]))
 
     def is_terminated(self) -> bool:
         """Whether the last settled step ended the session (bankruptcy or the drawdown stop)."""

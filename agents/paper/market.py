@@ -38,7 +38,8 @@ def simulation_of(md: MarketData, config: EnvConfig, normalizer: FeatureNormaliz
     config = dataclasses.replace(config, episode_length=None)  # one pass, as `evaluation_env`
     mu, sigma = md.log_return_stats(config.vol_lookback)
     funding = md.funding_per_bar(config.funding_rate, config.funding_interval_h)
-    market = K.build_market_matrix(md.open, md.high, md.low, md.close, md.volume, md.spread, sigma, mu, funding)
+    market = K.build_market_matrix(md.open, md.high, md.low, md.close, md.volume, md.spread, sigma, mu, funding,
+                                   md.timestamp)
     bpy = metrics.bars_per_year(md.timestamp)
     return Simulation(
         config=config, data=md, market=market, features=md.observation_features(config.obs_clip, normalizer),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import time
 from pathlib import Path
@@ -23,10 +24,12 @@ from agents.evaluate_run import load_run
 from agents.paper.broker import PaperBroker
 from agents.paper.config import PaperConfig, PaperFeedConfig
 from agents.paper.engine import PaperEngine, PaperRun
+from agents.paper.killswitch import stop_signals
 from agents.paper.ledger import Ledger
 from agents.paper.market import BarTail
 from agents.paper.monitor import SessionMonitor
 from agents.sb3 import load_model
+from envs.config import RiskConfig
 from envs.feeds.base import frame_to_bars, timeframe_ms
 from envs.feeds.clock import SimulatedClock
 from envs.feeds.historical import HistoricalFeed
@@ -96,10 +99,19 @@ def feed_source(feed: PaperFeedConfig, run: PaperRun) -> str:
 
 
 def session_meta(cfg: PaperConfig, run: PaperRun) -> dict[str, str]:
-    """What a paper folder is bound to (checked on resume)."""
+    """What a paper folder is bound to (checked on resume): a settlement redone on resume must apply
+    the same rules, so the risk limits in force are part of it."""
     return {"run_dir": str(Path(cfg.run_dir).resolve()), "model_id": run.model_id, "run_id": run.run_id,
             "feed.kind": cfg.feed.kind, "feed.source": feed_source(cfg.feed, run),
-            "tail_bars": str(cfg.tail_bars), "timeframe": run.cfg.data.timeframe}
+            "tail_bars": str(cfg.tail_bars), "timeframe": run.cfg.data.timeframe,
+            "env.risk": json.dumps(dataclasses.asdict(run.cfg.env.risk), sort_keys=True)}
+
+
+def with_risk(run: PaperRun, risk: RiskConfig | None) -> PaperRun:
+    """``run`` with its ``env.risk`` replaced by ``risk`` (None: the run's own limits)."""
+    if risk is None:
+        return run
+    return dataclasses.replace(run, cfg=dataclasses.replace(run.cfg, env=dataclasses.replace(run.cfg.env, risk=risk)))
 
 
 def run_paper(cfg: PaperConfig, base_dir: str | None = None, broker_cls: type[PaperBroker] = PaperBroker) -> dict[str, Any]:
@@ -110,7 +122,8 @@ def run_paper(cfg: PaperConfig, base_dir: str | None = None, broker_cls: type[Pa
         base_dir: directory relative paths of the run's config resolve against.
         broker_cls: the execution client class (the kernel's paper broker).
     """
-    run = load_paper_run(cfg.run_dir, cfg.model, base_dir)
+    run = with_risk(load_paper_run(cfg.run_dir, cfg.model, base_dir), cfg.risk)
+    logger.info("risk limits: %s", run.cfg.env.risk)
     frame = replay_bars(run, cfg.feed)
     ledger = Ledger(cfg.dir)
     try:
@@ -120,30 +133,45 @@ def run_paper(cfg: PaperConfig, base_dir: str | None = None, broker_cls: type[Pa
         tail = BarTail(run.cfg.env, run.cfg.features, run.normalizer, cfg.tail_bars)
         first = max(0, start - cfg.tail_bars + 1)
         tail.seed(frame_to_bars(frame.iloc[first:start]), first)
-        engine = PaperEngine(run, ledger, tail, broker_cls(ledger))
-        if start:
-            logger.info("resuming %s at bar %d of %d (%s)", cfg.dir, start, len(ts), ledger.counts())
-        clock = SimulatedClock(int(ts[start]))
-        feed = HistoricalFeed(frame.iloc[start:].reset_index(drop=True), run.cfg.data.symbol, run.cfg.data.timeframe,
-                              clock)
-        n = 0
-        monitor = SessionMonitor(cfg, run.cfg.data.timeframe, ledger.counts()["steps"])
-        stopped = False  # a finished feed, or Ctrl-C: the stop report is written (not after a crash)
-        try:
-            for bar in feed:
-                monitor.on_status(engine.on_bar(bar, clock.now_ms()))
-                n += 1
-                if cfg.feed.speed is not None:
-                    time.sleep(1.0 / cfg.feed.speed)
-            stopped = True
-        except KeyboardInterrupt:
-            stopped = True
-            raise
-        finally:
-            monitor.close(report=stopped)
+        with stop_signals() as signals:
+            engine = PaperEngine(run, ledger, tail, broker_cls(ledger), signals)
+            if start:
+                logger.info("resuming %s at bar %d of %d (%s)", cfg.dir, start, len(ts), ledger.counts())
+            clock = SimulatedClock(int(ts[start]))
+            feed = HistoricalFeed(frame.iloc[start:].reset_index(drop=True), run.cfg.data.symbol,
+                                  run.cfg.data.timeframe, clock)
+            n = 0
+            monitor = SessionMonitor(cfg, run.cfg.data.timeframe, ledger.counts()["steps"])
+            stopped = False  # a finished feed, a kill, SIGINT or Ctrl-C: the stop report is written (not after a crash)
+            try:
+                for bar in feed if engine.stopped is None else ():
+                    monitor.on_status(engine.on_bar(bar, clock.now_ms()))
+                    n += 1
+                    if engine.halted and engine.stopped is None and engine.kill_reason() is not None:
+                        engine.stopped = engine.kill_reason()  # the episode already ended: nothing to flatten
+                    if engine.stopped is not None:
+                        break
+                    if signals.stop:
+                        engine.stopped = "SIGINT"
+                        logger.warning("stopped by SIGINT after bar %d: nothing flattened, the open position and the "
+                                       "pending order stay in the ledger; rerun the same command to resume",
+                                       start + n - 1)
+                        break
+                    if cfg.feed.speed is not None:
+                        time.sleep(1.0 / cfg.feed.speed)
+                stopped = True
+            except KeyboardInterrupt:
+                stopped = True
+                raise
+            finally:
+                monitor.close(report=stopped)
         counts = ledger.counts()
-        logger.info("feed ended after %d bars; ledger: %s", n, counts)
-        return {"bars": n, "resumed_at": start, "halted": engine.halted, **counts, "ledger": str(ledger.path)}
+        if engine.stopped is None:
+            logger.info("feed ended after %d bars; ledger: %s", n, counts)
+        else:
+            logger.info("session stopped (%s) after %d bars; ledger: %s", engine.stopped, n, counts)
+        return {"bars": n, "resumed_at": start, "halted": engine.halted, "stopped": engine.stopped, **counts,
+                "ledger": str(ledger.path)}
     finally:
         ledger.close()
 

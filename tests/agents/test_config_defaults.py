@@ -81,6 +81,18 @@ def node_schema(name: str, group: str | None = None) -> type:
     raise AssertionError(f"no primary schema has a typed `{name}` node: give conf/{name}/ a dataclass")
 
 
+def package_schema(package: str) -> type:
+    """The dataclass at the dotted node ``package`` (a ``# @package env.risk`` header) of a primary schema."""
+    for schema in PRIMARY.values():
+        cls: type | None = schema
+        for part in package.split("."):
+            hints = typing.get_type_hints(cls) if cls is not None else {}
+            cls = _dataclass_of(hints[part]) if part in hints else None
+        if cls is not None:
+            return cls
+    raise AssertionError(f"no primary schema has a typed `{package}` node")
+
+
 def _default(f: dataclasses.Field[Any]) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
@@ -127,6 +139,8 @@ def findings(path: Path) -> list[str]:
     if rel.parts[0] == "hydra":  # Hydra's own settings (job_logging, ...): Hydra's schema, not ours
         return []
     group, node = rel.parts[0], package_of(path)
+    if node is not None and "." in node:  # a group option placed at a nested node (conf/risk/ -> env.risk)
+        return list(restated(values, package_schema(node), f"{node}."))
     if not is_global:  # a group option: its node is the group's dataclass
         return list(restated(values, node_schema(node or group, group if node else None), f"{node or group}."))
     out: list[str] = []  # a `# @package _global_` preset: top-level nodes of a primary schema

@@ -52,3 +52,22 @@ def test_progress_bar_stops_at_its_total_while_sb3_finishes_its_rollout(sample_1
     model.learn(total_timesteps=1000, callback=bar)
     assert model.num_timesteps == 1024  # two whole 2 x 256-step rollouts
     assert bar.pbar.n == bar.pbar.total == 1000
+
+
+@pytest.mark.parametrize(("risk", "limited", "halted"), [({}, 0.0, 0.0), ({"expires_at": "2000-01-01"}, 1.0, 0.0)])
+def test_risk_scalars_count_the_env_steps_a_risk_control_limited(sample_1h, tmp_path: Path, risk: dict,
+                                                                 limited: float, halted: float) -> None:
+    from stable_baselines3 import PPO
+
+    from agents.callbacks import TradingMetricsCallback
+    from envs import EnvConfig, VecTradingEnv
+
+    # an expired model (expires_at before the data): every decision is REDUCING, reason "expired"
+    vec = VecTradingEnv(sample_1h, EnvConfig(window_size=8, episode_length=256, risk=risk), n_envs=2, seed=0)
+    model = PPO("MlpPolicy", vec, n_steps=32, batch_size=64, n_epochs=1, seed=0, tensorboard_log=str(tmp_path / "tb"))
+    model.learn(128, callback=TradingMetricsCallback(log_every_steps=64))
+    ea = EventAccumulator(str(tmp_path / "tb" / "PPO_1"), size_guidance={"scalars": 0})
+    ea.Reload()
+    assert [e.step for e in ea.Scalars("trading/risk_limited")] == [64, 128]
+    assert [e.value for e in ea.Scalars("trading/risk_limited")] == [limited, limited]
+    assert [e.value for e in ea.Scalars("trading/risk_halted")] == [halted, halted]

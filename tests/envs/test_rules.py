@@ -26,7 +26,7 @@ def approx(x: float) -> object:
 INFO_KEYS = {
     "timestamp", "price", "equity", "cash", "position", "exposure", "fill_price", "traded_qty",
     "fees_paid", "slippage_paid", "funding_paid", "n_fills", "liquidated", "drawdown",
-    "participation_clipped",
+    "participation_clipped", "risk_state", "risk_reason",
 }
 
 
@@ -77,6 +77,7 @@ def test_first_observation_at_bar_w_minus_1_with_zero_account_state() -> None:
         "timestamp": HOUR_MS, "price": 101.0, "equity": 10000.0, "cash": 10000.0, "position": 0.0,
         "exposure": 0.0, "fill_price": 0.0, "traded_qty": 0.0, "fees_paid": 0.0, "slippage_paid": 0.0,
         "funding_paid": 0.0, "n_fills": 0, "liquidated": False, "drawdown": 0.0, "participation_clipped": 0.0,
+        "risk_state": 0, "risk_reason": 0,
     }
     obs, *_ = env.step(np.array([0.5], dtype=np.float32))
     assert obs[4] == 2.0 and obs[9] == 3.0  # window moved to bars 1, 2
