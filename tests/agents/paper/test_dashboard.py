@@ -16,7 +16,9 @@ import pytest
 
 from agents.paper.dashboard import KILL_FILE, Dashboard
 from agents.paper.dashboard_view import LedgerReader, page_html, prometheus_text, read_snapshot
+from agents.paper.killswitch import read_kill
 from agents.paper.ledger import LEDGER_FILE, Ledger, read_steps
+from envs import kernels as K
 
 TOKEN = "tok-9f3c2a7d41e8b6"
 
@@ -78,7 +80,7 @@ def test_state_and_metrics_are_the_ledger(dash: Dashboard, paper_copy: Path) -> 
     for key in ("equity", "cash", "position", "exposure", "drawdown"):
         assert state[key] == last[key], key
     assert state["series"]["equity"] == steps["equity"].tolist()
-    assert state["risk_state"] is None and state["kill_requested"] is None
+    assert (state["risk_state"], state["risk_reason"]) == ("ACTIVE", None) and state["kill_requested"] is None
     assert state["feed_lag_s"] == 0.0 and state["decision_latency_ms"] > 0
     traded = steps[steps["traded_qty"] != 0]
     assert state["fills"][0]["timestamp"] == traded["timestamp"].iloc[-1]
@@ -89,26 +91,24 @@ def test_state_and_metrics_are_the_ledger(dash: Dashboard, paper_copy: Path) -> 
     assert m["quantgym_paper_steps_total"] == len(steps)
     assert m["quantgym_paper_equity"] == last["equity"] and m["quantgym_paper_position"] == last["position"]
     assert m["quantgym_paper_drawdown"] == last["drawdown"] and m["quantgym_paper_kill_requested"] == 0
-    assert "quantgym_paper_decision_latency_ms" in m and "quantgym_paper_risk_state" not in m
+    assert "quantgym_paper_decision_latency_ms" in m and m["quantgym_paper_risk_state"] == 0
     code, page = get(dash.url)
-    assert code == 200 and f'data-steps="{len(steps)}"' in page and "no risk controls in this ledger" in page
+    assert code == 200 and f'data-steps="{len(steps)}"' in page and "ACTIVE" in page
     assert TOKEN not in page and TOKEN not in text and TOKEN not in body
 
 
 def test_risk_state_and_slippage_vs_model_are_shown_when_the_ledger_has_them(dash: Dashboard, paper_copy: Path) -> None:
     conn = sqlite3.connect(paper_copy / LEDGER_FILE)
-    with conn:
-        conn.execute("ALTER TABLE steps ADD COLUMN risk_state TEXT")
-        conn.execute("ALTER TABLE steps ADD COLUMN risk_reason TEXT")
+    with conn:  # the kernel's codes, as the ledger stores them: HALTED because of the drawdown halt
         conn.execute("ALTER TABLE steps ADD COLUMN slippage_vs_model REAL")
-        conn.execute("UPDATE steps SET risk_state = 'HALTED', risk_reason = 'max drawdown 5% reached', "
-                     "slippage_vs_model = 0.25")
+        conn.execute("UPDATE steps SET risk_state = ?, risk_reason = ?, slippage_vs_model = 0.25",
+                     (K.RISK_STATES.index("HALTED"), K.RISK_REASONS.index("drawdown")))
     conn.close()
     m = metrics(get(dash.url + "metrics")[1])
     assert m["quantgym_paper_risk_state"] == 2 and m["quantgym_paper_slippage_vs_model"] == 0.25
     state = json.loads(get(dash.url + "api/state")[1])
-    assert (state["risk_state"], state["risk_reason"]) == ("HALTED", "max drawdown 5% reached")
-    assert "HALTED — max drawdown 5% reached" in get(dash.url)[1]
+    assert (state["risk_state"], state["risk_reason"]) == ("HALTED", "drawdown")
+    assert "HALTED — drawdown" in get(dash.url)[1]
 
 
 def test_kill_switch_needs_the_token_and_writes_the_file_atomically(dash: Dashboard, paper_copy: Path) -> None:
@@ -120,7 +120,7 @@ def test_kill_switch_needs_the_token_and_writes_the_file_atomically(dash: Dashbo
     assert not kill.exists()
     code, answer = post_kill(dash, {"token": TOKEN, "reason": "manual\nstop  now"})
     assert code == 200 and answer["ok"]
-    assert kill.read_text() == "manual stop now\n"
+    assert read_kill(paper_copy) == "manual stop now"  # what the risk controls read
     assert sorted(p.name for p in paper_copy.iterdir() if p.name.startswith(".KILL")) == []  # no temp file left
     assert json.loads(get(dash.url + "api/state")[1])["kill_requested"] == "manual stop now"
     assert metrics(get(dash.url + "metrics")[1])["quantgym_paper_kill_requested"] == 1

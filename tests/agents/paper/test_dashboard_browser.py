@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from agents.paper.killswitch import read_kill
 from agents.paper.ledger import LEDGER_FILE, read_steps
 from tests.agents.paper.conftest import REPO
 
@@ -138,7 +139,7 @@ def test_dashboard_in_a_headless_browser(browser: Any, session: dict[str, Any]) 
     browser.find_element(By.ID, "kill-token").send_keys(session["token"])
     browser.find_element(By.ID, "kill-button").click()
     wait.until(lambda _: result.get_attribute("data-status") == "200")
-    assert kill.read_text() == "browser test\n"  # the risk controls consume it (the session may stop now)
+    assert read_kill(paper_dir) == "browser test"  # the risk controls consume it (the session may stop now)
 
 
 def test_a_stopped_session_writes_its_report_and_the_token_is_only_in_the_log(session: dict[str, Any]) -> None:
