@@ -1,4 +1,5 @@
-"""Paper-trade a trained run on a replayed feed: `python scripts/paper.py run_dir=outputs/train/<run> feed.path=<bars>`.
+"""Paper-trade a trained run: `python scripts/paper.py run_dir=outputs/train/<run> feed.path=<bars>` (replay), or
+`paper_feed=binance_spot` (live, REST) / `binance_spot_ws` (websocket), `broker=testnet` (exchange sandbox).
 
 Rerunning the same command with the same ``paper.dir`` resumes from the ledger (docs/paper.md).
 """
@@ -28,7 +29,8 @@ def main(cfg: DictConfig) -> None:
     assert isinstance(raw, dict)
     node = dict(raw["paper"])
     node["dir"] = node["dir"] or HydraConfig.get().runtime.output_dir
-    paper = to_paper_config({"run_dir": raw["run_dir"], **node, "feed": raw["feed"]}, base_dir=base)
+    paper = to_paper_config({"run_dir": raw["run_dir"], **node, "feed": raw["feed"], "broker": raw["broker"]},
+                            base_dir=base)
     print(f"Paper folder: {paper.dir}")
     summary = run_paper(paper, base_dir=base)
     print(f"Feed ended: {summary['bars']} bars, {summary['steps']} settled steps, ledger {summary['ledger']}")

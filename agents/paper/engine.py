@@ -24,10 +24,11 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from agents.config import RunConfig
 from agents.paper.broker import PaperBroker, State, initial_state, to_rows
+from agents.paper.feeds import FeedLag
 from agents.paper.ledger import Decision, Ledger
 from agents.paper.market import BarTail
 from envs import kernels as K
-from envs.feeds.base import Bar
+from envs.feeds.base import Bar, timeframe_ms
 from envs.market_data import FeatureNormalizer
 from envs.simulation import Simulation
 
@@ -83,15 +84,23 @@ class PaperEngine:
         self.state: State | None = None if last is None else last.state
         self.settled_ts: int | None = None if last is None else last.bar_ts
         self.halted = ledger.is_terminated()
+        self.tf_ms = timeframe_ms(run.cfg.data.timeframe)
+        #: lag of the bar being processed (feed clock at receipt minus the bar's close), in bars and ms
+        self.feed_lag_bars = 0.0
+        self.feed_lag_ms = 0
 
-    def on_bar(self, bar: Bar, now_ms: int) -> dict[str, Any] | None:
+    def on_bar(self, bar: Bar, now_ms: int, lag: FeedLag | None = None) -> dict[str, Any] | None:
         """Process one closed bar; returns the status of the bar (None while still in the warm-up).
 
         Args:
             bar: the newest closed bar.
             now_ms: the feed clock's time, ms UTC (recorded in the ledger).
+            lag: how late the bar arrived (live feeds); None = ``now_ms`` minus the bar's close.
+                Sets ``feed_lag_bars`` / ``feed_lag_ms`` before anything is decided.
         """
         started = time.perf_counter()
+        lag = lag if lag is not None else FeedLag.of(bar.timestamp, self.tf_ms, now_ms)
+        self.feed_lag_bars, self.feed_lag_ms = lag.lag_bars, lag.lag_ms
         self.tail.append(bar)
         k = self.tail.last_index
         if k < self.window - 1 or self.halted:
@@ -135,7 +144,8 @@ class PaperEngine:
                         price=float(bar.close))
 
     def _status(self, bar: Bar, info: dict[str, Any] | None, latency_ms: float | None) -> dict[str, Any]:
-        status: dict[str, Any] = {"bar": _iso(bar.timestamp), "latency_ms": latency_ms}
+        status: dict[str, Any] = {"bar": _iso(bar.timestamp), "latency_ms": latency_ms,
+                                  "feed_lag_bars": self.feed_lag_bars, "feed_lag_ms": self.feed_lag_ms}
         if info is not None:
             status.update(equity=info["equity"], position=info["position"], drawdown=info["drawdown"])
         else:
@@ -143,8 +153,9 @@ class PaperEngine:
             status.update(equity=float(self.state[K.S_EQUITY]), position=float(self.state[K.S_POS]),
                           drawdown=float(self.state[K.S_DRAWDOWN]))
         lat = "resumed" if latency_ms is None else f"{latency_ms:.1f} ms"
-        logger.info("bar %s | equity %.2f | position %.6g | drawdown %.2f%% | decision latency %s",
-                    status["bar"], status["equity"], status["position"], 100 * status["drawdown"], lat)
+        logger.info("bar %s | equity %.2f | position %.6g | drawdown %.2f%% | decision latency %s | feed lag %.2f bars "
+                    "(%d ms)", status["bar"], status["equity"], status["position"], 100 * status["drawdown"], lat,
+                    self.feed_lag_bars, self.feed_lag_ms)
         return status
 
 

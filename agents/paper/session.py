@@ -23,11 +23,12 @@ from agents.evaluate_run import load_run
 from agents.paper.broker import PaperBroker
 from agents.paper.config import PaperConfig, PaperFeedConfig
 from agents.paper.engine import PaperEngine, PaperRun
+from agents.paper.feeds import LiveBars, live_source
 from agents.paper.ledger import Ledger
 from agents.paper.market import BarTail
 from agents.sb3 import load_model
 from envs.feeds.base import frame_to_bars, timeframe_ms
-from envs.feeds.clock import SimulatedClock
+from envs.feeds.clock import Clock, SimulatedClock
 from envs.feeds.historical import HistoricalFeed
 from envs.validation import OHLCV_COLUMNS
 
@@ -81,7 +82,9 @@ def replay_bars(run: PaperRun, feed: PaperFeedConfig) -> pd.DataFrame:
 
 
 def feed_source(feed: PaperFeedConfig, run: PaperRun) -> str:
-    """The replayed bars in words: the file, or the store series and span."""
+    """The replayed bars in words: the file, or the store series and span (live: exchange, series, store)."""
+    if feed.kind == "live":
+        return live_source(feed, run.cfg.data.timeframe)
     if feed.path is not None:
         src = str(Path(feed.path).resolve())
     else:
@@ -94,18 +97,24 @@ def session_meta(cfg: PaperConfig, run: PaperRun) -> dict[str, str]:
     """What a paper folder is bound to (checked on resume)."""
     return {"run_dir": str(Path(cfg.run_dir).resolve()), "model_id": run.model_id, "run_id": run.run_id,
             "feed.kind": cfg.feed.kind, "feed.source": feed_source(cfg.feed, run),
-            "tail_bars": str(cfg.tail_bars), "timeframe": run.cfg.data.timeframe}
+            "tail_bars": str(cfg.tail_bars), "timeframe": run.cfg.data.timeframe, "broker": cfg.broker.kind}
 
 
-def run_paper(cfg: PaperConfig, base_dir: str | None = None, broker_cls: type[PaperBroker] = PaperBroker) -> dict[str, Any]:
-    """Run (or resume) a replay paper session until the feed ends; returns a summary.
+def run_paper(cfg: PaperConfig, base_dir: str | None = None, broker_cls: type[PaperBroker] = PaperBroker,
+              clock: Clock | None = None) -> dict[str, Any]:
+    """Run (or resume) a paper session until the feed ends (replay) or ``feed.end`` (live); returns a summary.
 
     Args:
         cfg: the session config.
         base_dir: directory relative paths of the run's config resolve against.
-        broker_cls: the execution client class (the kernel's paper broker).
+        broker_cls: the execution client class (the kernel's paper broker; ``broker=testnet`` builds
+            `agents.paper.brokers.testnet.TestnetBroker`).
+        clock: live feeds only: the feed's clock (None = ``feed.clock``); tests share a simulated one
+            with a local fake exchange.
     """
     run = load_paper_run(cfg.run_dir, cfg.model, base_dir)
+    if cfg.feed.kind == "live":
+        return _run_live(cfg, run, broker_cls, clock)
     frame = replay_bars(run, cfg.feed)
     ledger = Ledger(cfg.dir)
     try:
@@ -132,6 +141,53 @@ def run_paper(cfg: PaperConfig, base_dir: str | None = None, broker_cls: type[Pa
         return {"bars": n, "resumed_at": start, "halted": engine.halted, **counts, "ledger": str(ledger.path)}
     finally:
         ledger.close()
+
+
+def _run_live(cfg: PaperConfig, run: PaperRun, broker_cls: type[PaperBroker], clock: Clock | None) -> dict[str, Any]:
+    """A live session: backfill, resume from the ledger, then every closed bar with its lag (`agents.paper.feeds`)."""
+    if run.cfg.data.funding_path is not None:
+        raise ValueError(f"the run uses data.funding_path={run.cfg.data.funding_path!r}: funding events are not fed "
+                         "to paper mode yet (see docs/paper.md)")
+    source = LiveBars(cfg.feed, run.cfg.data.timeframe, cfg.tail_bars, run.cfg.env.window_size, cfg.dir, clock)
+    ledger = Ledger(cfg.dir)
+    broker: PaperBroker | None = None
+    try:
+        ledger.check_meta(session_meta(cfg, run))
+        resume = resume_point(ledger)
+        history, first_index = source.open(resume)
+        tail = BarTail(run.cfg.env, run.cfg.features, run.normalizer, cfg.tail_bars)
+        tail.seed(history, first_index)
+        if cfg.broker.kind == "testnet":
+            from agents.paper.brokers.testnet import TestnetBroker
+
+            broker = TestnetBroker.start(ledger, tail, cfg.feed, cfg.broker)
+        else:
+            broker = broker_cls(ledger)
+        engine = PaperEngine(run, ledger, tail, broker)
+        if resume is not None:
+            logger.info("resuming %s at bar %s (%s)", cfg.dir, resume[0], ledger.counts())
+        n = 0
+        for bar, lag in source:
+            engine.on_bar(bar, lag.received_ms, lag)
+            n += 1
+            if engine.halted:
+                break
+        counts = ledger.counts()
+        logger.info("live feed stopped after %d bars (feed.end=%s); ledger: %s", n, cfg.feed.end, counts)
+        return {"bars": n, "resumed_at": None if resume is None else resume[1], "halted": engine.halted, **counts,
+                "ledger": str(ledger.path), "feed_stats": source.stats}
+    finally:
+        source.close()
+        close = getattr(broker, "close", None)
+        if close is not None:
+            close()
+        ledger.close()
+
+
+def resume_point(ledger: Ledger) -> tuple[int, int] | None:
+    """The ledger's latest bar, decided or settled: (open time ms UTC, absolute index); None when empty."""
+    marks = [(x.bar_ts, x.bar_index) for x in (ledger.last_decision(), ledger.last_settled()) if x is not None]
+    return max(marks) if marks else None
 
 
 def _resume_index(ledger: Ledger, ts: np.ndarray) -> int:
