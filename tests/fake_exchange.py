@@ -23,7 +23,8 @@ served ONLY under a sandbox path prefix (``/testnet``; the same request without 
 real-money endpoint): spot ``GET /api/v3/account``, ``POST /api/v3/order`` (MARKET, filled at once at
 the forming bar's open plus ``slippage_bps``, taker fee ``fee_frac`` in USDT, ``newClientOrderId``
 unique: a second order with the same id is ``-2010 Duplicate order sent``), ``GET /api/v3/order``
-(by ``origClientOrderId`` or ``orderId``, ``-2013 Order does not exist``); USDⓈ-M
+(by ``origClientOrderId`` or ``orderId``, ``-2013 Order does not exist``), ``GET /api/v3/myTrades``
+(an order's fill and fee); USDⓈ-M
 ``GET /fapi/v2|v3/positionRisk``, ``GET /fapi/v2|v3/account``, ``POST /fapi/v1/order``,
 ``GET /fapi/v1/order``, ``GET /fapi/v1/userTrades`` (the fee of a futures order).
 
@@ -343,6 +344,12 @@ class FakeExchange:
                 return self._new_order(params, futures=path.startswith("/fapi"))
             if method == "GET" and path in ("/api/v3/order", "/fapi/v1/order"):
                 return self._order_view(self._find_order(params), futures=path.startswith("/fapi"))
+            if method == "GET" and path == "/api/v3/myTrades":
+                o = self._find_order(params)
+                return [{"symbol": "BTCUSDT", "id": o["orderId"], "orderId": o["orderId"], "orderListId": -1,
+                         "price": _num(o["price"]), "qty": _num(o["qty"]), "quoteQty": _num(o["price"] * o["qty"]),
+                         "commission": _num(o["fee"]), "commissionAsset": "USDT", "time": o["time"],
+                         "isBuyer": o["side"] == "BUY", "isMaker": False, "isBestMatch": True}]
             if method == "GET" and path == "/fapi/v1/userTrades":
                 o = self._find_order(params)
                 return [{"symbol": "BTCUSDT", "id": o["orderId"], "orderId": o["orderId"], "side": o["side"],

@@ -215,15 +215,17 @@ class Ledger:
 
 def read_table(paper_dir: str | Path, table: str) -> pd.DataFrame:
     """A table of a paper folder's ledger (read-only; also while the session runs)."""
-    if table not in ("meta", "decisions", "orders", "steps"):
-        raise ValueError(f"unknown ledger table {table!r}: meta, decisions, orders or steps")
+    order_by = {"meta": "key", "decisions": "bar_ts", "orders": "bar_ts", "steps": "step",
+                # broker=testnet (agents.paper.brokers.testnet)
+                "exchange_orders": "bar_ts", "fills_vs_model": "bar_ts", "reconciliations": "at_ms"}
+    if table not in order_by:
+        raise ValueError(f"unknown ledger table {table!r}: one of {sorted(order_by)}")
     path = Path(paper_dir) / LEDGER_FILE
     if not path.exists():
         raise ValueError(f"{path} not found: paper_dir must be a paper folder written by scripts/paper.py")
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        order = {"meta": "key", "decisions": "bar_ts", "orders": "bar_ts", "steps": "step"}[table]
-        return pd.read_sql_query(f"SELECT * FROM {table} ORDER BY {order}", conn)
+        return pd.read_sql_query(f"SELECT * FROM {table} ORDER BY {order_by[table]}", conn)
     finally:
         conn.close()
 

@@ -160,7 +160,8 @@ def _run_live(cfg: PaperConfig, run: PaperRun, broker_cls: type[PaperBroker], cl
         if cfg.broker.kind == "testnet":
             from agents.paper.brokers.testnet import TestnetBroker
 
-            broker = TestnetBroker.start(ledger, tail, cfg.feed, cfg.broker)
+            testnet = broker_cls if issubclass(broker_cls, TestnetBroker) else TestnetBroker
+            broker = testnet.start(ledger, tail, cfg.feed, cfg.broker)
         else:
             broker = broker_cls(ledger)
         engine = PaperEngine(run, ledger, tail, broker)
