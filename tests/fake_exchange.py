@@ -25,7 +25,7 @@ the forming bar's open plus ``slippage_bps``, taker fee ``fee_frac`` in USDT, ``
 unique: a second order with the same id is ``-2010 Duplicate order sent``), ``GET /api/v3/order``
 (by ``origClientOrderId`` or ``orderId``, ``-2013 Order does not exist``), ``GET /api/v3/myTrades``
 (an order's fill and fee); USDⓈ-M
-``GET /fapi/v2|v3/positionRisk``, ``GET /fapi/v2|v3/account``, ``POST /fapi/v1/order``,
+``GET /fapi/v1/leverageBracket``, ``GET /fapi/v2|v3/positionRisk``, ``GET /fapi/v2|v3/account``, ``POST /fapi/v1/order``,
 ``GET /fapi/v1/order``, ``GET /fapi/v1/userTrades`` (the fee of a futures order).
 
 Example:
@@ -332,6 +332,9 @@ class FakeExchange:
                 return {"makerCommission": 10, "takerCommission": 10, "canTrade": True, "accountType": "SPOT",
                         "updateTime": self.server_now(), "permissions": ["SPOT"],
                         "balances": [{"asset": a, "free": _num(v), "locked": "0.0"} for a, v in tr.balances.items()]}
+            if method == "GET" and path == "/fapi/v1/leverageBracket":  # ccxt reads it before positions
+                return [{"symbol": "BTCUSDT", "brackets": [{"bracket": 1, "initialLeverage": 125, "notionalCap": 50000,
+                                                            "notionalFloor": 0, "maintMarginRatio": 0.004, "cum": 0}]}]
             if method == "GET" and path in ("/fapi/v2/positionRisk", "/fapi/v3/positionRisk"):
                 return [self._position_row()]
             if method == "GET" and path in ("/fapi/v2/account", "/fapi/v3/account"):

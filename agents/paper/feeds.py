@@ -41,7 +41,7 @@ from envs.data.retry import RetryPolicy
 from envs.data.store import ParquetStore
 from envs.feeds.base import Bar, frame_to_bars, timeframe_ms
 from envs.feeds.ccxt_live import LiveFeed, LiveFeedConfig
-from envs.feeds.ccxt_ws import open_live_feed, ws_exchange_for
+from envs.feeds.ccxt_ws import FeedMode, open_live_feed, ws_exchange_for
 from envs.feeds.clock import Clock, ExchangeClock, SystemClock
 
 logger = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class LiveBars:
                 raise ValueError("feed.api_url points REST at another server but feed.ws_url is not set: the stream "
                                  "would still go to the exchange; set feed.ws_url too (or use mode=poll)")
             ws = ws_exchange_for(self.exchange, ws_url=c.ws_url)
-        mode = "websocket" if c.mode == "websocket" else "poll"
+        mode: FeedMode = "websocket" if c.mode == "websocket" else "poll"
         return open_live_feed(self.exchange, c.symbol, self.timeframe, mode=mode, ws_exchange=ws, store=self.store,
                               clock=self.clock, start=start_ms, store_exchange=self.store_exchange, config=config)
 

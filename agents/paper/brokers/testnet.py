@@ -342,9 +342,9 @@ class TestnetBroker(PaperBroker):
     def _fee(self, order: dict[str, Any]) -> tuple[float | None, str | None]:
         """The order's fee in quote currency (from the order, else from its trades)."""
         fees = [f for f in (order.get("fees") or ([order["fee"]] if order.get("fee") else [])) if f]
-        if not fees and order.get("id") and self.exchange.has.get("fetchOrderTrades"):
-            trades = self.exchange.fetch_order_trades(order["id"], self.symbol)
-            fees = [t["fee"] for t in trades if t.get("fee")]
+        if not fees and order.get("id") and self.exchange.has.get("fetchMyTrades"):
+            trades = self.exchange.fetch_my_trades(self.symbol, None, None, {"orderId": order["id"]})
+            fees = [t["fee"] for t in trades if t.get("fee") and str(t.get("order")) == str(order["id"])]
         quote = self.market["quote"]
         costs = [float(f["cost"]) for f in fees if f.get("cost") is not None and f.get("currency") == quote]
         other = {f.get("currency") for f in fees if f.get("currency") != quote}

@@ -41,19 +41,21 @@ def sandbox(exchange: FakeExchange) -> FakeExchange:
     return exchange
 
 
-def sandbox_config(run_dir: Path, paper_dir: Path, fx: FakeExchange, end_ms: int = END_MS) -> PaperConfig:
-    cfg = live_config(run_dir, paper_dir, fx.url, end_ms=end_ms)
+def sandbox_config(run_dir: Path, paper_dir: Path, fx: FakeExchange, end_ms: int = END_MS, **feed: object) -> PaperConfig:
+    cfg = live_config(run_dir, paper_dir, fx.url, end_ms=end_ms, **feed)
     return dataclasses.replace(cfg, broker=BrokerConfig(kind="testnet", api_url=fx.sandbox_url, timeout_ms=3000))
 
 
+@pytest.mark.parametrize(("market", "symbol", "order_path"), [("spot", "BTC/USDT", "/api/v3/order"),
+                                                             ("swap", "BTC/USDT:USDT", "/fapi/v1/order")])
 def test_testnet_session_trades_the_sandbox_and_keeps_the_models_ledger(
         tiny_run: Path, reference: Path, hourly: pd.DataFrame, sandbox: FakeExchange, clock: SimulatedClock,
-        tmp_path: Path, keys: None) -> None:
-    run_paper(sandbox_config(tiny_run, tmp_path, sandbox), clock=clock)
+        tmp_path: Path, keys: None, market: str, symbol: str, order_path: str) -> None:
+    run_paper(sandbox_config(tiny_run, tmp_path, sandbox, market=market, symbol=symbol), clock=clock)
     assert_same_session(tmp_path, reference)  # the model's accounting is the paper broker's
     signed = [r for r in sandbox.requests if r.signed]
     assert signed and all(r.sandbox for r in signed)  # the sandbox URL only
-    lookups = [r for r in signed if r.method == "GET" and r.path == "/api/v3/order"]
+    lookups = [r for r in signed if r.method == "GET" and r.path == order_path]
     assert all(r.status == 200 for r in signed if r not in lookups)  # every signature valid
     assert all(r.status == 400 for r in lookups)  # each id looked up (not there) before its order was sent
     ex = read_table(tmp_path, "exchange_orders")
@@ -79,7 +81,8 @@ def test_testnet_session_trades_the_sandbox_and_keeps_the_models_ledger(
     np.testing.assert_allclose(fvm.model_qty, steps.traded_qty)
     np.testing.assert_allclose(fvm.model_qty, fvm.exchange_qty, atol=1e-5)  # the order mirrors the model's trade
     rec = read_table(tmp_path, "reconciliations")
-    assert len(rec) == 1 and rec.baseline[0] == 1.0 and rec.note[0] == "ledger and exchange agree"
+    assert len(rec) == 1 and rec.note[0] == "ledger and exchange agree"
+    assert rec.baseline[0] == (1.0 if market == "spot" else 0.0)  # spot: the BTC balance; swap: the position
 
 
 class CrashAfterSend(TestnetBroker):
