@@ -15,6 +15,7 @@ from omegaconf import MISSING, OmegaConf
 
 from agents.config import schema_of
 from agents.paper.brokers.config import BrokerConfig
+from envs.data.store import to_ms
 
 #: feeds: ``replay`` (a file or store span on a simulated clock), ``live`` (an exchange, `agents.paper.feeds`)
 FEED_KINDS = ("replay", "live")
@@ -52,6 +53,7 @@ class PaperFeedConfig:
         clock: live: ``exchange`` (wall clock corrected by the exchange's time, measured at start) or
             ``system`` (the machine's clock) decides when a bar has closed and its lag.
         timeout_ms: live: HTTP timeout, ms (> 0).
+        rate_limit_ms: live: minimum spacing between requests, ms (> 0); None = ccxt's value for the exchange.
         settle_ms: live: wait after a bar's close before asking for it, ms (>= 0).
         poll_interval_s: live: shortest wait between polls, seconds (> 0).
         reconnect_delay_s: live: wait after a failed poll, seconds (> 0).
@@ -75,6 +77,7 @@ class PaperFeedConfig:
     ws_url: str | None = None
     clock: str = "exchange"
     timeout_ms: int = 10_000
+    rate_limit_ms: int | None = None
     settle_ms: int = 1_000
     poll_interval_s: float = 1.0
     reconnect_delay_s: float = 5.0
@@ -98,6 +101,8 @@ class PaperFeedConfig:
             if getattr(self, key) is not None:
                 raise ValueError(f"feed.{key} is for replays: a live feed decides from the latest closed bar on "
                                  f"(history is backfilled); remove feed.{key}")
+        if self.end is not None:
+            to_ms(self.end, "feed.end")  # a clear message at start-up, not after the backfill
         if self.mode not in LIVE_MODES:
             raise ValueError(f"feed.mode={self.mode!r} is invalid: choose one of {list(LIVE_MODES)}")
         if self.clock not in CLOCKS:
@@ -105,6 +110,8 @@ class PaperFeedConfig:
         if self.market == "swap" and ":" not in self.symbol:
             raise ValueError(f"feed.symbol={self.symbol!r} is not a perpetual symbol; use e.g. BTC/USDT:USDT "
                              "with feed.market=swap")
+        if self.rate_limit_ms is not None and self.rate_limit_ms <= 0:
+            raise ValueError(f"feed.rate_limit_ms={self.rate_limit_ms} is invalid: must be > 0 (ms), or null for ccxt's")
         if self.timeout_ms <= 0 or self.settle_ms < 0 or self.ws_fallback_ms < 0 or self.max_retries < 0:
             raise ValueError("feed.timeout_ms must be > 0 and feed.settle_ms, feed.ws_fallback_ms, "
                              "feed.max_retries >= 0")

@@ -38,7 +38,7 @@ import pandas as pd
 from agents.paper.config import PaperFeedConfig
 from envs.data.download import make_exchange
 from envs.data.retry import RetryPolicy
-from envs.data.store import ParquetStore
+from envs.data.store import ParquetStore, to_ms
 from envs.feeds.base import Bar, frame_to_bars, timeframe_ms
 from envs.feeds.ccxt_live import LiveFeed, LiveFeedConfig
 from envs.feeds.ccxt_ws import FeedMode, open_live_feed, ws_exchange_for
@@ -86,7 +86,7 @@ def live_timeframe(feed: PaperFeedConfig, run_timeframe: str) -> str:
 def market_exchange(feed: PaperFeedConfig) -> ccxt.Exchange:
     """The synchronous ccxt exchange of a live feed, without API keys (market data needs none)."""
     return make_exchange(feed.exchange, feed.market, api_url=feed.api_url, timeout_ms=feed.timeout_ms,
-                         env={}, dotenv_path=os.devnull)
+                         rate_limit_ms=feed.rate_limit_ms, env={}, dotenv_path=os.devnull)
 
 
 def feed_store(feed: PaperFeedConfig, paper_dir: str | Path) -> ParquetStore:
@@ -126,7 +126,7 @@ class LiveBars:
         self.clock: Clock = clock
         self.store = feed_store(feed, paper_dir)
         self.store_exchange = self.exchange.id
-        self.end_ms = None if feed.end is None else int(pd.Timestamp(feed.end, tz="UTC").value // 1_000_000)
+        self.end_ms = None if feed.end is None else to_ms(feed.end, "feed.end")
         self.feed: LiveFeed | None = None
         self._first: list[Bar] = []
 

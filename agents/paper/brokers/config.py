@@ -32,11 +32,13 @@ class BrokerConfig:
         api_url: testnet only: a local test server replacing the sandbox's hosts (paths kept). Only
             loopback URLs (127.0.0.1, localhost) are accepted, so it cannot point at a real exchange.
         timeout_ms: testnet only: HTTP timeout, ms (> 0).
+        rate_limit_ms: testnet only: minimum spacing between requests, ms (> 0); None = ccxt's value.
     """
 
     kind: str = "paper"
     api_url: str | None = None
     timeout_ms: int = 10_000
+    rate_limit_ms: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in BROKER_KINDS:
@@ -45,5 +47,7 @@ class BrokerConfig:
         if self.api_url is not None and not is_loopback(self.api_url):
             raise ValueError(f"broker.api_url={self.api_url!r} is refused: it may only name a local test server "
                              "(http://127.0.0.1:<port>); the testnet broker otherwise uses ccxt's sandbox URLs")
+        if self.rate_limit_ms is not None and self.rate_limit_ms <= 0:
+            raise ValueError(f"broker.rate_limit_ms={self.rate_limit_ms} is invalid: must be > 0 (ms), or null for ccxt's")
         if self.timeout_ms <= 0:
             raise ValueError(f"broker.timeout_ms={self.timeout_ms} is invalid: must be > 0 (milliseconds)")

@@ -127,7 +127,7 @@ def sandbox_exchange(feed: PaperFeedConfig, broker: BrokerConfig, env: Mapping[s
     """
     key, secret = credentials(env)
     prefix = f"QUANTGYM_{feed.exchange.upper()}_"
-    exchange = make_exchange(feed.exchange, feed.market, timeout_ms=broker.timeout_ms,
+    exchange = make_exchange(feed.exchange, feed.market, timeout_ms=broker.timeout_ms, rate_limit_ms=broker.rate_limit_ms,
                              env={prefix + "API_KEY": key, prefix + "SECRET": secret}, dotenv_path=os.devnull)
     if not _http_hosts(exchange.urls.get("test")):
         raise ValueError(f"{feed.exchange} has no sandbox (testnet) in ccxt: broker=testnet refuses it; use broker=paper")

@@ -36,7 +36,7 @@ def test_no_secret_in_any_file_the_testnet_session_wrote(tiny_run: Path, hourly:
            "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
     base = [sys.executable, str(REPO / "scripts" / "paper.py"), f"run_dir={tiny_run}", "paper_feed=binance_spot",
             f"feed.api_url={fx.url}", "broker=testnet", f"broker.api_url={fx.sandbox_url}", f"paper.dir={paper_dir}",
-            "paper.tail_bars=64", "feed.max_retries=1"]
+            "paper.tail_bars=64", "feed.max_retries=1", "feed.rate_limit_ms=2", "broker.rate_limit_ms=2"]
     try:
         console = _run([*base, f"feed.end={iso(T0 + 118 * HOUR)}"], env)  # decides bar 117, sends its order
         fx.now_ms = T0 + 119 * HOUR + HOUR // 2

@@ -43,7 +43,8 @@ def sandbox(exchange: FakeExchange) -> FakeExchange:
 
 def sandbox_config(run_dir: Path, paper_dir: Path, fx: FakeExchange, end_ms: int = END_MS, **feed: object) -> PaperConfig:
     cfg = live_config(run_dir, paper_dir, fx.url, end_ms=end_ms, **feed)
-    return dataclasses.replace(cfg, broker=BrokerConfig(kind="testnet", api_url=fx.sandbox_url, timeout_ms=3000))
+    return dataclasses.replace(cfg, broker=BrokerConfig(kind="testnet", api_url=fx.sandbox_url, timeout_ms=3000,
+                                                         rate_limit_ms=2))
 
 
 @pytest.mark.parametrize(("market", "symbol", "order_path"), [("spot", "BTC/USDT", "/api/v3/order"),
