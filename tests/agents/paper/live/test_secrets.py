@@ -46,6 +46,8 @@ def test_no_secret_in_any_file_the_testnet_session_wrote(tiny_run: Path, hourly:
     signed = [r for r in fx.requests if r.signed]
     assert signed and all(r.sandbox and r.status in (200, 400) for r in signed)  # the keys were used
     assert [r.method for r in signed].count("POST") >= 1, "the session must have sent an order"
+    # the restart through scripts/paper.py: each closed bar decided once, the first order settled once
+    assert read_table(paper_dir, "decisions").bar_ts.tolist() == [T0 + 117 * HOUR, T0 + 118 * HOUR]
     assert len(read_table(paper_dir, "steps")) == 1 and len(read_table(paper_dir, "exchange_orders")) == 2
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     names = {p.relative_to(paper_dir).as_posix() for p in files if paper_dir in p.parents}
