@@ -159,6 +159,10 @@ class PaperNodeSchema:
     tail_bars: int = DEFAULT_TAIL_BARS
 
 
+#: Hydra schema of the ``broker`` node (conf/broker/*.yaml), mirrored from `BrokerConfig`
+BrokerSchema = schema_of(BrokerConfig, "BrokerSchema")
+
+
 @dataclass
 class PaperAppSchema:
     """Hydra schema of conf/paper.yaml (typos and wrong types fail at composition)."""
@@ -166,7 +170,7 @@ class PaperAppSchema:
     run_dir: str = MISSING
     paper: PaperNodeSchema = field(default_factory=PaperNodeSchema)
     feed: Any = field(default_factory=schema_of(PaperFeedConfig, "PaperFeedSchema"))
-    broker: Any = field(default_factory=schema_of(BrokerConfig, "BrokerSchema"))
+    broker: BrokerSchema = field(default_factory=lambda: BrokerSchema())  # type: ignore[valid-type]
 
 
 def register_paper_configs() -> None:
