@@ -159,7 +159,8 @@ class PaperNodeSchema:
     tail_bars: int = DEFAULT_TAIL_BARS
 
 
-#: Hydra schema of the ``broker`` node (conf/broker/*.yaml), mirrored from `BrokerConfig`
+#: Hydra schemas of the ``feed`` node (conf/paper_feed/*.yaml) and the ``broker`` node (conf/broker/*.yaml)
+PaperFeedSchema = schema_of(PaperFeedConfig, "PaperFeedSchema")
 BrokerSchema = schema_of(BrokerConfig, "BrokerSchema")
 
 
@@ -169,7 +170,7 @@ class PaperAppSchema:
 
     run_dir: str = MISSING
     paper: PaperNodeSchema = field(default_factory=PaperNodeSchema)
-    feed: Any = field(default_factory=schema_of(PaperFeedConfig, "PaperFeedSchema"))
+    feed: PaperFeedSchema = field(default_factory=lambda: PaperFeedSchema())  # type: ignore[valid-type]
     broker: BrokerSchema = field(default_factory=lambda: BrokerSchema())  # type: ignore[valid-type]
 
 

@@ -30,9 +30,15 @@ CONF = REPO / "conf"
 IDENTITY = {("agent", "name"), ("forecaster", "model")}
 
 
+def _package(path: Path) -> str | None:
+    """The node a ``# @package <node>`` header places a group option at (conf/paper_feed/ -> ``feed``)."""
+    first = path.read_text().split("\n", 1)[0]
+    return first.removeprefix("# @package ").strip() if first.startswith("# @package ") else None
+
+
 def _load(path: Path) -> tuple[dict[str, Any], list[Any], bool]:
     """(values without ``defaults``/``hydra``, the defaults list, whether it is a `_global_` preset)."""
-    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
     assert isinstance(raw, dict)
     defaults = list(raw.get("defaults") or [])
     values = {k: v for k, v in raw.items() if k not in ("defaults", "hydra")}
@@ -106,6 +112,9 @@ def findings(path: Path) -> list[str]:
     if len(rel.parts) == 1:  # a primary config
         return list(restated(values, PRIMARY[rel.stem])) if rel.stem in PRIMARY else []
     group = rel.parts[0]
+    package = _package(path)
+    if package and package != "_global_" and "." not in package:
+        group = package  # e.g. conf/paper_feed/*.yaml are placed at the `feed` node
     if not is_global:  # a group option: its node is the group's dataclass
         return list(restated(values, node_schema(group), f"{group}."))
     out: list[str] = []  # a `# @package _global_` preset: top-level nodes of a primary schema
