@@ -155,7 +155,8 @@ class LiveBars:
             ValueError: too little history, or a store without the ledger's last bar.
         """
         now = self.clock.now_ms()
-        start = resume[0] if resume is not None else now - now % self.tf_ms - (self.tail_bars + 1) * self.tf_ms
+        newest = resume[0] if resume is not None else now - now % self.tf_ms - 2 * self.tf_ms
+        start = newest - (self.tail_bars - 1) * self.tf_ms  # used only where the store holds nothing that recent
         self.feed = self._open_feed(start)
         while True:  # the catch-up: REST pages into the store, retried until the exchange answers
             failures = self.feed.stats.disconnects
@@ -174,6 +175,10 @@ class LiveBars:
                              "feed.store_root the session was started with")
         history = frame_to_bars(rows[ts < first_ts].tail(self.tail_bars - 1))
         self._first = frame_to_bars(rows[ts >= first_ts])
+        if resume is not None and len(history) < min(self.tail_bars - 1, resume[1]):
+            raise ValueError(f"the store {self.store.root} holds {len(history)} bars before the ledger's last bar "
+                             f"{_iso(first_ts)}, the session had {min(self.tail_bars - 1, resume[1])}: the features "
+                             "would differ from the first run's; resume with the feed.store_root it was started with")
         if resume is None and len(history) < self.window_size - 1:
             raise ValueError(f"{self.store_exchange} {self.cfg.symbol} {self.timeframe}: only {len(history)} bars "
                              f"before the latest closed bar; the first decision needs window_size - 1 = "

@@ -8,6 +8,7 @@ ledger: every closed bar decided exactly once, never a forming candle.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -61,12 +62,15 @@ def test_disconnect_mid_session(tiny_run: Path, reference: Path, exchange: FakeE
     assert_same_session(tmp_path, reference)
 
 
+@pytest.mark.parametrize("lose_store", [False, True], ids=["store", "store_lost"])
 def test_restart_after_downtime_resumes_from_the_ledger(tiny_run: Path, reference: Path, exchange: FakeExchange,
                                                        clock: SimulatedClock, tmp_path: Path,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+                                                       caplog: pytest.LogCaptureFixture, lose_store: bool) -> None:
     first = run_paper(live_config(tiny_run, tmp_path, exchange.url, end_ms=T0 + 110 * HOUR), clock=clock)
     assert first["bars"] == 11
     clock.advance_ms(5 * HOUR)  # the session is down for five hours
+    if lose_store:  # the history is backfilled from the exchange again
+        shutil.rmtree(tmp_path / "store")
     with caplog.at_level(logging.INFO):
         second = run_paper(live_config(tiny_run, tmp_path, exchange.url), clock=clock)
     assert "resuming" in caplog.text
