@@ -1,4 +1,5 @@
-"""Paper-trade a trained run on a replayed feed: `python scripts/paper.py run_dir=outputs/train/<run> feed.path=<bars>`.
+"""Paper-trade a trained run: `python scripts/paper.py run_dir=outputs/train/<run> feed.path=<bars>` (replay), or
+`paper_feed=binance_spot` (live, REST) / `binance_spot_ws` (websocket), `broker=testnet` (exchange sandbox).
 
 Rerunning the same command with the same ``paper.dir`` resumes from the ledger (docs/paper.md).
 """
@@ -29,7 +30,8 @@ def main(cfg: DictConfig) -> None:
     node = dict(raw["paper"])
     node["dir"] = node["dir"] or HydraConfig.get().runtime.output_dir
     risk = (raw.get("env") or {}).get("risk")  # `risk=<preset>` replaces the run's env.risk
-    paper = to_paper_config({"run_dir": raw["run_dir"], **node, "feed": raw["feed"], "risk": risk}, base_dir=base)
+    paper = to_paper_config({"run_dir": raw["run_dir"], **node, "feed": raw["feed"], "broker": raw["broker"],
+                             "risk": risk}, base_dir=base)
     print(f"Paper folder: {paper.dir}")
     summary = run_paper(paper, base_dir=base)
     end = "Feed ended" if summary["stopped"] is None else f"Stopped ({summary['stopped']})"

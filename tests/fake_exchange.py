@@ -17,6 +17,17 @@ Faults are injected per path and per request count (see ``FakeExchange.add_fault
 ``drop`` (connection closed without a response). ``omit`` removes a range of bars for good (a gap).
 Every request is recorded in ``FakeExchange.requests``.
 
+Trading (``FakeExchange.enable_trading``): signed endpoints checked like Binance (``X-MBX-APIKEY``
+header, HMAC-SHA256 of the query string or form body with the secret, else ``-2015`` / ``-1022``),
+served ONLY under a sandbox path prefix (``/testnet``; the same request without it is refused as a
+real-money endpoint): spot ``GET /api/v3/account``, ``POST /api/v3/order`` (MARKET, filled at once at
+the forming bar's open plus ``slippage_bps``, taker fee ``fee_frac`` in USDT, ``newClientOrderId``
+unique: a second order with the same id is ``-2010 Duplicate order sent``), ``GET /api/v3/order``
+(by ``origClientOrderId`` or ``orderId``, ``-2013 Order does not exist``), ``GET /api/v3/myTrades``
+(an order's fill and fee); USDⓈ-M
+``GET /fapi/v1/leverageBracket``, ``GET /fapi/v2|v3/positionRisk``, ``GET /fapi/v2|v3/account``, ``POST /fapi/v1/order``,
+``GET /fapi/v1/order``, ``GET /fapi/v1/userTrades`` (the fee of a futures order).
+
 Example:
     >>> fx = FakeExchange.from_samples(now_ms=1717804800000)
     >>> fx.start()  # doctest: +SKIP
@@ -26,6 +37,8 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -38,6 +51,8 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pandas as pd
+
+from envs.feeds.base import timeframe_ms
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
 SAMPLE_1M = SAMPLE_DIR / "btcusdt_1m_2024-06-01_07.parquet"
@@ -98,6 +113,9 @@ class RequestRecord:
     fault: str | None
     rows: int | None = None
     arrived_s: float = 0.0
+    method: str = "GET"
+    sandbox: bool = False
+    signed: bool = False
 
 
 @dataclass
@@ -105,6 +123,19 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
     faults: list[FaultRule] = field(default_factory=list)
     requests: list[RequestRecord] = field(default_factory=list)
+
+
+@dataclass
+class _Trading:
+    api_key: str
+    secret: str
+    balances: dict[str, float]
+    fee_frac: float
+    slippage_bps: float
+    prefix: str
+    position: float = 0.0  # USDⓈ-M BTCUSDT position, base units (signed)
+    next_id: int = 1
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _num(x: float) -> str:
@@ -120,6 +151,7 @@ class FakeExchange:
             ``BTCUSDT`` spot and the ``BTCUSDT`` perpetual.
         funding: funding rates (``timestamp`` ms UTC, ``funding_rate`` fraction per 8 h).
         now_ms: server time in ms UTC: an int, a callable returning one, or None (wall clock).
+        timeframe: the bars' interval, the only ``interval`` the klines endpoints serve (``1m``, ``1h``).
     """
 
     def __init__(
@@ -127,7 +159,10 @@ class FakeExchange:
         bars: pd.DataFrame,
         funding: pd.DataFrame | None = None,
         now_ms: int | Callable[[], int] | None = None,
+        timeframe: str = "1m",
     ) -> None:
+        self.timeframe = timeframe
+        self.bar_ms = timeframe_ms(timeframe)
         self._ts = bars["timestamp"].to_numpy(dtype=np.int64)
         self._ohlcv = bars[["open", "high", "low", "close", "volume"]].to_numpy(dtype=np.float64)
         if funding is None:
@@ -139,6 +174,7 @@ class FakeExchange:
         self._state = _State()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.trading: _Trading | None = None
 
     @classmethod
     def from_samples(cls, now_ms: int | Callable[[], int] | None = None) -> FakeExchange:
@@ -235,12 +271,169 @@ class FakeExchange:
         with self._state.lock:
             self._state.requests.append(rec)
 
+
+    # ----------------------------------------------------------------- trading (signed endpoints)
+    def enable_trading(self, api_key: str, secret: str, balances: dict[str, float] | None = None,
+                       fee_frac: float = 0.001, slippage_bps: float = 2.0, sandbox_prefix: str = "/testnet") -> None:
+        """Serve the signed account and order endpoints under ``sandbox_prefix`` (see module docstring).
+
+        Args:
+            api_key: the only API key accepted (header ``X-MBX-APIKEY``).
+            secret: HMAC-SHA256 secret the signatures must be made with.
+            balances: starting spot balances per asset (default 1 BTC, 100,000 USDT).
+            fee_frac: taker fee as a fraction of the notional, charged in USDT.
+            slippage_bps: market orders fill this many bps worse than the forming bar's open.
+            sandbox_prefix: path prefix of the sandbox URL (``<url><prefix>/api/v3/...``).
+        """
+        self.trading = _Trading(api_key, secret, dict(balances or {"BTC": 1.0, "USDT": 100_000.0}), fee_frac,
+                                slippage_bps, sandbox_prefix)
+
+    @property
+    def sandbox_url(self) -> str:
+        """Base URL of the sandbox (``<url><sandbox_prefix>``)."""
+        assert self.trading is not None, "call enable_trading() first"
+        return self.url + self.trading.prefix
+
+    def orders(self) -> list[dict[str, Any]]:
+        """Every order accepted, oldest first (copies)."""
+        assert self.trading is not None
+        with self._state.lock:
+            return [dict(o) for o in self.trading.orders.values()]
+
+    def forming_open(self) -> float:
+        """Open of the bar forming at server now (the price a market order gets before slippage)."""
+        now = self.server_now()
+        i = int(np.searchsorted(self._ts, now, side="right")) - 1
+        if i < 0:
+            raise _ApiError(400, -1013, "No price yet.")
+        return float(self._ohlcv[i, 0])
+
+    def _check_signature(self, headers: Any, payload: str) -> dict[str, str]:
+        tr = self.trading
+        assert tr is not None
+        if headers.get("X-MBX-APIKEY") != tr.api_key:
+            raise _ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        if "&signature=" not in payload:
+            raise _ApiError(400, -1102, "Mandatory parameter 'signature' was not sent.")
+        body, sig = payload.rsplit("&signature=", 1)
+        want = hmac.new(tr.secret.encode(), body.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(want, sig):
+            raise _ApiError(400, -1022, "Signature for this request is not valid.")
+        params = {k: v[-1] for k, v in parse_qs(body).items()}
+        if "timestamp" not in params:
+            raise _ApiError(400, -1102, "Mandatory parameter 'timestamp' was not sent.")
+        return params
+
+    def _private(self, method: str, path: str, params: dict[str, str]) -> Any:
+        tr = self.trading
+        assert tr is not None
+        with self._state.lock:
+            if method == "GET" and path == "/api/v3/account":
+                return {"makerCommission": 10, "takerCommission": 10, "canTrade": True, "accountType": "SPOT",
+                        "updateTime": self.server_now(), "permissions": ["SPOT"],
+                        "balances": [{"asset": a, "free": _num(v), "locked": "0.0"} for a, v in tr.balances.items()]}
+            if method == "GET" and path == "/fapi/v1/leverageBracket":  # ccxt reads it before positions
+                return [{"symbol": "BTCUSDT", "brackets": [{"bracket": 1, "initialLeverage": 125, "notionalCap": 50000,
+                                                            "notionalFloor": 0, "maintMarginRatio": 0.004, "cum": 0}]}]
+            if method == "GET" and path in ("/fapi/v2/positionRisk", "/fapi/v3/positionRisk"):
+                return [self._position_row()]
+            if method == "GET" and path in ("/fapi/v2/account", "/fapi/v3/account"):
+                usdt = _num(tr.balances.get("USDT", 0.0))
+                return {"totalWalletBalance": usdt, "availableBalance": usdt, "canTrade": True,
+                        "assets": [{"asset": "USDT", "walletBalance": usdt, "availableBalance": usdt,
+                                    "marginBalance": usdt, "crossWalletBalance": usdt}],
+                        "positions": [self._position_row()]}
+            if method == "POST" and path in ("/api/v3/order", "/fapi/v1/order"):
+                return self._new_order(params, futures=path.startswith("/fapi"))
+            if method == "GET" and path in ("/api/v3/order", "/fapi/v1/order"):
+                return self._order_view(self._find_order(params), futures=path.startswith("/fapi"))
+            if method == "GET" and path == "/api/v3/myTrades":
+                o = self._find_order(params)
+                return [{"symbol": "BTCUSDT", "id": o["orderId"], "orderId": o["orderId"], "orderListId": -1,
+                         "price": _num(o["price"]), "qty": _num(o["qty"]), "quoteQty": _num(o["price"] * o["qty"]),
+                         "commission": _num(o["fee"]), "commissionAsset": "USDT", "time": o["time"],
+                         "isBuyer": o["side"] == "BUY", "isMaker": False, "isBestMatch": True}]
+            if method == "GET" and path == "/fapi/v1/userTrades":
+                o = self._find_order(params)
+                return [{"symbol": "BTCUSDT", "id": o["orderId"], "orderId": o["orderId"], "side": o["side"],
+                         "price": _num(o["price"]), "qty": _num(o["qty"]), "realizedPnl": "0",
+                         "quoteQty": _num(o["price"] * o["qty"]), "commission": _num(o["fee"]),
+                         "commissionAsset": "USDT", "time": o["time"], "positionSide": "BOTH",
+                         "buyer": o["side"] == "BUY", "maker": False}]
+        return None
+
+    def _position_row(self) -> dict[str, Any]:
+        tr = self.trading
+        assert tr is not None
+        return {"symbol": "BTCUSDT", "positionAmt": _num(tr.position), "entryPrice": "0.0", "breakEvenPrice": "0.0",
+                "markPrice": _num(self.forming_open()), "unRealizedProfit": "0.0", "liquidationPrice": "0",
+                "leverage": "1", "maxNotionalValue": "1000000", "marginType": "cross", "isolatedMargin": "0.0",
+                "isAutoAddMargin": "false", "positionSide": "BOTH", "notional": "0.0",
+                "isolatedWallet": "0", "updateTime": self.server_now()}
+
+    def _new_order(self, params: dict[str, str], futures: bool) -> dict[str, Any]:
+        tr = self.trading
+        assert tr is not None
+        if params.get("symbol") != "BTCUSDT":
+            raise _ApiError(400, -1121, "Invalid symbol.")
+        if params.get("type") != "MARKET":
+            raise _ApiError(400, -1116, "Invalid orderType (this fake fills MARKET orders only).")
+        cid = params.get("newClientOrderId") or f"fake-{tr.next_id}"
+        if cid in tr.orders:
+            raise _ApiError(400, -2010, "Duplicate order sent.")
+        side = params["side"]
+        qty = float(params["quantity"])
+        sign = 1.0 if side == "BUY" else -1.0
+        px = self.forming_open() * (1.0 + sign * tr.slippage_bps / 1e4)
+        fee = qty * px * tr.fee_frac
+        if futures:
+            tr.position += sign * qty
+            tr.balances["USDT"] = tr.balances.get("USDT", 0.0) - fee
+        else:
+            tr.balances["BTC"] = tr.balances.get("BTC", 0.0) + sign * qty
+            tr.balances["USDT"] = tr.balances.get("USDT", 0.0) - sign * qty * px - fee
+        order = {"orderId": tr.next_id, "clientOrderId": cid, "side": side, "qty": qty, "price": px, "fee": fee,
+                 "time": self.server_now()}
+        tr.next_id += 1
+        tr.orders[cid] = order
+        return self._order_view(order, futures, full=True)
+
+    def _find_order(self, params: dict[str, str]) -> dict[str, Any]:
+        tr = self.trading
+        assert tr is not None
+        if "origClientOrderId" in params:
+            order = tr.orders.get(params["origClientOrderId"])
+        else:
+            order = next((o for o in tr.orders.values() if str(o["orderId"]) == params.get("orderId")), None)
+        if order is None:
+            raise _ApiError(400, -2013, "Order does not exist.")
+        return order
+
+    @staticmethod
+    def _order_view(o: dict[str, Any], futures: bool, full: bool = False) -> dict[str, Any]:
+        qty, px = o["qty"], o["price"]
+        view: dict[str, Any] = {
+            "symbol": "BTCUSDT", "orderId": o["orderId"], "clientOrderId": o["clientOrderId"], "price": "0.0",
+            "origQty": _num(qty), "executedQty": _num(qty), "status": "FILLED", "timeInForce": "GTC",
+            "type": "MARKET", "side": o["side"],
+        }
+        if futures:
+            view.update(avgPrice=_num(px), cumQuote=_num(qty * px), reduceOnly=False, positionSide="BOTH",
+                        updateTime=o["time"], time=o["time"])
+        else:
+            view.update(cummulativeQuoteQty=_num(qty * px), transactTime=o["time"], time=o["time"],
+                        updateTime=o["time"], isWorking=True, workingTime=o["time"])
+            if full:
+                view["fills"] = [{"price": _num(px), "qty": _num(qty), "commission": _num(o["fee"]),
+                                  "commissionAsset": "USDT", "tradeId": o["orderId"]}]
+        return view
+
     # ----------------------------------------------------------------- payloads
     def klines(self, params: dict[str, str], max_limit: int) -> list[list[Any]] | None:
         """Binance klines rows for ``params``; None if the symbol is unknown."""
         if params.get("symbol") != "BTCUSDT":
             return None
-        if params.get("interval", "1m") != "1m":
+        if params.get("interval", "1m") != self.timeframe:
             raise _ApiError(400, -1120, "Invalid interval.")
         limit = min(int(params.get("limit", 500)), max_limit)
         now = self.server_now()
@@ -256,10 +449,10 @@ class FakeExchange:
         for i in idx:
             t = int(ts[i])
             o, h, lo, c, v = self._ohlcv[i]
-            if t + MINUTE_MS > now:  # still forming: partial values, as a live exchange shows them
+            if t + self.bar_ms > now:  # still forming: partial values, as a live exchange shows them
                 h, lo, c, v = max(o, c), min(o, c), o, v / 2
             rows.append(
-                [t, _num(o), _num(h), _num(lo), _num(c), _num(v), t + MINUTE_MS - 1,
+                [t, _num(o), _num(h), _num(lo), _num(c), _num(v), t + self.bar_ms - 1,
                  _num(v * c), 100, _num(v / 2), _num(v * c / 2), "0"]
             )
         return rows
@@ -351,16 +544,39 @@ def _make_handler(fx: FakeExchange) -> type[BaseHTTPRequestHandler]:
                 pass  # the client gave up (timeout test)
 
         def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            self._serve("GET")
+
+        def do_POST(self) -> None:  # noqa: N802 - stdlib name
+            self._serve("POST")
+
+        def do_DELETE(self) -> None:  # noqa: N802 - stdlib name
+            self._serve("DELETE")
+
+        def _serve(self, method: str) -> None:  # noqa: C901 - one branch per fault kind
             t0 = time.monotonic()
             parsed = urlparse(self.path)
             path = parsed.path
-            params = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+            query = parsed.query
+            if method != "GET":
+                length = int(self.headers.get("Content-Length") or 0)
+                query = self.rfile.read(length).decode() if length else query
+            params = {k: v[-1] for k, v in parse_qs(query).items()}
+            sandbox = False
+            tr = fx.trading
+            if tr is not None and path.startswith(tr.prefix + "/"):
+                path, sandbox = path[len(tr.prefix):], True
+            signed = "signature" in params
+
+            def log(status: int, kind: str | None, rows: int | None = None) -> None:
+                fx._log(RequestRecord(path, {k: v for k, v in params.items() if k != "signature"}, status, kind,
+                                      rows, t0, method, sandbox, signed))
+
             rule = fx._pick_fault(path)
             kind = rule.kind if rule else None
             if rule is not None and kind == "delay":
                 time.sleep(rule.delay_s)
             if kind == "drop":
-                fx._log(RequestRecord(path, params, 0, kind, None, t0))
+                log(0, kind)
                 self.close_connection = True
                 try:
                     self.connection.shutdown(2)
@@ -370,27 +586,30 @@ def _make_handler(fx: FakeExchange) -> type[BaseHTTPRequestHandler]:
             if kind == "429":
                 assert rule is not None
                 body = json.dumps({"code": -1003, "msg": "Too many requests; IP banned until later."})
-                fx._log(RequestRecord(path, params, 429, kind, None, t0))
+                log(429, kind)
                 self._send(429, body.encode(), "application/json", {"Retry-After": str(rule.retry_after_s)})
                 return
             if kind == "401":  # Binance's answer to an invalid API key
-                fx._log(RequestRecord(path, params, 401, kind, None, t0))
+                log(401, kind)
                 self._send(401, b'{"code":-2015,"msg":"Invalid API-key, IP, or permissions for action."}',
                            "application/json")
                 return
             if kind == "500":
-                fx._log(RequestRecord(path, params, 500, kind, None, t0))
+                log(500, kind)
                 html = b"<html><head><title>500 Internal Server Error</title></head><body>oops</body></html>"
                 self._send(500, html, "text/html")
                 return
             try:
-                payload = self._route(path, params)
+                if signed or method != "GET":
+                    payload = self._route_private(method, path, query, sandbox)
+                else:
+                    payload = self._route(path, params)
             except _ApiError as e:
-                fx._log(RequestRecord(path, params, e.status, kind, None, t0))
+                log(e.status, kind)
                 self._send(e.status, json.dumps({"code": e.code, "msg": e.msg}).encode(), "application/json")
                 return
             if payload is None:
-                fx._log(RequestRecord(path, params, 404, kind, None, t0))
+                log(404, kind)
                 self._send(404, b'{"code":-1,"msg":"not found"}', "application/json")
                 return
             if kind in ("duplicate", "shuffle"):
@@ -398,9 +617,17 @@ def _make_handler(fx: FakeExchange) -> type[BaseHTTPRequestHandler]:
             body = json.dumps(payload).encode()
             if kind == "truncate":
                 body = body[: max(1, len(body) // 2)]
-            rows = len(payload) if isinstance(payload, list) else None
-            fx._log(RequestRecord(path, params, 200, kind, rows, t0))
+            log(200, kind, len(payload) if isinstance(payload, list) else None)
             self._send(200, body, "application/json")
+
+        def _route_private(self, method: str, path: str, query: str, sandbox: bool) -> Any:
+            if fx.trading is None:
+                raise _ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+            if not sandbox:
+                raise _ApiError(403, -2015, f"real-money endpoint refused: this fake trades only under "
+                                            f"{fx.trading.prefix} (the sandbox URL)")
+            params = fx._check_signature(self.headers, query)
+            return fx._private(method, path, params)
 
         def _route(self, path: str, params: dict[str, str]) -> Any:
             if path in ("/api/v3/time", "/fapi/v1/time"):

@@ -37,19 +37,23 @@ import numpy as np
 import pandas as pd
 from aiohttp import WSMsgType, web
 
-from tests.fake_exchange import MINUTE_MS, SAMPLE_1M, _num
+from envs.feeds.base import timeframe_ms
+from tests.fake_exchange import SAMPLE_1M, _num
 
 URL_PREFIX = "/stream"  # ccxt's binance tells spot from futures streams by '/stream' in the URL
 
 
 class FakeWsExchange:
-    """Fake Binance kline websocket for ``BTCUSDT`` 1m (see module docstring).
+    """Fake Binance kline websocket for ``BTCUSDT`` (1m by default; see module docstring).
 
     Args:
-        bars: 1m bars in the quantgym bar format (timestamp = open time, ms UTC).
+        bars: bars in the quantgym bar format (timestamp = open time, ms UTC).
+        timeframe: their interval (the kline stream's ``i``, e.g. ``1m``, ``1h``).
     """
 
-    def __init__(self, bars: pd.DataFrame) -> None:
+    def __init__(self, bars: pd.DataFrame, timeframe: str = "1m") -> None:
+        self.timeframe = timeframe
+        self.bar_ms = timeframe_ms(timeframe)
         self._ts = bars["timestamp"].to_numpy(dtype=np.int64)
         self._ohlcv = bars[["open", "high", "low", "close", "volume"]].to_numpy(dtype=np.float64)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -147,12 +151,12 @@ class FakeWsExchange:
         if not closed:
             h, lo, c, v = max(o, c), min(o, c), o, v / 2
         k = {
-            "t": t, "T": t + MINUTE_MS - 1, "s": "BTCUSDT", "i": "1m", "f": 100, "L": 200,
+            "t": t, "T": t + self.bar_ms - 1, "s": "BTCUSDT", "i": self.timeframe, "f": 100, "L": 200,
             "o": _num(o), "c": _num(c), "h": _num(h), "l": _num(lo), "v": _num(v), "n": 100,
             "x": bool(closed), "q": _num(v * c), "V": _num(v / 2), "Q": _num(v * c / 2), "B": "0",
         }
-        event_ms = t + (MINUTE_MS - 1 if closed else MINUTE_MS // 2)
-        return json.dumps({"stream": "btcusdt@kline_1m",
+        event_ms = t + (self.bar_ms - 1 if closed else self.bar_ms // 2)
+        return json.dumps({"stream": f"btcusdt@kline_{self.timeframe}",
                            "data": {"e": "kline", "E": event_ms, "s": "BTCUSDT", "k": k}})
 
     def _run(self, coro: Any) -> Any:

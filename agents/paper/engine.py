@@ -27,11 +27,12 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from agents.config import RunConfig
 from agents.paper.broker import PaperBroker, State, initial_state, to_rows
+from agents.paper.feeds import FeedLag
 from agents.paper.killswitch import KILL_FILE, StopSignals, read_kill
 from agents.paper.ledger import Decision, Ledger
 from agents.paper.market import BarTail
 from envs import kernels as K
-from envs.feeds.base import Bar
+from envs.feeds.base import Bar, timeframe_ms
 from envs.market_data import FeatureNormalizer
 from envs.simulation import Simulation
 
@@ -105,6 +106,10 @@ class PaperEngine:
         self.settled_ts: int | None = None if last is None else last.bar_ts
         self.halted = ledger.is_terminated()
         self.stopped: str | None = None
+        self.tf_ms = timeframe_ms(run.cfg.data.timeframe)
+        #: lag of the bar being processed (feed clock at receipt minus the bar's close), in bars and ms
+        self.feed_lag_bars = 0.0
+        self.feed_lag_ms = 0
         killed = ledger.last_settled_decision()
         reason = read_kill(self.paper_dir)
         if killed is not None and killed.kill_reason is not None and reason is not None:
@@ -116,16 +121,19 @@ class PaperEngine:
         """The kill switch's reason now: the ``KILL`` file's text, else ``SIGTERM`` if received, else None."""
         return read_kill(self.paper_dir) or self.signals.kill_reason
 
-    def on_bar(self, bar: Bar, now_ms: int, feed_lag: int = 0) -> dict[str, Any] | None:
+    def on_bar(self, bar: Bar, now_ms: int, lag: FeedLag | None = None) -> dict[str, Any] | None:
         """Process one closed bar; returns the status of the bar (None while still in the warm-up).
 
         Args:
             bar: the newest closed bar.
             now_ms: the feed clock's time, ms UTC (recorded in the ledger).
-            feed_lag: whole bars the feed is behind its clock (0 for a replay); above
-                ``env.risk.stale_after`` the kernel sends no order.
+            lag: how late the bar arrived (live feeds); None = ``now_ms`` minus the bar's close (0 in a
+                replay). Sets ``feed_lag_bars`` / ``feed_lag_ms`` before anything is decided; above
+                ``env.risk.stale_after`` whole bars the kernel sends no order.
         """
         started = time.perf_counter()
+        lag = lag if lag is not None else FeedLag.of(bar.timestamp, self.tf_ms, now_ms)
+        self.feed_lag_bars, self.feed_lag_ms = lag.lag_bars, lag.lag_ms
         self.tail.append(bar)
         k = self.tail.last_index
         if k < self.window - 1 or self.halted or self.stopped is not None:
@@ -153,7 +161,8 @@ class PaperEngine:
         decision = self.ledger.decision(bar.timestamp)
         latency_ms = None
         if decision is None:
-            decision = self._decide(bar, k, sim, offset, feed_lag, self.kill_reason())
+            stale = feed_lag_bars(bar.timestamp, lag.received_ms, self.tf_ms)  # whole bars behind: the kernel's input
+            decision = self._decide(bar, k, sim, offset, stale, self.kill_reason())
             latency_ms = 1000.0 * (time.perf_counter() - started)
             self.ledger.commit_decision(decision, now_ms, latency_ms)
         self.broker.submit(decision, now_ms)
@@ -176,7 +185,8 @@ class PaperEngine:
     def _status(self, bar: Bar, info: dict[str, Any] | None, latency_ms: float | None, now_ms: int) -> dict[str, Any]:
         """The bar's status for `agents.paper.monitor` (which logs it): ``settled`` when a step was committed."""
         status: dict[str, Any] = {"bar": _iso(bar.timestamp), "bar_ts": int(bar.timestamp), "now_ms": int(now_ms),
-                                  "latency_ms": latency_ms, "settled": info is not None}
+                                  "latency_ms": latency_ms, "settled": info is not None,
+                                  "feed_lag_bars": self.feed_lag_bars, "feed_lag_ms": self.feed_lag_ms}
         if info is not None:
             status.update(equity=info["equity"], position=info["position"], drawdown=info["drawdown"],
                           exposure=info["exposure"], risk_state=int(info["risk_state"]),

@@ -232,18 +232,22 @@ def read_table(paper_dir: str | Path, table: str, after: int | None = None) -> p
 
     Args:
         paper_dir: the paper folder.
-        table: ``meta``, ``decisions``, ``orders`` or ``steps``.
+        table: ``meta``, ``decisions``, ``orders``, ``steps``, or broker=testnet's ``exchange_orders``,
+            ``fills_vs_model``, ``reconciliations``.
         after: only the rows whose key is greater (``step`` for steps, ``bar_ts`` for decisions and
             orders): an incremental read for a reader that already holds the earlier rows.
     """
-    if table not in ("meta", "decisions", "orders", "steps"):
-        raise ValueError(f"unknown ledger table {table!r}: meta, decisions, orders or steps")
+    order_by = {"meta": "key", "decisions": "bar_ts", "orders": "bar_ts", "steps": "step",
+                # broker=testnet (agents.paper.brokers.testnet)
+                "exchange_orders": "bar_ts", "fills_vs_model": "bar_ts", "reconciliations": "at_ms"}
+    if table not in order_by:
+        raise ValueError(f"unknown ledger table {table!r}: one of {sorted(order_by)}")
     path = Path(paper_dir) / LEDGER_FILE
     if not path.exists():
         raise ValueError(f"{path} not found: paper_dir must be a paper folder written by scripts/paper.py")
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        order = {"meta": "key", "decisions": "bar_ts", "orders": "bar_ts", "steps": "step"}[table]
+        order = order_by[table]
         if after is None:
             return pd.read_sql_query(f"SELECT * FROM {table} ORDER BY {order}", conn)
         if table == "meta":

@@ -69,6 +69,7 @@ class BarTail:
         self.normalizer = normalizer
         self.bars: deque[Bar] = deque(maxlen=tail_bars)
         self.n_seen = 0  # bars appended since the session's first bar (absolute index of the next bar)
+        self._cached: tuple[int, Simulation] | None = None  # (n_seen, arrays) of the last `simulation()`
 
     def seed(self, bars: Iterable[Bar], first_index: int) -> None:
         """History before the first bar the engine sees: ``bars`` are absolute bars ``first_index``, ..."""
@@ -97,9 +98,14 @@ class BarTail:
         return self.n_seen - len(self.bars)
 
     def simulation(self) -> Simulation:
-        """The kernel's arrays over the tail (row i = absolute bar ``offset + i``)."""
+        """The kernel's arrays over the tail (row i = absolute bar ``offset + i``); computed once per new bar
+        (the engine and a testnet broker's order sizing share them)."""
+        if self._cached is not None and self._cached[0] == self.n_seen:
+            return self._cached[1]
         frame = pd.DataFrame(list(self.bars), columns=list(OHLCV_COLUMNS))
         if self.features != FeatureConfig.none():
             frame = build_features(frame, self.features)
         md = run_features(MarketData.load(frame), self.normalizer)
-        return simulation_of(md, self.env, self.normalizer)
+        sim = simulation_of(md, self.env, self.normalizer)
+        self._cached = (self.n_seen, sim)
+        return sim

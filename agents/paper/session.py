@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,15 @@ from agents.evaluate_run import load_run
 from agents.paper.broker import PaperBroker
 from agents.paper.config import PaperConfig, PaperFeedConfig
 from agents.paper.engine import PaperEngine, PaperRun
-from agents.paper.killswitch import stop_signals
+from agents.paper.feeds import FeedLag, LiveBars, live_source
+from agents.paper.killswitch import StopSignals, stop_signals
 from agents.paper.ledger import Ledger
 from agents.paper.market import BarTail
 from agents.paper.monitor import SessionMonitor
 from agents.sb3 import load_model
 from envs.config import RiskConfig
-from envs.feeds.base import frame_to_bars, timeframe_ms
-from envs.feeds.clock import SimulatedClock
+from envs.feeds.base import Bar, frame_to_bars, timeframe_ms
+from envs.feeds.clock import Clock, SimulatedClock
 from envs.feeds.historical import HistoricalFeed
 from envs.validation import OHLCV_COLUMNS
 
@@ -89,7 +91,9 @@ def replay_bars(run: PaperRun, feed: PaperFeedConfig) -> pd.DataFrame:
 
 
 def feed_source(feed: PaperFeedConfig, run: PaperRun) -> str:
-    """The replayed bars in words: the file, or the store series and span."""
+    """The replayed bars in words: the file, or the store series and span (live: exchange, series, store)."""
+    if feed.kind == "live":
+        return live_source(feed, run.cfg.data.timeframe)
     if feed.path is not None:
         src = str(Path(feed.path).resolve())
     else:
@@ -104,7 +108,7 @@ def session_meta(cfg: PaperConfig, run: PaperRun) -> dict[str, str]:
     return {"run_dir": str(Path(cfg.run_dir).resolve()), "model_id": run.model_id, "run_id": run.run_id,
             "feed.kind": cfg.feed.kind, "feed.source": feed_source(cfg.feed, run),
             "tail_bars": str(cfg.tail_bars), "timeframe": run.cfg.data.timeframe,
-            "env.risk": json.dumps(dataclasses.asdict(run.cfg.env.risk), sort_keys=True)}
+            "env.risk": json.dumps(dataclasses.asdict(run.cfg.env.risk), sort_keys=True), "broker": cfg.broker.kind}
 
 
 def with_risk(run: PaperRun, risk: RiskConfig | None) -> PaperRun:
@@ -114,16 +118,22 @@ def with_risk(run: PaperRun, risk: RiskConfig | None) -> PaperRun:
     return dataclasses.replace(run, cfg=dataclasses.replace(run.cfg, env=dataclasses.replace(run.cfg.env, risk=risk)))
 
 
-def run_paper(cfg: PaperConfig, base_dir: str | None = None, broker_cls: type[PaperBroker] = PaperBroker) -> dict[str, Any]:
-    """Run (or resume) a replay paper session until the feed ends; returns a summary.
+def run_paper(cfg: PaperConfig, base_dir: str | None = None, broker_cls: type[PaperBroker] = PaperBroker,
+              clock: Clock | None = None) -> dict[str, Any]:
+    """Run (or resume) a paper session until the feed ends (replay) or ``feed.end`` (live); returns a summary.
 
     Args:
         cfg: the session config.
         base_dir: directory relative paths of the run's config resolve against.
-        broker_cls: the execution client class (the kernel's paper broker).
+        broker_cls: the execution client class (the kernel's paper broker; ``broker=testnet`` builds
+            `agents.paper.brokers.testnet.TestnetBroker`).
+        clock: live feeds only: the feed's clock (None = ``feed.clock``); tests share a simulated one
+            with a local fake exchange.
     """
     run = with_risk(load_paper_run(cfg.run_dir, cfg.model, base_dir), cfg.risk)
     logger.info("risk limits: %s", run.cfg.env.risk)
+    if cfg.feed.kind == "live":
+        return _run_live(cfg, run, broker_cls, clock)
     frame = replay_bars(run, cfg.feed)
     ledger = Ledger(cfg.dir)
     try:
@@ -140,31 +150,8 @@ def run_paper(cfg: PaperConfig, base_dir: str | None = None, broker_cls: type[Pa
             clock = SimulatedClock(int(ts[start]))
             feed = HistoricalFeed(frame.iloc[start:].reset_index(drop=True), run.cfg.data.symbol,
                                   run.cfg.data.timeframe, clock)
-            n = 0
-            monitor = SessionMonitor(cfg, run.cfg.data.timeframe, ledger.counts()["steps"])
-            stopped = False  # a finished feed, a kill, SIGINT or Ctrl-C: the stop report is written (not after a crash)
-            try:
-                for bar in feed if engine.stopped is None else ():
-                    monitor.on_status(engine.on_bar(bar, clock.now_ms()))
-                    n += 1
-                    if engine.halted and engine.stopped is None and engine.kill_reason() is not None:
-                        engine.stopped = engine.kill_reason()  # the episode already ended: nothing to flatten
-                    if engine.stopped is not None:
-                        break
-                    if signals.stop:
-                        engine.stopped = "SIGINT"
-                        logger.warning("stopped by SIGINT after bar %d: nothing flattened, the open position and the "
-                                       "pending order stay in the ledger; rerun the same command to resume",
-                                       start + n - 1)
-                        break
-                    if cfg.feed.speed is not None:
-                        time.sleep(1.0 / cfg.feed.speed)
-                stopped = True
-            except KeyboardInterrupt:
-                stopped = True
-                raise
-            finally:
-                monitor.close(report=stopped)
+            n = drive(engine, _replay_events(feed, clock, cfg.feed.speed), SessionMonitor(
+                cfg, run.cfg.data.timeframe, ledger.counts()["steps"]), signals, start)
         counts = ledger.counts()
         if engine.stopped is None:
             logger.info("feed ended after %d bars; ledger: %s", n, counts)
@@ -174,6 +161,94 @@ def run_paper(cfg: PaperConfig, base_dir: str | None = None, broker_cls: type[Pa
                 "ledger": str(ledger.path)}
     finally:
         ledger.close()
+
+
+def _run_live(cfg: PaperConfig, run: PaperRun, broker_cls: type[PaperBroker], clock: Clock | None) -> dict[str, Any]:
+    """A live session: backfill, resume from the ledger, then every closed bar with its lag (`agents.paper.feeds`)."""
+    if run.cfg.data.funding_path is not None:
+        raise ValueError(f"the run uses data.funding_path={run.cfg.data.funding_path!r}: funding events are not fed "
+                         "to paper mode yet (see docs/paper.md)")
+    source = LiveBars(cfg.feed, run.cfg.data.timeframe, cfg.tail_bars, run.cfg.env.window_size, cfg.dir, clock)
+    ledger = Ledger(cfg.dir)
+    broker: PaperBroker | None = None
+    try:
+        ledger.check_meta(session_meta(cfg, run))
+        resume = resume_point(ledger)
+        history, first_index = source.open(resume)
+        tail = BarTail(run.cfg.env, run.cfg.features, run.normalizer, cfg.tail_bars)
+        tail.seed(history, first_index)
+        if cfg.broker.kind == "testnet":
+            from agents.paper.brokers.testnet import TestnetBroker
+
+            testnet = broker_cls if issubclass(broker_cls, TestnetBroker) else TestnetBroker
+            broker = testnet.start(ledger, tail, cfg.feed, cfg.broker)
+        else:
+            broker = broker_cls(ledger)
+        with stop_signals() as signals:
+            engine = PaperEngine(run, ledger, tail, broker, signals)
+            if resume is not None:
+                logger.info("resuming %s at bar %s (%s)", cfg.dir, resume[0], ledger.counts())
+            events = ((bar, lag.received_ms, lag) for bar, lag in source)
+            n = drive(engine, events, SessionMonitor(cfg, run.cfg.data.timeframe, ledger.counts()["steps"]), signals,
+                      None if resume is None else resume[1], stop_when_halted=True)
+        counts = ledger.counts()
+        logger.info("live feed stopped after %d bars (feed.end=%s); ledger: %s", n, cfg.feed.end, counts)
+        return {"bars": n, "resumed_at": None if resume is None else resume[1], "halted": engine.halted,
+                "stopped": engine.stopped, **counts,
+                "ledger": str(ledger.path), "feed_stats": source.stats}
+    finally:
+        source.close()
+        close = getattr(broker, "close", None)
+        if close is not None:
+            close()
+        ledger.close()
+
+
+def _replay_events(feed: HistoricalFeed, clock: SimulatedClock,
+                   speed: float | None) -> Iterator[tuple[Bar, int, FeedLag | None]]:
+    """A replay's bars with the simulated clock at each (no lag), ``speed`` bars per second of wall time."""
+    for i, bar in enumerate(feed):
+        if i and speed is not None:
+            time.sleep(1.0 / speed)
+        yield bar, clock.now_ms(), None
+
+
+def drive(engine: PaperEngine, events: Iterable[tuple[Bar, int, FeedLag | None]], monitor: SessionMonitor,
+          signals: StopSignals, first: int | None, stop_when_halted: bool = False) -> int:
+    """Feed ``events`` (bar, feed clock ms, lag) to the engine until they end, a kill, or SIGINT; bars processed.
+
+    The one session loop of replays and live feeds: every status goes to ``monitor``; the stop report is
+    written when the session stops (the feed ended, a kill, SIGINT or Ctrl-C), never after a crash.
+    """
+    n = 0
+    stopped = False
+    try:
+        for bar, now_ms, lag in events if engine.stopped is None else ():
+            monitor.on_status(engine.on_bar(bar, now_ms, lag))
+            n += 1
+            if engine.halted and engine.stopped is None and engine.kill_reason() is not None:
+                engine.stopped = engine.kill_reason()  # the episode already ended: nothing to flatten
+            if engine.stopped is not None or (stop_when_halted and engine.halted):
+                break
+            if signals.stop:
+                engine.stopped = "SIGINT"
+                logger.warning("stopped by SIGINT after bar %s: nothing flattened, the open position and the pending "
+                               "order stay in the ledger; rerun the same command to resume",
+                               "?" if first is None else first + n - 1)
+                break
+        stopped = True
+    except KeyboardInterrupt:
+        stopped = True
+        raise
+    finally:
+        monitor.close(report=stopped)
+    return n
+
+
+def resume_point(ledger: Ledger) -> tuple[int, int] | None:
+    """The ledger's latest bar, decided or settled: (open time ms UTC, absolute index); None when empty."""
+    marks = [(x.bar_ts, x.bar_index) for x in (ledger.last_decision(), ledger.last_settled()) if x is not None]
+    return max(marks) if marks else None
 
 
 def _resume_index(ledger: Ledger, ts: np.ndarray) -> int:

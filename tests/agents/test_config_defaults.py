@@ -32,7 +32,7 @@ IDENTITY = {("agent", "name"), ("forecaster", "model"), ("feed", "kind")}
 
 def _load(path: Path) -> tuple[dict[str, Any], list[Any], bool]:
     """(values without ``defaults``/``hydra``, the defaults list, whether it is a `_global_` preset)."""
-    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
     assert isinstance(raw, dict)
     defaults = list(raw.get("defaults") or [])
     values = {k: v for k, v in raw.items() if k not in ("defaults", "hydra")}
