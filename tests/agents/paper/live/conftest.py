@@ -14,12 +14,14 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from agents.paper.config import PaperConfig, PaperFeedConfig
 from agents.paper.ledger import read_table
 from agents.paper.session import run_paper
+from envs import kernels as K
 from envs.feeds.clock import SimulatedClock
 from tests.agents.paper.conftest import REPO, TRAIN_END
 from tests.fake_exchange import FakeExchange
@@ -68,14 +70,25 @@ def live_config(run_dir: Path, paper_dir: Path, url: str, end_ms: int = END_MS, 
 
 
 def decisions(paper_dir: Path) -> pd.DataFrame:
-    return read_table(paper_dir, "decisions").drop(columns=["decided_at_ms", "latency_ms"])
+    """What was decided (the wall/feed-clock fields and the recorded feed lag aside: a late bar is late)."""
+    return read_table(paper_dir, "decisions").drop(columns=["decided_at_ms", "latency_ms", "feed_lag"])
 
 
 def steps(paper_dir: Path) -> pd.DataFrame:
-    return read_table(paper_dir, "steps").drop(columns=["settled_at_ms"])
+    """The settled steps; the kernel state's feed-lag input row is zeroed (a late bar is late, nothing else)."""
+    out = read_table(paper_dir, "steps").drop(columns=["settled_at_ms"])
+
+    def without_lag(state: bytes) -> bytes:
+        row = np.frombuffer(state, dtype="<f8").copy()
+        row[K.S_FEED_LAG] = 0.0
+        return row.tobytes()
+
+    out["state"] = out["state"].map(without_lag)
+    return out
 
 
 def assert_same_session(got: Path, ref: Path) -> None:
+    """Same decisions and steps as the reference (no stale-feed guard configured, so lag changes nothing)."""
     pd.testing.assert_frame_equal(decisions(got), decisions(ref))
     pd.testing.assert_frame_equal(steps(got), steps(ref))
     orders = read_table(got, "orders")
