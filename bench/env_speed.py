@@ -2,9 +2,13 @@
 
     python bench/env_speed.py [--bars 1000000] [--peer-bars 100000] [--no-peers]
 
+Single-thread rates are steps per second of CPU time of the measuring process (`time.process_time`,
+peers too), so other jobs on a shared machine do not distort the ratios.
+
 Measures on real BTC/USDT minute bars (../shared/data; falls back to the shipped one-week sample
 tiled with continuing timestamps, and says so):
-  1. single TradingEnv steps/s with random actions, every realism feature on;
+  1. single TradingEnv steps/s with random actions, every realism feature on (full info every step, and
+     ``step_info=False``);
   2. VecTradingEnv aggregate steps/s at n_envs 1, 16, 256 (default infos);
   3. PPO rollout collection: our VecTradingEnv vs. a do-nothing VecEnv with the same spaces;
   4. memory per bar beyond the feature matrix;
@@ -36,11 +40,11 @@ REALISM = dict(
 )
 
 
-def load_bars(n: int) -> tuple[pd.DataFrame, str]:
+def load_bars(n: int, path: str | Path = SHARED_1M) -> tuple[pd.DataFrame, str]:
     """n real minute bars, and a note on where they came from."""
-    if SHARED_1M.exists():
-        df = pd.read_parquet(SHARED_1M).iloc[:n].reset_index(drop=True)
-        return df, f"{len(df):,} BTC/USDT 1m bars from ../shared/data"
+    if Path(path).exists():
+        df = pd.read_parquet(path).iloc[:n].reset_index(drop=True)
+        return df, f"{len(df):,} BTC/USDT 1m bars from {path}"
     base = pd.read_parquet(SAMPLE_1M)
     reps = -(-n // len(base))
     parts = []
@@ -52,21 +56,21 @@ def load_bars(n: int) -> tuple[pd.DataFrame, str]:
     return df, f"{len(df):,} bars: the shipped 1-week sample tiled (../shared/data absent)"
 
 
-def bench_single(df: pd.DataFrame, steps: int) -> float:
+def bench_single(df: pd.DataFrame, steps: int, step_info: bool = True) -> float:
     from envs import EnvConfig, TradingEnv
 
-    env = TradingEnv(df, EnvConfig(**REALISM))
+    env = TradingEnv(df, EnvConfig(**REALISM), step_info=step_info)
     env.reset(seed=0)
     actions = np.random.default_rng(0).uniform(-1, 1, (steps, 1)).astype(np.float32)
     for a in actions[:1000]:  # warm-up (numba cache load)
         env.step(a)
     env.reset(seed=0)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for a in actions:
         _, _, terminated, truncated, _ = env.step(a)
         if terminated or truncated:
             env.reset()
-    return steps / (time.perf_counter() - t0)
+    return steps / (time.process_time() - t0)
 
 
 def bench_vec(df: pd.DataFrame, n_envs: int, seconds: float = 3.0) -> float:
@@ -79,12 +83,12 @@ def bench_vec(df: pd.DataFrame, n_envs: int, seconds: float = 3.0) -> float:
     for a in actions:
         vec.step(a)
     n = 0
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
+    t0 = time.process_time()
+    while time.process_time() - t0 < seconds:
         for a in actions:
             vec.step(a)
         n += len(actions)
-    return n * n_envs / (time.perf_counter() - t0)
+    return n * n_envs / (time.process_time() - t0)
 
 
 def bench_ppo_rollout(df: pd.DataFrame, n_envs: int = 16, n_steps: int = 512, repeats: int = 7) -> tuple[float, float]:
@@ -133,9 +137,9 @@ def bench_ppo_rollout(df: pd.DataFrame, n_envs: int = 16, n_steps: int = 512, re
     best = [0.0, 0.0]
     for _ in range(repeats):  # alternate the two, so background load hits both alike; keep the best of each
         for k, (model, callback) in enumerate(runs):
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=n_steps)
-            best[k] = max(best[k], n_steps * n_envs / (time.perf_counter() - t0))
+            best[k] = max(best[k], n_steps * n_envs / (time.process_time() - t0))
     return best[0], best[1]
 
 
@@ -175,12 +179,12 @@ elif name == "gym-trading-env":
 env.reset(seed=0)
 n = env.action_space.n
 acts = rng.integers(0, n, steps)
-t0 = time.perf_counter()
+t0 = time.process_time()
 for a in acts:
     _, _, term, trunc, _ = env.step(int(a))
     if term or trunc:
         env.reset()
-print(json.dumps({"steps_per_s": steps / (time.perf_counter() - t0)}))
+print(json.dumps({"steps_per_s": steps / (time.process_time() - t0)}))
 """
 
 
@@ -200,15 +204,18 @@ def main() -> None:
     parser.add_argument("--peer-bars", type=int, default=100_000)
     parser.add_argument("--single-steps", type=int, default=500_000)
     parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--data", default=str(SHARED_1M), help="Parquet file of 1m bars (default: ../shared/data)")
     parser.add_argument("--peer-python", default=str(REPO / ".venv-peers" / "bin" / "python"),
                         help="python of a venv with gym-anytrading and gym-trading-env (they pin an old ccxt)")
     args = parser.parse_args()
 
-    df, note = load_bars(args.bars)
+    df, note = load_bars(args.bars, args.data)
     print(f"data: {note}")
     rows = []
     single = bench_single(df, args.single_steps)
     rows.append(("TradingEnv (1 env, all realism on)", single))
+    lean = bench_single(df, args.single_steps, step_info=False)
+    rows.append(("TradingEnv (1 env, all realism on), step_info=False", lean))
     for n in (1, 16, 256):
         rows.append((f"VecTradingEnv n_envs={n} (aggregate)", bench_vec(df, n)))
     ours, null = bench_ppo_rollout(df)
@@ -235,7 +242,7 @@ def main() -> None:
     print(f"memory: {extra:.0f} bytes/bar beyond the feature matrix ({feats:.0f} bytes/bar of features)")
     for name, sps in peers.items():
         if sps:
-            print(f"TradingEnv / {name}: {single / sps:.2f}x")
+            print(f"TradingEnv / {name}: {single / sps:.2f}x (step_info=False: {lean / sps:.2f}x)")
 
 
 if __name__ == "__main__":
