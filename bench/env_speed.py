@@ -73,10 +73,22 @@ def bench_single(df: pd.DataFrame, steps: int, step_info: bool = True) -> float:
     return steps / (time.process_time() - t0)
 
 
-def bench_vec(df: pd.DataFrame, n_envs: int, seconds: float = 3.0) -> float:
+def main_job_bars(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with the main job's feature columns (conf/features/default.yaml) appended."""
+    from omegaconf import OmegaConf
+
+    from envs.features.pipeline import FeatureConfig, build_features
+
+    preset = REPO / "conf" / "features" / "default.yaml"
+    cfg = FeatureConfig.from_mapping(OmegaConf.to_container(OmegaConf.load(preset)))  # type: ignore[arg-type]
+    return build_features(df, cfg)
+
+
+def bench_vec(df: pd.DataFrame, n_envs: int, seconds: float = 3.0, double_buffer_obs: bool = False) -> float:
     from envs import EnvConfig, VecTradingEnv
 
-    vec = VecTradingEnv(df, EnvConfig(**REALISM, episode_length=10_000), n_envs=n_envs, seed=0)
+    vec = VecTradingEnv(df, EnvConfig(**REALISM, episode_length=10_000), n_envs=n_envs, seed=0,
+                        double_buffer_obs=double_buffer_obs)
     vec.reset()
     rng = np.random.default_rng(0)
     actions = [rng.uniform(-1, 1, (n_envs, 1)).astype(np.float32) for _ in range(64)]
@@ -89,6 +101,43 @@ def bench_vec(df: pd.DataFrame, n_envs: int, seconds: float = 3.0) -> float:
             vec.step(a)
         n += len(actions)
     return n * n_envs / (time.process_time() - t0)
+
+
+def copy_ceiling(df: pd.DataFrame, n_envs: int, seconds: float = 3.0) -> tuple[float, int]:
+    """(steps/s, obs floats) if a batch step did nothing but gather each env's observation window.
+
+    The same windows a `VecTradingEnv` step copies (random start bars in the full feature matrix,
+    advancing one bar per step), one contiguous block each, into an (n_envs, obs_dim) batch.
+    """
+    import numba
+
+    from envs import EnvConfig, TradingEnv
+
+    feats = TradingEnv(df, EnvConfig(**REALISM)).sim.features
+    w = REALISM["window_size"]
+    assert isinstance(w, int)
+
+    @numba.njit(cache=False)
+    def gather(starts: np.ndarray, flat: np.ndarray, out: np.ndarray, m: int, nf: int) -> None:
+        for i in range(starts.shape[0]):
+            s = starts[i] * nf
+            out[i, :m] = flat[s:s + m]
+
+    nf = feats.shape[1]
+    flat = feats.reshape(-1)
+    out = np.zeros((n_envs, w * nf + 4), np.float32)
+    starts = np.random.default_rng(0).integers(0, len(feats) - w - 10_000, n_envs)
+    gather(starts, flat, out, w * nf, nf)
+    n = 0
+    t0 = time.process_time()
+    while time.process_time() - t0 < seconds:
+        for _ in range(64):
+            starts += 1
+            gather(starts, flat, out, w * nf, nf)
+        n += 64
+        if starts.max() > len(feats) - w - 100:
+            starts[:] = 0
+    return n * n_envs / (time.process_time() - t0), out.shape[1]
 
 
 def bench_ppo_rollout(df: pd.DataFrame, n_envs: int = 16, n_steps: int = 512, repeats: int = 7) -> tuple[float, float]:
@@ -218,6 +267,12 @@ def main() -> None:
     rows.append(("TradingEnv (1 env, all realism on), step_info=False", lean))
     for n in (1, 16, 256):
         rows.append((f"VecTradingEnv n_envs={n} (aggregate)", bench_vec(df, n)))
+    wide = main_job_bars(df)
+    for double in (False, True):
+        label = ", double_buffer_obs=True" if double else ""
+        rows.append((f"VecTradingEnv n_envs=256, main job's observation{label}", bench_vec(wide, 256, 3.0, double)))
+    ceiling, obs_dim = copy_ceiling(wide, 256)
+    rows.append((f"copy ceiling: gather only, 256 windows of the main job's observation ({obs_dim} floats)", ceiling))
     ours, null = bench_ppo_rollout(df)
     rows.append(("PPO collect_rollouts, VecTradingEnv x16", ours))
     rows.append(("PPO collect_rollouts, do-nothing VecEnv x16", null))

@@ -356,16 +356,15 @@ def write_obs(i: int, S: np.ndarray, M: np.ndarray, F: np.ndarray, P: np.ndarray
     """Observation of env i into ``out[i]``: features of bars t-W+1..t, then 4 account values.
 
     Account values: exposure, unrealised P&L / equity, bars since entry / W, drawdown — all
-    clipped to ±obs_clip (features were clipped when the matrix was built).
+    clipped to ±obs_clip (features were clipped when the matrix was built). ``F`` must be
+    C-contiguous: the window's rows are one contiguous block, copied as such.
     """
     t = int(S[S_T, i])
     w = int(P[P_WINDOW])
     nf = F.shape[1]
-    k = 0
-    for b in range(t - w + 1, t + 1):
-        for f in range(nf):
-            out[i, k] = F[b, f]
-            k += 1
+    k = w * nf
+    first = (t - w + 1) * nf
+    out[i, :k] = F.reshape(F.shape[0] * nf)[first:first + k]
     clip = P[P_OBS_CLIP]
     eq = S[S_EQUITY, i]
     pos = S[S_POS, i]

@@ -5,6 +5,7 @@ Everything the kernels read is built here at construction; ``step()`` only index
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +64,38 @@ INFO_TABLE, INFO_DTYPE = _info_layout()
 def info_from_record(record: npt.NDArray[np.int64]) -> dict[str, object]:
     """The info dict (plain Python scalars, keys `INFO_KEYS`) of a record written by `kernels.write_info`."""
     return dict(zip(INFO_KEYS, record.view(INFO_DTYPE)[0].item(), strict=True))
+
+
+class ObservationBuffers:
+    """Two observation buffers handed out in turn, so observations are written in place, not copied.
+
+    `next` returns the buffer handed out two calls ago, to be overwritten, only when nothing outside
+    refers to it any more (its reference count equals the one measured at construction, when only
+    this object held it). A buffer a caller kept, or a view of it, is never written again: a new
+    buffer takes its place. So an observation once returned never changes.
+
+    Args:
+        shape: shape of one buffer ((obs_dim,) or (n_envs, obs_dim)).
+    """
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self._last = np.zeros(shape, dtype=np.float32)
+        self._spare = np.zeros(shape, dtype=np.float32)
+        self._free_refs = sys.getrefcount(self._spare)  # the same expression as in `next`
+
+    def next(self) -> npt.NDArray[np.float32]:
+        """The buffer to write the next observation into (it becomes the last one handed out)."""
+        if sys.getrefcount(self._spare) > self._free_refs:
+            self._spare = np.empty_like(self._last)
+        buf = self._spare
+        self._spare = self._last
+        self._last = buf
+        return buf
+
+    @property
+    def last(self) -> npt.NDArray[np.float32]:
+        """The buffer handed out last."""
+        return self._last
 
 
 @dataclass(frozen=True, slots=True)

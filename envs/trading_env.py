@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any
 
 import gymnasium as gym
@@ -15,7 +14,7 @@ from gymnasium import spaces
 from envs import kernels as K
 from envs.config import EnvConfig
 from envs.market_data import FeatureNormalizer, MarketData
-from envs.simulation import INFO_DTYPE, INFO_KEYS, INFO_TABLE, Simulation
+from envs.simulation import INFO_DTYPE, INFO_KEYS, INFO_TABLE, ObservationBuffers, Simulation
 
 
 def make_spaces(sim: Simulation) -> tuple[spaces.Space, spaces.Box]:
@@ -168,14 +167,11 @@ class TradingEnv(gym.Env):
         self._state = self._work[:K.S_ROWS].reshape(K.S_ROWS, 1)  # a view
         self._record = self._work[K.S_ROWS:K.S_ROWS + nk].view(INFO_DTYPE).reshape(())
         self._params_levels = np.concatenate([self.sim.params, self.sim.levels])
-        # two observation buffers written in turn (see `step`)
-        self._obs_last = np.zeros(self.sim.obs_dim, dtype=np.float32)
-        self._obs_spare = np.zeros(self.sim.obs_dim, dtype=np.float32)
-        self._free_refs = sys.getrefcount(self._obs_spare)  # same expression as in _free_obs_buffer
+        self._obs = ObservationBuffers((self.sim.obs_dim,))  # written in turn, see the class docstring
         self._act = np.zeros(1, dtype=np.float64)
         sim = self.sim
         self._step_args = (self._work, sim.market, self._params_levels, sim.features, sim.timestamps)
-        self._step_kernel = K.compiled_entry(K.step_single, 0.0, *self._step_args, self._obs_last)
+        self._step_kernel = K.compiled_entry(K.step_single, 0.0, *self._step_args, self._obs.last)
         self._idx0 = np.zeros(1, dtype=np.int64)
         self._start = np.zeros(1, dtype=np.int64)
         self._ts = np.zeros(1, dtype=np.int64)
@@ -204,26 +200,11 @@ class TradingEnv(gym.Env):
         """Start an episode (flat, ``initial_cash``); returns the first observation and info."""
         super().reset(seed=seed)
         self._start[0] = self.sim.draw_start(self.np_random)
-        obs = self._free_obs_buffer()
+        obs = self._obs.next()
         K.reset_batch(self._idx0, self._start, self._state, self.sim.market, self.sim.params,
                       self.sim.features, self.sim.timestamps, obs.reshape(1, -1), self._ts)
         self._ready = True
         return obs, self.sim.info(self._state, 0)
-
-    def _free_obs_buffer(self) -> npt.NDArray[np.float32]:
-        """The buffer to write the next observation into, rotating it with the last one returned.
-
-        Observations are written in place, never copied, and an observation once returned never
-        changes: the buffer returned two steps ago is reused only when nothing outside the env refers
-        to it any more (its reference count is the one measured at construction, when only the env held
-        it); if a caller kept it (or a view of it), a new buffer takes its place.
-        """
-        if sys.getrefcount(self._obs_spare) > self._free_refs:
-            self._obs_spare = np.empty_like(self._obs_last)
-        buf = self._obs_spare
-        self._obs_spare = self._obs_last
-        self._obs_last = buf
-        return buf
 
     def step(
         self, action: npt.ArrayLike
@@ -231,7 +212,7 @@ class TradingEnv(gym.Env):
         """Decide at the current close; fill, check exits and mark in the next bar.
 
         The returned observation is the env's own buffer, written in place by the kernel; it is never
-        modified afterwards (a kept observation stays as returned, see `_free_obs_buffer`). The info
+        modified afterwards (a kept observation stays as returned, see `ObservationBuffers`). The info
         is a new dict of Python scalars every step (``step_info=False``: only at the episode's end).
         """
         if not self._ready:
@@ -246,7 +227,7 @@ class TradingEnv(gym.Env):
                 a = float(self._act[0])
             if not math.isfinite(a):
                 raise _bad_action("action", action, 0)
-        obs = self._free_obs_buffer()
+        obs = self._obs.next()
         reward, terminated, truncated = self._step_kernel(a, *self._step_args, obs)
         if terminated or truncated:
             info = dict(zip(INFO_KEYS, self._record.item(), strict=True))

@@ -16,7 +16,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices,
 from envs import kernels as K
 from envs.config import EnvConfig
 from envs.market_data import FeatureNormalizer, MarketData
-from envs.simulation import ACCOUNT_ROWS, Simulation
+from envs.simulation import ACCOUNT_ROWS, ObservationBuffers, Simulation
 from envs.trading_env import check_actions, make_spaces
 
 
@@ -40,6 +40,12 @@ class VecTradingEnv(VecEnv):
         seed: base seed (env i uses seed + i); None = unseeded.
         full_info: build the complete info dict for every env every step (slower).
         normalizer: optional `FeatureNormalizer` fitted on a training split.
+        double_buffer_obs: return each observation batch in one of two buffers the kernel writes in
+            turn, instead of a copy (opt-in; saves a copy of n_envs x obs_dim floats per step). A batch
+            is overwritten two steps later unless something outside still refers to it (then a new
+            buffer takes its place, see `ObservationBuffers`), so a kept batch never changes. SB3's
+            PPO and SAC copy each observation into their rollout / replay buffer within the step, so
+            training gives identical results with and without it (tested).
     """
 
     def __init__(
@@ -50,6 +56,7 @@ class VecTradingEnv(VecEnv):
         seed: int | None = None,
         full_info: bool = False,
         normalizer: FeatureNormalizer | None = None,
+        double_buffer_obs: bool = False,
     ) -> None:
         if not isinstance(n_envs, int) or n_envs < 1:
             raise ValueError(f"n_envs={n_envs!r} is invalid: must be an integer >= 1")
@@ -62,7 +69,9 @@ class VecTradingEnv(VecEnv):
         self.full_info = full_info
         self._rngs = [seeding.np_random(None if seed is None else seed + i)[0] for i in range(n_envs)]
         self._state = np.zeros((K.S_ROWS, n_envs), dtype=np.float64)
-        self._obs = np.zeros((n_envs, self.sim.obs_dim), dtype=np.float32)
+        self.double_buffer_obs = double_buffer_obs
+        self._obs_buffers = ObservationBuffers((n_envs, self.sim.obs_dim))
+        self._obs = self._obs_buffers.last
         self._actions = np.zeros(n_envs, dtype=np.float64)
         self._all = np.arange(n_envs, dtype=np.int64)
         self._timestamp = np.zeros(n_envs, dtype=np.int64)
@@ -82,11 +91,13 @@ class VecTradingEnv(VecEnv):
         self._reset_seeds()
         self._reset_options()
         starts = np.array([self.sim.draw_start(rng) for rng in self._rngs], dtype=np.int64)
+        if self.double_buffer_obs:
+            self._obs = self._obs_buffers.next()
         K.reset_batch(self._all, starts, self._state, self.sim.market, self.sim.params, self.sim.features,
                       self.sim.timestamps, self._obs, self._timestamp)
         self.reset_infos = [self.sim.info(self._state, i) for i in range(self.num_envs)]
         self._ready = True
-        return self._obs.copy()
+        return self._obs if self.double_buffer_obs else self._obs.copy()
 
     def step_async(self, actions: np.ndarray) -> None:
         """Store actions: (n,) ints for discrete, (n, 1) or (n,) floats for continuous.
@@ -116,6 +127,8 @@ class VecTradingEnv(VecEnv):
         if not self._ready:
             raise RuntimeError("Call reset before using step method.")
         S, sim = self._state, self.sim
+        if self.double_buffer_obs:
+            self._obs = self._obs_buffers.next()
         n_done = K.step_batch(self._actions, S, sim.market, sim.params, sim.levels, sim.features, sim.timestamps,
                               self._obs, self._rewards, self._dones, self._timestamp)
         if self.full_info:
@@ -134,7 +147,8 @@ class VecTradingEnv(VecEnv):
             starts = np.array([sim.draw_start(self._rngs[i]) for i in done_idx], dtype=np.int64)
             K.reset_batch(done_idx, starts, S, sim.market, sim.params, sim.features, sim.timestamps, self._obs,
                           self._timestamp)
-        return self._obs.copy(), self._rewards.copy(), self._dones.copy(), infos
+        obs = self._obs if self.double_buffer_obs else self._obs.copy()
+        return obs, self._rewards.copy(), self._dones.copy(), infos
 
     def close(self) -> None:
         """Nothing to release (no subprocesses)."""
