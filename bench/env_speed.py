@@ -192,6 +192,43 @@ def bench_ppo_rollout(df: pd.DataFrame, n_envs: int = 16, n_steps: int = 512, re
     return best[0], best[1]
 
 
+def bench_ppo_main_job(wide: pd.DataFrame, steps: int = 8192, repeats: int = 3) -> tuple[float, float]:
+    """PPO frames/s (``learn``: rollouts and updates) with the main job's agent, envs and observation.
+
+    Returns (SB3's VecNormalize(VecMonitor(VecTradingEnv)) as before, the statistics inside
+    VecTradingEnv with double-buffered observations as agents/train.py now builds it).
+    """
+    import torch
+    from omegaconf import OmegaConf
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
+
+    from agents.config import AgentConfig
+    from agents.sb3 import policy_kwargs
+    from envs import EnvConfig, VecTradingEnv
+    from envs.vec_env import NormalizeConfig
+
+    torch.set_num_threads(1)
+    agent = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "agent" / "ppo.yaml"))
+    assert isinstance(agent, dict)
+    kwargs = dict(agent["algo_kwargs"])
+    pk = policy_kwargs(AgentConfig(policy_kwargs=agent["policy_kwargs"]))
+    cfg = EnvConfig(**REALISM, episode_length=10_000)
+    sb3 = VecNormalize(VecMonitor(VecTradingEnv(wide, cfg, n_envs=8, seed=0)), norm_obs=False, gamma=kwargs["gamma"])
+    ours = VecTradingEnv(wide, cfg, n_envs=8, seed=0, double_buffer_obs=True, episode_stats=True,
+                         normalize=NormalizeConfig(gamma=kwargs["gamma"]))
+    models = [PPO("MlpPolicy", venv, seed=0, device="cpu", policy_kwargs=pk, **kwargs) for venv in (sb3, ours)]
+    for m in models:
+        m.learn(kwargs["n_steps"] * 8)  # warm-up
+    best = [0.0, 0.0]
+    for _ in range(repeats):
+        for k, m in enumerate(models):
+            t0 = time.process_time()
+            m.learn(steps, reset_num_timesteps=False)
+            best[k] = max(best[k], steps / (time.process_time() - t0))
+    return best[0], best[1]
+
+
 def memory_per_bar(df: pd.DataFrame) -> tuple[float, float]:
     """(bytes per bar beyond the observation feature matrix, feature matrix bytes per bar)."""
     from envs import EnvConfig, TradingEnv
@@ -268,11 +305,14 @@ def main() -> None:
     for n in (1, 16, 256):
         rows.append((f"VecTradingEnv n_envs={n} (aggregate)", bench_vec(df, n)))
     wide = main_job_bars(df)
-    for double in (False, True):
-        label = ", double_buffer_obs=True" if double else ""
-        rows.append((f"VecTradingEnv n_envs=256, main job's observation{label}", bench_vec(wide, 256, 3.0, double)))
+    wide_rates = [bench_vec(wide, 256, 3.0, double) for double in (False, True)]
+    rows.append(("VecTradingEnv n_envs=256, main job's observation", wide_rates[0]))
+    rows.append(("VecTradingEnv n_envs=256, main job's observation, double_buffer_obs=True", wide_rates[1]))
     ceiling, obs_dim = copy_ceiling(wide, 256)
     rows.append((f"copy ceiling: gather only, 256 windows of the main job's observation ({obs_dim} floats)", ceiling))
+    ppo_sb3, ppo_ours = bench_ppo_main_job(wide)
+    rows.append(("PPO learn, main job (8 envs, 996-float obs), SB3 VecMonitor + VecNormalize [frames/s]", ppo_sb3))
+    rows.append(("PPO learn, main job, statistics inside VecTradingEnv [frames/s]", ppo_ours))
     ours, null = bench_ppo_rollout(df)
     rows.append(("PPO collect_rollouts, VecTradingEnv x16", ours))
     rows.append(("PPO collect_rollouts, do-nothing VecEnv x16", null))
@@ -293,6 +333,10 @@ def main() -> None:
     print("\n| what | steps/s |\n|---|---:|")
     for what, sps in rows:
         print(f"| {what} | {sps:,.0f} |")
+    print(f"\nPPO main job with the statistics inside the env vs SB3's wrappers: {ppo_ours / ppo_sb3:.3f}x")
+    print(f"256 envs, main job's observation: {wide_rates[0]:,.0f} (copy) / {wide_rates[1]:,.0f} (double-buffered) "
+          f"steps/s = {wide_rates[0] / ceiling:.0%} / {wide_rates[1] / ceiling:.0%} of the gather-only ceiling "
+          f"{ceiling:,.0f}")
     print(f"\nPPO rollout overhead of our env vs do-nothing env: {100 * (1 - ours / null):.1f} %")
     print(f"memory: {extra:.0f} bytes/bar beyond the feature matrix ({feats:.0f} bytes/bar of features)")
     for name, sps in peers.items():
