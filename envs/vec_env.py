@@ -137,6 +137,7 @@ class VecTradingEnv(VecEnv):
         self.returns = np.zeros(n_envs)
         self.old_obs = np.zeros((0, self.sim.obs_dim), dtype=np.float32)
         self.old_reward = np.zeros(0, dtype=np.float32)
+        self._plain = not (double_buffer_obs or episode_stats or normalize is not None)
 
     # --- VecEnv API -------------------------------------------------------------------------
     def reset(self) -> npt.NDArray[np.float32]:
@@ -212,6 +213,8 @@ class VecTradingEnv(VecEnv):
             starts = np.array([sim.draw_start(self._rngs[i]) for i in done_idx], dtype=np.int64)
             K.reset_batch(done_idx, starts, S, sim.market, sim.params, sim.features, sim.timestamps, self._obs,
                           self._timestamp)
+        if self._plain:
+            return self._obs.copy(), self._rewards.copy(), self._dones.copy(), infos
         obs = self._obs if self.double_buffer_obs else self._obs.copy()
         rewards, dones = self._rewards.copy(), self._dones.copy()
         if self.episode_stats:
