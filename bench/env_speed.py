@@ -1,6 +1,6 @@
 """Environment speed and memory benchmark (run by hand; results go in the README).
 
-    python bench/env_speed.py [--bars 1000000] [--peer-bars 100000] [--no-peers]
+    python bench/env_speed.py [--bars 1000000] [--peer-bars 100000] [--no-peers] [--data PATH] [--quick]
 
 Single-thread rates are steps per second of CPU time of the measuring process (`time.process_time`,
 peers too), so other jobs on a shared machine do not distort the ratios.
@@ -9,8 +9,11 @@ Measures on real BTC/USDT minute bars (../shared/data; falls back to the shipped
 tiled with continuing timestamps, and says so):
   1. single TradingEnv steps/s with random actions, every realism feature on (full info every step, and
      ``step_info=False``);
-  2. VecTradingEnv aggregate steps/s at n_envs 1, 16, 256 (default infos);
-  3. PPO rollout collection: our VecTradingEnv vs. a do-nothing VecEnv with the same spaces;
+  2. VecTradingEnv aggregate steps/s at n_envs 1, 16, 256 (default infos), and at 256 with the main
+     job's observation (conf/features/default.yaml: 32 x 31 + 4 floats), copied and double-buffered,
+     against the gather-only copy ceiling (a step that only copied its observation windows);
+  3. PPO ``learn`` frames/s of the main job (conf/agent/ppo.yaml, 8 envs) with SB3's VecMonitor +
+     VecNormalize and with the statistics inside VecTradingEnv; PPO rollout collection: our VecTradingEnv vs. a do-nothing VecEnv with the same spaces;
   4. memory per bar beyond the feature matrix;
   5. gym-anytrading and Gym-Trading-Env on the same bars, each in its own subprocess of a separate
      venv (`make bench` builds .venv-peers: gym-trading-env pins ccxt 3.0.59; importing it turns every
@@ -290,6 +293,8 @@ def main() -> None:
     parser.add_argument("--peer-bars", type=int, default=100_000)
     parser.add_argument("--single-steps", type=int, default=500_000)
     parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--quick", action="store_true",
+                        help="short measurements of the wide observation and PPO main job (a smoke run, not for the README)")
     parser.add_argument("--data", default=str(SHARED_1M), help="Parquet file of 1m bars (default: ../shared/data)")
     parser.add_argument("--peer-python", default=str(REPO / ".venv-peers" / "bin" / "python"),
                         help="python of a venv with gym-anytrading and gym-trading-env (they pin an old ccxt)")
@@ -305,12 +310,13 @@ def main() -> None:
     for n in (1, 16, 256):
         rows.append((f"VecTradingEnv n_envs={n} (aggregate)", bench_vec(df, n)))
     wide = main_job_bars(df)
-    wide_rates = [bench_vec(wide, 256, 3.0, double) for double in (False, True)]
+    secs = 0.5 if args.quick else 3.0
+    wide_rates = [bench_vec(wide, 256, secs, double) for double in (False, True)]
     rows.append(("VecTradingEnv n_envs=256, main job's observation", wide_rates[0]))
     rows.append(("VecTradingEnv n_envs=256, main job's observation, double_buffer_obs=True", wide_rates[1]))
-    ceiling, obs_dim = copy_ceiling(wide, 256)
+    ceiling, obs_dim = copy_ceiling(wide, 256, secs)
     rows.append((f"copy ceiling: gather only, 256 windows of the main job's observation ({obs_dim} floats)", ceiling))
-    ppo_sb3, ppo_ours = bench_ppo_main_job(wide)
+    ppo_sb3, ppo_ours = bench_ppo_main_job(wide, 2048, 1) if args.quick else bench_ppo_main_job(wide)
     rows.append(("PPO learn, main job (8 envs, 996-float obs), SB3 VecMonitor + VecNormalize [frames/s]", ppo_sb3))
     rows.append(("PPO learn, main job, statistics inside VecTradingEnv [frames/s]", ppo_ours))
     ours, null = bench_ppo_rollout(df)
