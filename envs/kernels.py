@@ -404,6 +404,8 @@ def compiled_entry(dispatcher: Any, *args: object) -> Callable[..., Any]:
     pass arguments of the same types on every call (fixed arrays prepared once, a Python float):
     the entry point does not check them.
     """
+    if not isinstance(dispatcher, numba.core.dispatcher.Dispatcher):  # NUMBA_DISABLE_JIT=1: a plain function
+        return dispatcher  # type: ignore[no-any-return]
     return dispatcher.compile(tuple(numba.typeof(a) for a in args))  # from the on-disk cache when present
 
 
