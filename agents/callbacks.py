@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, ProgressBarCallback
-from stable_baselines3.common.vec_env import VecNormalize
 
+from agents.checkpoints import normalization_writer
 from agents.evaluation.runner import EpisodeRecord
 from envs.kernels import RISK_HALTED
 
@@ -165,9 +165,9 @@ class ValidationCallback(BaseCallback):
         if sharpe > self.best_sharpe:
             self.best_sharpe = sharpe
             self.model.save(self.run_dir / "best_model.zip")
-            venv = self.model.get_vec_normalize_env()
-            if isinstance(venv, VecNormalize):
-                venv.save(str(self.run_dir / "best_vecnormalize.pkl"))
+            write_normalization = normalization_writer(self.model)
+            if write_normalization is not None:
+                write_normalization(self.run_dir / "best_vecnormalize.pkl")
             logger.info("new best validation Sharpe %.3f at %d steps", sharpe, self.num_timesteps)
         self.history_path.write_text(json.dumps(self.history, indent=1))
         self.logger.dump(self.num_timesteps)  # written now, whatever SB3's own dump schedule

@@ -3,7 +3,8 @@
 Files in ``<run>/checkpoints/`` (``<n>`` = environment steps)::
 
     model_<n>_steps.zip                  the model (written last: its presence means the set is whole)
-    model_vecnormalize_<n>_steps.pkl     the reward normaliser, with train.normalize_reward
+    model_vecnormalize_<n>_steps.pkl     the reward normaliser, with train.normalize_reward (an SB3
+                                         VecNormalize pickle, from the wrapper or from VecTradingEnv)
     model_replay_buffer_<n>_steps.pkl    off-policy agents with train.save_replay_buffer: the newest only
 
 Every file is written to a temporary name in the same folder and renamed over the final name
@@ -53,6 +54,22 @@ def vecnormalize_path(folder: Path, steps: int) -> Path:
 def replay_buffer_path(folder: Path, steps: int) -> Path:
     """The replay buffer of the checkpoint at ``steps``."""
     return folder / f"model_replay_buffer_{steps}_steps.pkl"
+
+
+def normalization_writer(model: BaseAlgorithm) -> Callable[[Path], None] | None:
+    """What writes the model's normalisation statistics to a file (an SB3 ``VecNormalize`` pickle either way).
+
+    The statistics live in SB3's ``VecNormalize`` wrapper (off-policy agents) or inside the
+    `VecTradingEnv` itself (``normalize=...``, on-policy agents); None when there are none.
+    """
+    wrapper = model.get_vec_normalize_env()
+    if isinstance(wrapper, VecNormalize):
+        return lambda p: wrapper.save(str(p))
+    env = model.get_env()
+    inner = env.unwrapped if env is not None else None
+    if isinstance(inner, VecTradingEnv) and inner.normalize is not None:
+        return inner.save_normalization
+    return None
 
 
 def checkpoints_newest_first(run_dir: Path) -> list[tuple[Path, int]]:
@@ -112,9 +129,9 @@ class RollingCheckpointCallback(BaseCallback):
     def save(self) -> None:
         """Write the checkpoint at the current step count, then prune."""
         steps = self.num_timesteps
-        venv = self.model.get_vec_normalize_env()
-        if isinstance(venv, VecNormalize):
-            write_atomically(vecnormalize_path(self.folder, steps), lambda p: venv.save(str(p)))
+        write_normalization = normalization_writer(self.model)
+        if write_normalization is not None:
+            write_atomically(vecnormalize_path(self.folder, steps), write_normalization)
         if self.save_replay_buffer and hasattr(self.model, "save_replay_buffer"):
             write_atomically(replay_buffer_path(self.folder, steps),
                              lambda p: self.model.save_replay_buffer(str(p)))  # type: ignore[attr-defined]
@@ -171,12 +188,19 @@ def load_checkpoint(agent: str, device: str, normalize_reward: bool, path: Path,
     """Load one checkpoint (model, reward normaliser, replay buffer) onto ``vec``."""
     folder = path.parent
     _check_fits(path, vec)
-    venv: VecEnv = VecMonitor(vec)
-    if normalize_reward:
-        vn_path = vecnormalize_path(folder, steps)
-        if not vn_path.exists():
-            raise ValueError(f"checkpoint {path.name} lacks its reward normalisation {vn_path.name}")
-        venv = _read(vn_path, lambda: VecNormalize.load(str(vn_path), venv))
+    vn_path = vecnormalize_path(folder, steps)
+    if normalize_reward and not vn_path.exists():
+        raise ValueError(f"checkpoint {path.name} lacks its reward normalisation {vn_path.name}")
+    venv: VecEnv
+    if vec.episode_stats:  # statistics inside the env (it reads older runs' VecNormalize files too)
+        venv = vec
+        if normalize_reward:
+            _read(vn_path, lambda: vec.load_normalization(vn_path))
+    else:
+        venv = VecMonitor(vec)
+        if normalize_reward:
+            wrapped = venv
+            venv = _read(vn_path, lambda: VecNormalize.load(str(vn_path), wrapped))
     model = _read(path, lambda: load_model(agent, path, env=venv, device=device))
     rb_path = replay_buffer_path(folder, steps)
     if rb_path.exists() and hasattr(model, "load_replay_buffer"):

@@ -8,7 +8,7 @@ Run folder layout (``run_dir``)::
     normalizer.json        feature normalisation fitted on the training split only
     forecaster_state/      with a forecaster: its latest models, scalers and schedule position
     best_model.zip         best validation Sharpe (+ best_vecnormalize.pkl)
-    final_model.zip        last weights (+ vecnormalize.pkl)
+    final_model.zip        last weights (+ vecnormalize.pkl: reward normalisation, an SB3 VecNormalize pickle)
     eval_history.json      every validation result
     report.md, metrics.json, *.png   the test-split evaluation against baselines
     splits.json            spans of train / val / test
@@ -28,20 +28,21 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
 from agents.artifacts import sb3_policy
 from agents.callbacks import BoundedProgressBar, TradingMetricsCallback, ValidationCallback
-from agents.checkpoints import RollingCheckpointCallback, resume_model
+from agents.checkpoints import RollingCheckpointCallback, normalization_writer, resume_model
 from agents.checkpoints import latest_checkpoint as latest_checkpoint  # re-exported for agents.tune
 from agents.config import RunConfig
 from agents.data import Splits, check_tradable, load_splits, prune_features
 from agents.evaluation.runner import evaluation_env, run_policy
 from agents.evaluation.suite import evaluate_policy
 from agents.forecasts import split_sections
-from agents.sb3 import build_model, load_model
-from envs.market_data import FeatureNormalizer
-from envs.vec_env import VecTradingEnv
+from agents.sb3 import algorithm_class, build_model, load_model
+from envs.market_data import FeatureNormalizer, MarketData
+from envs.vec_env import NormalizeConfig, VecTradingEnv
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,21 @@ class ConfigTextCallback(BaseCallback):
         return True
 
 
+def _make_vec(data: MarketData, cfg: RunConfig, normalizer: FeatureNormalizer) -> VecTradingEnv:
+    """The training envs. On-policy agents get SB3's VecMonitor + VecNormalize semantics inside the env
+    (tested equal; no wrapper layers). Off-policy agents keep SB3's wrappers (`_wrap`): their replay
+    buffers store the original rewards, read through the VecNormalize wrapper."""
+    inside = issubclass(algorithm_class(cfg.agent.name), OnPolicyAlgorithm)
+    gamma = float(cfg.agent.algo_kwargs.get("gamma", 0.99))
+    return VecTradingEnv(
+        data, cfg.env, n_envs=cfg.train.n_envs, seed=cfg.train.seed, normalizer=normalizer, double_buffer_obs=True,
+        episode_stats=inside, normalize=NormalizeConfig(gamma=gamma) if inside and cfg.train.normalize_reward else None,
+    )
+
+
 def _wrap(vec: VecTradingEnv, cfg: RunConfig) -> VecEnv:
+    if vec.episode_stats:  # statistics and normalisation inside the env
+        return vec
     venv: VecEnv = VecMonitor(vec)
     if cfg.train.normalize_reward:
         gamma = float(cfg.agent.algo_kwargs.get("gamma", 0.99))
@@ -116,7 +131,7 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
     logger.info("splits: %s", splits.describe())
     train_md, val_md = splits.get("train"), splits.get("val")
 
-    vec = VecTradingEnv(train_md, cfg.env, n_envs=cfg.train.n_envs, seed=cfg.train.seed, normalizer=normalizer)
+    vec = _make_vec(train_md, cfg, normalizer)
     if resume:
         model, venv = resume_model(cfg.agent.name, cfg.train.device, cfg.train.normalize_reward, run_dir, vec)
     else:
@@ -138,8 +153,9 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
     if not validation.history or validation.history[-1]["timesteps"] < model.num_timesteps:
         validation.run_validation()  # the final weights are a candidate too
     model.save(run_dir / "final_model.zip")
-    if isinstance(venv, VecNormalize):
-        venv.save(str(run_dir / "vecnormalize.pkl"))
+    write_normalization = normalization_writer(model)
+    if write_normalization is not None:
+        write_normalization(run_dir / "vecnormalize.pkl")
     if not test_report:
         return {"best_validation_sharpe": validation.best_sharpe, "num_timesteps": int(model.num_timesteps),
                 "run_dir": str(run_dir)}

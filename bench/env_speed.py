@@ -1,12 +1,19 @@
 """Environment speed and memory benchmark (run by hand; results go in the README).
 
-    python bench/env_speed.py [--bars 1000000] [--peer-bars 100000] [--no-peers]
+    python bench/env_speed.py [--bars 1000000] [--peer-bars 100000] [--no-peers] [--data PATH] [--quick]
+
+Single-thread rates are steps per second of CPU time of the measuring process (`time.process_time`,
+peers too), so other jobs on a shared machine do not distort the ratios.
 
 Measures on real BTC/USDT minute bars (../shared/data; falls back to the shipped one-week sample
 tiled with continuing timestamps, and says so):
-  1. single TradingEnv steps/s with random actions, every realism feature on;
-  2. VecTradingEnv aggregate steps/s at n_envs 1, 16, 256 (default infos);
-  3. PPO rollout collection: our VecTradingEnv vs. a do-nothing VecEnv with the same spaces;
+  1. single TradingEnv steps/s with random actions, every realism feature on (full info every step, and
+     ``step_info=False``);
+  2. VecTradingEnv aggregate steps/s at n_envs 1, 16, 256 (default infos), and at 256 with the main
+     job's observation (conf/features/default.yaml: 32 x 31 + 4 floats), copied and double-buffered,
+     against the gather-only copy ceiling (a step that only copied its observation windows);
+  3. PPO ``learn`` frames/s of the main job (conf/agent/ppo.yaml, 8 envs) with SB3's VecMonitor +
+     VecNormalize and with the statistics inside VecTradingEnv; PPO rollout collection: our VecTradingEnv vs. a do-nothing VecEnv with the same spaces;
   4. memory per bar beyond the feature matrix;
   5. gym-anytrading and Gym-Trading-Env on the same bars, each in its own subprocess of a separate
      venv (`make bench` builds .venv-peers: gym-trading-env pins ccxt 3.0.59; importing it turns every
@@ -36,11 +43,11 @@ REALISM = dict(
 )
 
 
-def load_bars(n: int) -> tuple[pd.DataFrame, str]:
+def load_bars(n: int, path: str | Path = SHARED_1M) -> tuple[pd.DataFrame, str]:
     """n real minute bars, and a note on where they came from."""
-    if SHARED_1M.exists():
-        df = pd.read_parquet(SHARED_1M).iloc[:n].reset_index(drop=True)
-        return df, f"{len(df):,} BTC/USDT 1m bars from ../shared/data"
+    if Path(path).exists():
+        df = pd.read_parquet(path).iloc[:n].reset_index(drop=True)
+        return df, f"{len(df):,} BTC/USDT 1m bars from {path}"
     base = pd.read_parquet(SAMPLE_1M)
     reps = -(-n // len(base))
     parts = []
@@ -52,39 +59,88 @@ def load_bars(n: int) -> tuple[pd.DataFrame, str]:
     return df, f"{len(df):,} bars: the shipped 1-week sample tiled (../shared/data absent)"
 
 
-def bench_single(df: pd.DataFrame, steps: int) -> float:
+def bench_single(df: pd.DataFrame, steps: int, step_info: bool = True) -> float:
     from envs import EnvConfig, TradingEnv
 
-    env = TradingEnv(df, EnvConfig(**REALISM))
+    env = TradingEnv(df, EnvConfig(**REALISM), step_info=step_info)
     env.reset(seed=0)
     actions = np.random.default_rng(0).uniform(-1, 1, (steps, 1)).astype(np.float32)
     for a in actions[:1000]:  # warm-up (numba cache load)
         env.step(a)
     env.reset(seed=0)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for a in actions:
         _, _, terminated, truncated, _ = env.step(a)
         if terminated or truncated:
             env.reset()
-    return steps / (time.perf_counter() - t0)
+    return steps / (time.process_time() - t0)
 
 
-def bench_vec(df: pd.DataFrame, n_envs: int, seconds: float = 3.0) -> float:
+def main_job_bars(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with the main job's feature columns (conf/features/default.yaml) appended."""
+    from omegaconf import OmegaConf
+
+    from envs.features.pipeline import FeatureConfig, build_features
+
+    preset = REPO / "conf" / "features" / "default.yaml"
+    cfg = FeatureConfig.from_mapping(OmegaConf.to_container(OmegaConf.load(preset)))  # type: ignore[arg-type]
+    return build_features(df, cfg)
+
+
+def bench_vec(df: pd.DataFrame, n_envs: int, seconds: float = 3.0, double_buffer_obs: bool = False) -> float:
     from envs import EnvConfig, VecTradingEnv
 
-    vec = VecTradingEnv(df, EnvConfig(**REALISM, episode_length=10_000), n_envs=n_envs, seed=0)
+    vec = VecTradingEnv(df, EnvConfig(**REALISM, episode_length=10_000), n_envs=n_envs, seed=0,
+                        double_buffer_obs=double_buffer_obs)
     vec.reset()
     rng = np.random.default_rng(0)
     actions = [rng.uniform(-1, 1, (n_envs, 1)).astype(np.float32) for _ in range(64)]
     for a in actions:
         vec.step(a)
     n = 0
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
+    t0 = time.process_time()
+    while time.process_time() - t0 < seconds:
         for a in actions:
             vec.step(a)
         n += len(actions)
-    return n * n_envs / (time.perf_counter() - t0)
+    return n * n_envs / (time.process_time() - t0)
+
+
+def copy_ceiling(df: pd.DataFrame, n_envs: int, seconds: float = 3.0) -> tuple[float, int]:
+    """(steps/s, obs floats) if a batch step did nothing but gather each env's observation window.
+
+    The same windows a `VecTradingEnv` step copies (random start bars in the full feature matrix,
+    advancing one bar per step), one contiguous block each, into an (n_envs, obs_dim) batch.
+    """
+    import numba
+
+    from envs import EnvConfig, TradingEnv
+
+    feats = TradingEnv(df, EnvConfig(**REALISM)).sim.features
+    w = REALISM["window_size"]
+    assert isinstance(w, int)
+
+    @numba.njit(cache=False)
+    def gather(starts: np.ndarray, flat: np.ndarray, out: np.ndarray, m: int, nf: int) -> None:
+        for i in range(starts.shape[0]):
+            s = starts[i] * nf
+            out[i, :m] = flat[s:s + m]
+
+    nf = feats.shape[1]
+    flat = feats.reshape(-1)
+    out = np.zeros((n_envs, w * nf + 4), np.float32)
+    starts = np.random.default_rng(0).integers(0, len(feats) - w - 10_000, n_envs)
+    gather(starts, flat, out, w * nf, nf)
+    n = 0
+    t0 = time.process_time()
+    while time.process_time() - t0 < seconds:
+        for _ in range(64):
+            starts += 1
+            gather(starts, flat, out, w * nf, nf)
+        n += 64
+        if starts.max() > len(feats) - w - 100:
+            starts[:] = 0
+    return n * n_envs / (time.process_time() - t0), out.shape[1]
 
 
 def bench_ppo_rollout(df: pd.DataFrame, n_envs: int = 16, n_steps: int = 512, repeats: int = 7) -> tuple[float, float]:
@@ -133,9 +189,46 @@ def bench_ppo_rollout(df: pd.DataFrame, n_envs: int = 16, n_steps: int = 512, re
     best = [0.0, 0.0]
     for _ in range(repeats):  # alternate the two, so background load hits both alike; keep the best of each
         for k, (model, callback) in enumerate(runs):
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=n_steps)
-            best[k] = max(best[k], n_steps * n_envs / (time.perf_counter() - t0))
+            best[k] = max(best[k], n_steps * n_envs / (time.process_time() - t0))
+    return best[0], best[1]
+
+
+def bench_ppo_main_job(wide: pd.DataFrame, steps: int = 8192, repeats: int = 3) -> tuple[float, float]:
+    """PPO frames/s (``learn``: rollouts and updates) with the main job's agent, envs and observation.
+
+    Returns (SB3's VecNormalize(VecMonitor(VecTradingEnv)) as before, the statistics inside
+    VecTradingEnv with double-buffered observations as agents/train.py now builds it).
+    """
+    import torch
+    from omegaconf import OmegaConf
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
+
+    from agents.config import AgentConfig
+    from agents.sb3 import policy_kwargs
+    from envs import EnvConfig, VecTradingEnv
+    from envs.vec_env import NormalizeConfig
+
+    torch.set_num_threads(1)
+    agent = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "agent" / "ppo.yaml"))
+    assert isinstance(agent, dict)
+    kwargs = dict(agent["algo_kwargs"])
+    pk = policy_kwargs(AgentConfig(policy_kwargs=agent["policy_kwargs"]))
+    cfg = EnvConfig(**REALISM, episode_length=10_000)
+    sb3 = VecNormalize(VecMonitor(VecTradingEnv(wide, cfg, n_envs=8, seed=0)), norm_obs=False, gamma=kwargs["gamma"])
+    ours = VecTradingEnv(wide, cfg, n_envs=8, seed=0, double_buffer_obs=True, episode_stats=True,
+                         normalize=NormalizeConfig(gamma=kwargs["gamma"]))
+    models = [PPO("MlpPolicy", venv, seed=0, device="cpu", policy_kwargs=pk, **kwargs) for venv in (sb3, ours)]
+    for m in models:
+        m.learn(kwargs["n_steps"] * 8)  # warm-up
+    best = [0.0, 0.0]
+    for _ in range(repeats):
+        for k, m in enumerate(models):
+            t0 = time.process_time()
+            m.learn(steps, reset_num_timesteps=False)
+            best[k] = max(best[k], steps / (time.process_time() - t0))
     return best[0], best[1]
 
 
@@ -175,12 +268,12 @@ elif name == "gym-trading-env":
 env.reset(seed=0)
 n = env.action_space.n
 acts = rng.integers(0, n, steps)
-t0 = time.perf_counter()
+t0 = time.process_time()
 for a in acts:
     _, _, term, trunc, _ = env.step(int(a))
     if term or trunc:
         env.reset()
-print(json.dumps({"steps_per_s": steps / (time.perf_counter() - t0)}))
+print(json.dumps({"steps_per_s": steps / (time.process_time() - t0)}))
 """
 
 
@@ -200,17 +293,32 @@ def main() -> None:
     parser.add_argument("--peer-bars", type=int, default=100_000)
     parser.add_argument("--single-steps", type=int, default=500_000)
     parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--quick", action="store_true",
+                        help="short measurements of the wide observation and PPO main job (a smoke run, not for the README)")
+    parser.add_argument("--data", default=str(SHARED_1M), help="Parquet file of 1m bars (default: ../shared/data)")
     parser.add_argument("--peer-python", default=str(REPO / ".venv-peers" / "bin" / "python"),
                         help="python of a venv with gym-anytrading and gym-trading-env (they pin an old ccxt)")
     args = parser.parse_args()
 
-    df, note = load_bars(args.bars)
+    df, note = load_bars(args.bars, args.data)
     print(f"data: {note}")
     rows = []
     single = bench_single(df, args.single_steps)
     rows.append(("TradingEnv (1 env, all realism on)", single))
+    lean = bench_single(df, args.single_steps, step_info=False)
+    rows.append(("TradingEnv (1 env, all realism on), step_info=False", lean))
     for n in (1, 16, 256):
         rows.append((f"VecTradingEnv n_envs={n} (aggregate)", bench_vec(df, n)))
+    wide = main_job_bars(df)
+    secs = 0.5 if args.quick else 3.0
+    wide_rates = [bench_vec(wide, 256, secs, double) for double in (False, True)]
+    rows.append(("VecTradingEnv n_envs=256, main job's observation", wide_rates[0]))
+    rows.append(("VecTradingEnv n_envs=256, main job's observation, double_buffer_obs=True", wide_rates[1]))
+    ceiling, obs_dim = copy_ceiling(wide, 256, secs)
+    rows.append((f"copy ceiling: gather only, 256 windows of the main job's observation ({obs_dim} floats)", ceiling))
+    ppo_sb3, ppo_ours = bench_ppo_main_job(wide, 2048, 1) if args.quick else bench_ppo_main_job(wide)
+    rows.append(("PPO learn, main job (8 envs, 996-float obs), SB3 VecMonitor + VecNormalize [frames/s]", ppo_sb3))
+    rows.append(("PPO learn, main job, statistics inside VecTradingEnv [frames/s]", ppo_ours))
     ours, null = bench_ppo_rollout(df)
     rows.append(("PPO collect_rollouts, VecTradingEnv x16", ours))
     rows.append(("PPO collect_rollouts, do-nothing VecEnv x16", null))
@@ -231,11 +339,15 @@ def main() -> None:
     print("\n| what | steps/s |\n|---|---:|")
     for what, sps in rows:
         print(f"| {what} | {sps:,.0f} |")
+    print(f"\nPPO main job with the statistics inside the env vs SB3's wrappers: {ppo_ours / ppo_sb3:.3f}x")
+    print(f"256 envs, main job's observation: {wide_rates[0]:,.0f} (copy) / {wide_rates[1]:,.0f} (double-buffered) "
+          f"steps/s = {wide_rates[0] / ceiling:.0%} / {wide_rates[1] / ceiling:.0%} of the gather-only ceiling "
+          f"{ceiling:,.0f}")
     print(f"\nPPO rollout overhead of our env vs do-nothing env: {100 * (1 - ours / null):.1f} %")
     print(f"memory: {extra:.0f} bytes/bar beyond the feature matrix ({feats:.0f} bytes/bar of features)")
     for name, sps in peers.items():
         if sps:
-            print(f"TradingEnv / {name}: {single / sps:.2f}x")
+            print(f"TradingEnv / {name}: {single / sps:.2f}x (step_info=False: {lean / sps:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ Two state rows are inputs the caller sets between steps: ``S_FEED_LAG`` (bars th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numba
 import numpy as np
@@ -481,16 +483,15 @@ def write_obs(i: int, S: np.ndarray, M: np.ndarray, F: np.ndarray, P: np.ndarray
     """Observation of env i into ``out[i]``: features of bars t-W+1..t, then 4 account values.
 
     Account values: exposure, unrealised P&L / equity, bars since entry / W, drawdown — all
-    clipped to ±obs_clip (features were clipped when the matrix was built).
+    clipped to ±obs_clip (features were clipped when the matrix was built). ``F`` must be
+    C-contiguous: the window's rows are one contiguous block, copied as such.
     """
     t = int(S[S_T, i])
     w = int(P[P_WINDOW])
     nf = F.shape[1]
-    k = 0
-    for b in range(t - w + 1, t + 1):
-        for f in range(nf):
-            out[i, k] = F[b, f]
-            k += 1
+    k = w * nf
+    first = (t - w + 1) * nf
+    out[i, :k] = F.reshape(F.shape[0] * nf)[first:first + k]
     clip = P[P_OBS_CLIP]
     eq = S[S_EQUITY, i]
     pos = S[S_POS, i]
@@ -521,6 +522,64 @@ def step_batch(actions: np.ndarray, S: np.ndarray, M: np.ndarray, P: np.ndarray,
         n_done += done
         ts_out[i] = timestamps[int(S[S_T, i])]
     return n_done
+
+
+def compiled_entry(dispatcher: Any, *args: object) -> Callable[..., Any]:
+    """The compiled entry point of ``dispatcher`` for exactly the types of ``args``.
+
+    Calling it skips numba's per-call type resolution (about 60 ns per argument). The caller must
+    pass arguments of the same types on every call (fixed arrays prepared once, a Python float):
+    the entry point does not check them.
+    """
+    if not isinstance(dispatcher, numba.core.dispatcher.Dispatcher):  # NUMBA_DISABLE_JIT=1: a plain function
+        return dispatcher  # type: ignore[no-any-return]
+    return dispatcher.compile(tuple(numba.typeof(a) for a in args))  # from the on-disk cache when present
+
+
+#: kinds of info values in an info record (`write_info`): the Python type a reader gets back
+INFO_FLOAT, INFO_INT, INFO_BOOL, INFO_TIMESTAMP = 0, 1, 2, 3
+
+
+@numba.njit(cache=True)
+def write_info(i: int, S: np.ndarray, timestamps: np.ndarray, table: np.ndarray, out: np.ndarray) -> None:
+    """Snapshot env i's info values into the record ``out`` ((K,) int64 words).
+
+    Value k comes from state row ``table[0, k]`` as kind ``table[1, k]``: `INFO_FLOAT` (stored bit
+    for bit as a float64), `INFO_INT` (truncated to int64), `INFO_BOOL` (1 when > 0, else 0) or
+    `INFO_TIMESTAMP` (the int64 ms time of the bar in that row). Readers view the record through a
+    structured dtype (`envs.simulation.INFO_DTYPE`), whose ``.item()`` gives Python scalars.
+    """
+    outf = out.view(np.float64)
+    for k in range(out.shape[0]):
+        v = S[int(table[0, k]), i]
+        kind = int(table[1, k])
+        if kind == INFO_TIMESTAMP:
+            out[k] = timestamps[int(v)]
+        elif kind == INFO_INT:
+            out[k] = int(v)
+        elif kind == INFO_BOOL:
+            out[k] = 1 if v > 0.0 else 0
+        else:
+            outf[k] = v
+
+
+@numba.njit(cache=True)
+def step_single(a: float, W: np.ndarray, M: np.ndarray, PL: np.ndarray, F: np.ndarray, timestamps: np.ndarray,
+                obs: np.ndarray) -> tuple[float, bool, bool]:
+    """One decision of a single env with few arguments (numba's per-argument cost dominates a step).
+
+    ``W`` is the env's float64 workspace: its state column ``W[:S_ROWS]``, then its info record (K
+    int64 words, see `write_info`), then the record's (2, K) source table. ``PL`` is the parameter
+    vector followed by the discrete exposure levels. The observation is written into ``obs`` (1-D).
+    Returns (reward, terminated, truncated).
+    """
+    S = W[:S_ROWS].reshape((S_ROWS, 1))
+    nk = (W.shape[0] - S_ROWS) // 3
+    P = PL[:P_LEN]
+    step_env(0, a, S, M, P, PL[P_LEN:])
+    write_obs(0, S, M, F, P, obs.reshape((1, obs.shape[0])))
+    write_info(0, S, timestamps, W[S_ROWS + nk:].reshape((2, nk)), W[S_ROWS:S_ROWS + nk].view(np.int64))
+    return S[S_REWARD, 0], S[S_TERMINATED, 0] > 0.0, S[S_TRUNCATED, 0] > 0.0
 
 
 @numba.njit(cache=True)

@@ -5,6 +5,7 @@ Everything the kernels read is built here at construction; ``step()`` only index
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,70 @@ ACCOUNT_ROWS = {
 
 #: caller-set kernel inputs exposed by `TradingEnv.risk_inputs` / `VecTradingEnv.risk_inputs`
 RISK_INPUT_ROWS = {"feed_lag": K.S_FEED_LAG, "kill": K.S_KILL}
+
+#: info values that are not floats, with their Python type (every other info value is a float)
+INFO_TYPES: dict[str, type] = {"timestamp": int, "n_fills": int, "liquidated": bool, "risk_state": int,
+                                "risk_reason": int}
+_KINDS = {float: K.INFO_FLOAT, int: K.INFO_INT, bool: K.INFO_BOOL}
+
+
+def _info_layout() -> tuple[npt.NDArray[np.float64], np.dtype]:
+    """The kernels' info source table ((2, K): state row, kind) and the record's structured dtype.
+
+    Derived from `INFO_KEYS`, `ACCOUNT_ROWS` and `INFO_TYPES`, so a key appended to them just works.
+    One 8-byte word per key; a bool is read from the word's first byte (little-endian, as numba's targets).
+    """
+    rows, kinds, formats = [], [], []
+    for key in INFO_KEYS:
+        typ = INFO_TYPES.get(key, float)
+        rows.append(K.S_T if key == "timestamp" else ACCOUNT_ROWS[key])
+        kinds.append(K.INFO_TIMESTAMP if key == "timestamp" else _KINDS[typ])
+        formats.append({float: np.float64, int: np.int64, bool: np.bool_}[typ])
+    dtype = np.dtype({"names": list(INFO_KEYS), "formats": formats,
+                      "offsets": [8 * k for k in range(len(INFO_KEYS))], "itemsize": 8 * len(INFO_KEYS)})
+    return np.array([rows, kinds], dtype=np.float64), dtype
+
+
+#: (2, len(INFO_KEYS)) float64: source state row and kind (`kernels.INFO_*`) of each info value
+#: and the structured dtype of an info record written by `kernels.write_info`
+INFO_TABLE, INFO_DTYPE = _info_layout()
+
+
+def info_from_record(record: npt.NDArray[np.int64]) -> dict[str, object]:
+    """The info dict (plain Python scalars, keys `INFO_KEYS`) of a record written by `kernels.write_info`."""
+    return dict(zip(INFO_KEYS, record.view(INFO_DTYPE)[0].item(), strict=True))
+
+
+class ObservationBuffers:
+    """Two observation buffers handed out in turn, so observations are written in place, not copied.
+
+    `next` returns the buffer handed out two calls ago, to be overwritten, only when nothing outside
+    refers to it any more (its reference count equals the one measured at construction, when only
+    this object held it). A buffer a caller kept, or a view of it, is never written again: a new
+    buffer takes its place. So an observation once returned never changes.
+
+    Args:
+        shape: shape of one buffer ((obs_dim,) or (n_envs, obs_dim)).
+    """
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self._last = np.zeros(shape, dtype=np.float32)
+        self._spare = np.zeros(shape, dtype=np.float32)
+        self._free_refs = sys.getrefcount(self._spare)  # the same expression as in `next`
+
+    def next(self) -> npt.NDArray[np.float32]:
+        """The buffer to write the next observation into (it becomes the last one handed out)."""
+        if sys.getrefcount(self._spare) > self._free_refs:
+            self._spare = np.empty_like(self._last)
+        buf = self._spare
+        self._spare = self._last
+        self._last = buf
+        return buf
+
+    @property
+    def last(self) -> npt.NDArray[np.float32]:
+        """The buffer handed out last."""
+        return self._last
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,29 +182,13 @@ class Simulation:
 
     def info(self, S: npt.NDArray[np.float64], i: int) -> dict[str, object]:
         """The info dict of env i (plain Python scalars; keys `INFO_KEYS`)."""
-        return self.info_from_column(S[:, i].tolist())
+        record = np.empty(len(INFO_KEYS), dtype=np.int64)
+        K.write_info(i, S, self.timestamps, INFO_TABLE, record)
+        return info_from_record(record)
 
     def info_from_column(self, col: list[float]) -> dict[str, object]:
         """The info dict from one env's state column as a Python list (``S[:, i].tolist()``)."""
-        return {
-            "timestamp": int(self.timestamps[int(col[K.S_T])]),
-            "price": col[K.S_PRICE],
-            "equity": col[K.S_EQUITY],
-            "cash": col[K.S_CASH],
-            "position": col[K.S_POS],
-            "exposure": col[K.S_EXPOSURE],
-            "fill_price": col[K.S_FILL_PX],
-            "traded_qty": col[K.S_TRADED_QTY],
-            "fees_paid": col[K.S_FEES],
-            "slippage_paid": col[K.S_SLIPPAGE],
-            "funding_paid": col[K.S_FUNDING],
-            "n_fills": int(col[K.S_N_TRADES]),
-            "liquidated": col[K.S_LIQUIDATED] > 0.0,
-            "drawdown": col[K.S_DRAWDOWN],
-            "participation_clipped": col[K.S_CLIPPED_QTY],
-            "risk_state": int(col[K.S_RISK_STATE]),
-            "risk_reason": int(col[K.S_RISK_REASON]),
-        }
+        return self.info(np.asarray(col, dtype=np.float64).reshape(-1, 1), 0)
 
     def episode_summary(self, S: npt.NDArray[np.float64], i: int) -> dict[str, float]:
         """Episode statistics of env i from its running sums (no per-step history kept)."""

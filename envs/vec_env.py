@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -11,13 +14,46 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from gymnasium.utils import seeding
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.vec_env import VecNormalize
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
 from envs import kernels as K
 from envs.config import EnvConfig
 from envs.market_data import FeatureNormalizer, MarketData
-from envs.simulation import ACCOUNT_ROWS, RISK_INPUT_ROWS, Simulation
+from envs.simulation import ACCOUNT_ROWS, RISK_INPUT_ROWS, ObservationBuffers, Simulation
 from envs.trading_env import check_actions, make_spaces
+
+_NO_ENVS = np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizeConfig:
+    """Running normalisation inside `VecTradingEnv`, with SB3 ``VecNormalize``'s semantics and defaults.
+
+    Attributes:
+        norm_obs: divide observations by the running std of each observation value (after
+            subtracting its running mean), over every observation seen while training.
+        norm_reward: divide rewards by the running std of the discounted return.
+        clip_obs: clip normalised observations to ±clip_obs, > 0.
+        clip_reward: clip normalised rewards to ±clip_reward, > 0.
+        gamma: discount of the return whose std scales rewards, in (0, 1].
+        epsilon: added to the variance before the square root, > 0.
+    """
+
+    norm_obs: bool = False
+    norm_reward: bool = True
+    clip_obs: float = 10.0
+    clip_reward: float = 10.0
+    gamma: float = 0.99
+    epsilon: float = 1e-8
+
+    def __post_init__(self) -> None:
+        for name in ("clip_obs", "clip_reward", "epsilon"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"NormalizeConfig.{name}={getattr(self, name)!r} is invalid: must be > 0")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"NormalizeConfig.gamma={self.gamma!r} is invalid: must be in (0, 1]")
 
 
 class VecTradingEnv(VecEnv):
@@ -40,6 +76,19 @@ class VecTradingEnv(VecEnv):
         seed: base seed (env i uses seed + i); None = unseeded.
         full_info: build the complete info dict for every env every step (slower).
         normalizer: optional `FeatureNormalizer` fitted on a training split.
+        double_buffer_obs: return each observation batch in one of two buffers the kernel writes in
+            turn, instead of a copy (opt-in; saves a copy of n_envs x obs_dim floats per step). A batch
+            is overwritten two steps later unless something outside still refers to it (then a new
+            buffer takes its place, see `ObservationBuffers`), so a kept batch never changes. SB3's
+            PPO and SAC copy each observation into their rollout / replay buffer within the step, so
+            training gives identical results with and without it (tested).
+        episode_stats: add ``info["episode"] = {"r": return, "l": length, "t": seconds since
+            construction}`` at each episode's end, as SB3's ``VecMonitor`` (the raw rewards' sum, float32;
+            length int32).
+        normalize: running reward / observation normalisation as SB3's ``VecNormalize`` wrapped around
+            a ``VecMonitor`` (statistics update only while ``training`` is True; ``get_original_obs``,
+            ``get_original_reward``; terminal observations normalised too). Statistics are saved and
+            loaded as an SB3 ``VecNormalize`` file (`save_normalization`, `load_normalization`).
     """
 
     def __init__(
@@ -50,6 +99,9 @@ class VecTradingEnv(VecEnv):
         seed: int | None = None,
         full_info: bool = False,
         normalizer: FeatureNormalizer | None = None,
+        double_buffer_obs: bool = False,
+        episode_stats: bool = False,
+        normalize: NormalizeConfig | None = None,
     ) -> None:
         if not isinstance(n_envs, int) or n_envs < 1:
             raise ValueError(f"n_envs={n_envs!r} is invalid: must be an integer >= 1")
@@ -62,7 +114,9 @@ class VecTradingEnv(VecEnv):
         self.full_info = full_info
         self._rngs = [seeding.np_random(None if seed is None else seed + i)[0] for i in range(n_envs)]
         self._state = np.zeros((K.S_ROWS, n_envs), dtype=np.float64)
-        self._obs = np.zeros((n_envs, self.sim.obs_dim), dtype=np.float32)
+        self.double_buffer_obs = double_buffer_obs
+        self._obs_buffers = ObservationBuffers((n_envs, self.sim.obs_dim))
+        self._obs = self._obs_buffers.last
         self._actions = np.zeros(n_envs, dtype=np.float64)
         self._all = np.arange(n_envs, dtype=np.int64)
         self._timestamp = np.zeros(n_envs, dtype=np.int64)
@@ -74,6 +128,18 @@ class VecTradingEnv(VecEnv):
         self.risk_inputs: dict[str, npt.NDArray[np.float64]] = {k: self._state[row] for k, row in RISK_INPUT_ROWS.items()}
         self._n_levels = len(self.config.exposure_levels) if self.config.action_mode == "discrete" else 0
         self._ready = False
+        self.episode_stats = episode_stats
+        self._t_start = time.time()
+        self._episode_returns = np.zeros(n_envs, dtype=np.float32)
+        self._episode_lengths = np.zeros(n_envs, dtype=np.int32)
+        self.normalize = normalize
+        self.training = True
+        self.obs_rms = RunningMeanStd(shape=(self.sim.obs_dim,)) if normalize and normalize.norm_obs else None
+        self.ret_rms = RunningMeanStd(shape=())
+        self.returns = np.zeros(n_envs)
+        self.old_obs = np.zeros((0, self.sim.obs_dim), dtype=np.float32)
+        self.old_reward = np.zeros(0, dtype=np.float32)
+        self._plain = not (double_buffer_obs or episode_stats or normalize is not None)
 
     # --- VecEnv API -------------------------------------------------------------------------
     def reset(self) -> npt.NDArray[np.float32]:
@@ -84,11 +150,22 @@ class VecTradingEnv(VecEnv):
         self._reset_seeds()
         self._reset_options()
         starts = np.array([self.sim.draw_start(rng) for rng in self._rngs], dtype=np.int64)
+        if self.double_buffer_obs:
+            self._obs = self._obs_buffers.next()
         K.reset_batch(self._all, starts, self._state, self.sim.market, self.sim.params, self.sim.features,
                       self.sim.timestamps, self._obs, self._timestamp)
         self.reset_infos = [self.sim.info(self._state, i) for i in range(self.num_envs)]
         self._ready = True
-        return self._obs.copy()
+        obs = self._obs if self.double_buffer_obs else self._obs.copy()
+        self._episode_returns[:] = 0.0
+        self._episode_lengths[:] = 0
+        if self.normalize is not None:
+            self.old_obs = obs
+            self.returns = np.zeros(self.num_envs)
+            if self.training and self.obs_rms is not None:
+                self.obs_rms.update(obs)
+            obs = self.normalize_obs(obs)
+        return obs
 
     def step_async(self, actions: np.ndarray) -> None:
         """Store actions: (n,) ints for discrete, (n, 1) or (n,) floats for continuous.
@@ -118,14 +195,16 @@ class VecTradingEnv(VecEnv):
         if not self._ready:
             raise RuntimeError("Call reset before using step method.")
         S, sim = self._state, self.sim
+        if self.double_buffer_obs:
+            self._obs = self._obs_buffers.next()
         n_done = K.step_batch(self._actions, S, sim.market, sim.params, sim.levels, sim.features, sim.timestamps,
                               self._obs, self._rewards, self._dones, self._timestamp)
         if self.full_info:
             infos = [sim.info(S, i) for i in range(self.num_envs)]
         else:
             infos = [{} for _ in range(self.num_envs)]
+        done_idx = np.flatnonzero(self._dones) if n_done else _NO_ENVS
         if n_done:
-            done_idx = np.flatnonzero(self._dones)
             for i in done_idx:
                 info = infos[i]
                 if not self.full_info:
@@ -136,7 +215,109 @@ class VecTradingEnv(VecEnv):
             starts = np.array([sim.draw_start(self._rngs[i]) for i in done_idx], dtype=np.int64)
             K.reset_batch(done_idx, starts, S, sim.market, sim.params, sim.features, sim.timestamps, self._obs,
                           self._timestamp)
-        return self._obs.copy(), self._rewards.copy(), self._dones.copy(), infos
+        if self._plain:
+            return self._obs.copy(), self._rewards.copy(), self._dones.copy(), infos
+        obs = self._obs if self.double_buffer_obs else self._obs.copy()
+        rewards, dones = self._rewards.copy(), self._dones.copy()
+        if self.episode_stats:
+            self._record_episodes(rewards, done_idx, infos)
+        if self.normalize is not None:
+            obs, rewards = self._normalize_step(obs, rewards, dones, done_idx, infos)
+        return obs, rewards, dones, infos
+
+    # --- episode statistics and normalisation (SB3's VecMonitor and VecNormalize, inside the env) --
+    def _record_episodes(self, rewards: npt.NDArray[np.float32], done_idx: npt.NDArray[np.int64], infos: list[dict[str, Any]]) -> None:
+        """``info["episode"]`` of each finished env, as SB3's ``VecMonitor``."""
+        self._episode_returns += rewards
+        self._episode_lengths += 1
+        for i in done_idx:
+            infos[i]["episode"] = {"r": self._episode_returns[i], "l": self._episode_lengths[i],
+                                   "t": round(time.time() - self._t_start, 6)}
+            self._episode_returns[i] = 0
+            self._episode_lengths[i] = 0
+
+    def _normalize_step(self, obs: npt.NDArray[np.float32], rewards: npt.NDArray[np.float32],
+                        dones: npt.NDArray[np.bool_], done_idx: npt.NDArray[np.int64],
+                        infos: list[dict[str, Any]]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Update the statistics (while training) and normalise, as SB3's ``VecNormalize.step_wait``."""
+        assert self.normalize is not None
+        self.old_obs = obs
+        self.old_reward = rewards
+        if self.training and self.obs_rms is not None:
+            self.obs_rms.update(obs)
+        obs = self.normalize_obs(obs)
+        if self.training:
+            self.returns = self.returns * self.normalize.gamma + rewards
+            self.ret_rms.update(self.returns)
+        rewards = self.normalize_reward(rewards)
+        if self.obs_rms is not None:
+            for i in done_idx:
+                infos[i]["terminal_observation"] = self.normalize_obs(infos[i]["terminal_observation"])
+        self.returns[dones] = 0
+        return obs, rewards
+
+    def normalize_obs(self, obs: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Observations normalised with the current statistics (no update); unchanged without ``norm_obs``."""
+        if self.obs_rms is None or self.normalize is None:
+            return obs
+        cfg = self.normalize
+        return np.clip((obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + cfg.epsilon), -cfg.clip_obs,
+                       cfg.clip_obs).astype(np.float32)
+
+    def normalize_reward(self, reward: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Rewards scaled by the current return statistics (no update), as float32."""
+        cfg = self.normalize
+        if cfg is not None and cfg.norm_reward:
+            reward = np.clip(reward / np.sqrt(self.ret_rms.var + cfg.epsilon), -cfg.clip_reward, cfg.clip_reward)
+        return reward.astype(np.float32)
+
+    def get_original_obs(self) -> npt.NDArray[np.float32]:
+        """The observations of the last step or reset before normalisation."""
+        return self.old_obs.copy()
+
+    def get_original_reward(self) -> npt.NDArray[np.float32]:
+        """The rewards of the last step before normalisation."""
+        return self.old_reward.copy()
+
+    def save_normalization(self, path: str | Path) -> None:
+        """Write the normalisation settings and statistics as an SB3 ``VecNormalize`` pickle.
+
+        ``VecNormalize.load(path, venv)`` reads it, and so does `load_normalization`.
+        """
+        cfg = self._normalize_config("save_normalization")
+        vn = VecNormalize(self, training=self.training, norm_obs=cfg.norm_obs, norm_reward=cfg.norm_reward,
+                          clip_obs=cfg.clip_obs, clip_reward=cfg.clip_reward, gamma=cfg.gamma, epsilon=cfg.epsilon)
+        vn.ret_rms = self.ret_rms
+        if self.obs_rms is not None:
+            vn.obs_rms = self.obs_rms  # type: ignore[assignment]  # SB3 types it for dict spaces too
+        vn.save(str(path))
+
+    def load_normalization(self, path: str | Path) -> None:
+        """Take the statistics of a saved SB3 ``VecNormalize`` (ours, or an older run's).
+
+        Raises:
+            ValueError: when the file's settings (norm_obs, norm_reward, clip_obs, clip_reward,
+                gamma, epsilon) differ from this env's ``normalize``, naming them.
+        """
+        cfg = self._normalize_config("load_normalization")
+        vn = VecNormalize.load(str(path), self)
+        saved = {k: getattr(vn, k) for k in ("norm_obs", "norm_reward", "clip_obs", "clip_reward", "gamma", "epsilon")}
+        differ = {k: (v, getattr(cfg, k)) for k, v in saved.items() if v != getattr(cfg, k)}
+        if differ:
+            raise ValueError(
+                f"{path} was saved with other normalisation settings: "
+                + ", ".join(f"{k}={a!r} there, {b!r} here" for k, (a, b) in differ.items())
+                + "; use the run's own config (its .hydra/config.yaml) or start a new run"
+            )
+        self.ret_rms = vn.ret_rms
+        if cfg.norm_obs:
+            assert isinstance(vn.obs_rms, RunningMeanStd)  # a Box observation space
+            self.obs_rms = vn.obs_rms
+
+    def _normalize_config(self, what: str) -> NormalizeConfig:
+        if self.normalize is None:
+            raise ValueError(f"{what}: this VecTradingEnv has no normalisation (pass normalize=NormalizeConfig(...))")
+        return self.normalize
 
     def close(self) -> None:
         """Nothing to release (no subprocesses)."""

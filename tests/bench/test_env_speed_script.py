@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_bench_without_peer_venv_measures_quantgym_and_says_how_to_add_peers(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, str(REPO / "bench" / "env_speed.py"), "--bars", "20000",
-                          "--single-steps", "5000", "--peer-python", str(tmp_path / "no-venv" / "bin" / "python")],
+                          "--single-steps", "5000", "--quick", "--peer-python", str(tmp_path / "no-venv" / "bin" / "python")],
                          cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "| TradingEnv (1 env, all realism on) |" in out.stdout
