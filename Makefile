@@ -31,6 +31,7 @@ train: install
 
 test: install
 	$(PY) -m ruff check envs agents scripts bench tests
+	$(PY) -m mypy
 	$(PY) -m pytest -q $(ARGS)
 
 # Peers live in their own venv: gym-trading-env pins ccxt==3.0.59, which would break quantgym's ccxt>=4.3.

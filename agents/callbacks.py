@@ -136,7 +136,7 @@ class ValidationCallback(BaseCallback):
         self.calendar = calendar
         self.on_result = on_result
         self.history_path = self.run_dir / "eval_history.json"
-        self.history: list[dict[str, float]] = []
+        self.history: list[dict[str, Any]] = []
         if self.history_path.exists():
             self.history = json.loads(self.history_path.read_text())
         self.best_sharpe = max((h["sharpe"] for h in self.history if h.get("sharpe") is not None),

@@ -47,12 +47,12 @@ def schema_of(cls: type, name: str | None = None) -> type:
             typ = Optional[next(a for a in args if a is not type(None))]  # noqa: UP045
         origin = typing.get_origin(typ)
         if dataclasses.is_dataclass(typ):
-            sub = schema_of(typ)
+            sub = schema_of(typing.cast(type, typ))
             specs.append((f.name, sub, field(default_factory=sub)))
         elif origin is tuple:
-            specs.append((f.name, List[args[0]], field(default_factory=lambda d=f.default: list(d))))  # noqa: UP006
+            specs.append((f.name, List[args[0]], field(default_factory=lambda d=f.default: list(d))))  # type: ignore[valid-type,misc]  # noqa: UP006
         elif origin is dict:
-            specs.append((f.name, Dict[args[0], args[1]], field(default_factory=dict)))  # noqa: UP006
+            specs.append((f.name, Dict[args[0], args[1]], field(default_factory=dict)))  # type: ignore[valid-type]  # noqa: UP006
         elif f.default is dataclasses.MISSING:
             specs.append((f.name, typ, field(default=MISSING)))
         else:

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from agents.artifacts import sb3_policy
 from agents.config import RunConfig, to_run_config
@@ -30,7 +30,10 @@ def load_run(run_dir: str | Path, base_dir: str | None = None) -> tuple[RunConfi
     saved = run / ".hydra" / "config.yaml"
     if not saved.exists():
         raise ValueError(f"{saved} not found: run_dir must be a quantgym training run folder (outputs/train/<run>)")
-    cfg = to_run_config(OmegaConf.load(saved), base_dir=base_dir)
+    saved_cfg = OmegaConf.load(saved)
+    if not isinstance(saved_cfg, DictConfig):
+        raise ValueError(f"{saved} is not a run config (a mapping of config nodes)")
+    cfg = to_run_config(saved_cfg, base_dir=base_dir)
     norm_path = run / "normalizer.json"
     if not norm_path.exists():
         raise ValueError(f"{norm_path} not found: the run did not finish its set-up; retrain or resume it")

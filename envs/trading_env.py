@@ -207,7 +207,7 @@ class TradingEnv(gym.Env):
         return {k: self._state[row] for k, row in RISK_INPUT_ROWS.items()}
 
     @property
-    def account(self) -> dict[str, float]:
+    def account(self) -> dict[str, object]:
         """Current account state (same values as the last info)."""
         return self.sim.info(self._state, 0)
 

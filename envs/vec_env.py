@@ -208,8 +208,8 @@ class VecTradingEnv(VecEnv):
             for i in done_idx:
                 info = infos[i]
                 if not self.full_info:
-                    info.update(sim.info(S, i))
-                info["episode_summary"] = sim.episode_summary(S, i)
+                    info.update(sim.info(S, int(i)))
+                info["episode_summary"] = sim.episode_summary(S, int(i))
                 info["terminal_observation"] = self._obs[i].copy()
                 info["TimeLimit.truncated"] = bool(S[K.S_TRUNCATED, i] > 0.0 and not S[K.S_TERMINATED, i] > 0.0)
             starts = np.array([sim.draw_start(self._rngs[i]) for i in done_idx], dtype=np.int64)
