@@ -151,6 +151,15 @@ class Simulation:
                 f"env.episode_length={config.episode_length} is invalid: with window_size={w} and {n} bars "
                 f"it must be <= {n - w} (starts are drawn from [window_size-1, n-1-episode_length])"
             )
+        return cls.of_bars(md, config, normalizer)
+
+    @classmethod
+    def of_bars(cls, md: MarketData, config: EnvConfig, normalizer: FeatureNormalizer | None = None) -> Simulation:
+        """Every array the kernels use, for bars already checked against ``config`` (`build` checks them).
+
+        Paper mode calls it directly on a tail of ``window_size`` bars: it decides at bar W-1 before
+        bar W (the fill bar) exists, which `build` refuses for an env.
+        """
         mu, sigma = md.log_return_stats(config.vol_lookback)
         funding = md.funding_per_bar(config.funding_rate, config.funding_interval_h)
         market = K.build_market_matrix(md.open, md.high, md.low, md.close, md.volume, md.spread, sigma, mu, funding,
@@ -161,11 +170,11 @@ class Simulation:
             data=md,
             market=market,
             features=md.observation_features(config.obs_clip, normalizer),
-            params=K.make_params(config, bpy, n),
+            params=K.make_params(config, bpy, len(md)),
             levels=np.asarray(config.exposure_levels, dtype=np.float64),
             timestamps=md.timestamp,
             bars_per_year=bpy,
-            obs_dim=w * md.raw_features.shape[1] + K.N_ACCOUNT_OBS,
+            obs_dim=config.window_size * md.raw_features.shape[1] + K.N_ACCOUNT_OBS,
         )
 
     @property

@@ -16,13 +16,10 @@ import dataclasses
 from collections import deque
 from collections.abc import Iterable
 
-import numpy as np
 import pandas as pd
 
 from agents.evaluate_run import run_features
 from agents.paper.config import DEFAULT_TAIL_BARS
-from envs import kernels as K
-from envs import metrics
 from envs.config import EnvConfig
 from envs.features.pipeline import FeatureConfig, build_features
 from envs.feeds.base import Bar
@@ -36,17 +33,7 @@ def simulation_of(md: MarketData, config: EnvConfig, normalizer: FeatureNormaliz
     ``window_size`` bars (a paper session decides at bar W-1 before bar W exists; ``build``
     requires W + 1 bars because an env must be able to fill its first decision)."""
     config = dataclasses.replace(config, episode_length=None)  # one pass, as `evaluation_env`
-    mu, sigma = md.log_return_stats(config.vol_lookback)
-    funding = md.funding_per_bar(config.funding_rate, config.funding_interval_h)
-    market = K.build_market_matrix(md.open, md.high, md.low, md.close, md.volume, md.spread, sigma, mu, funding,
-                                   md.timestamp)
-    bpy = metrics.bars_per_year(md.timestamp)
-    return Simulation(
-        config=config, data=md, market=market, features=md.observation_features(config.obs_clip, normalizer),
-        params=K.make_params(config, bpy, len(md)), levels=np.asarray(config.exposure_levels, dtype=np.float64),
-        timestamps=md.timestamp, bars_per_year=bpy,
-        obs_dim=config.window_size * md.raw_features.shape[1] + K.N_ACCOUNT_OBS,
-    )
+    return Simulation.of_bars(md, config, normalizer)
 
 
 class BarTail:
