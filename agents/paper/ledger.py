@@ -3,7 +3,8 @@
 Tables:
     meta(key, value): what the session trades (run, model id, feed); checked on resume.
     decisions: one row per decided bar (action, target exposure, ``client_order_id``, observation hash,
-        model id, the bar's close), committed BEFORE its order goes to the broker.
+        model id, the bar's close, the forecaster model id and its ``train_label_end``), committed
+        BEFORE its order goes to the broker.
     orders: the paper broker's book, keyed by ``client_order_id`` (a resend is ignored).
     steps: one row per settled step, committed in ONE transaction with the order's fill status;
         columns are the env's info keys (`envs.simulation.INFO_KEYS`, same names and meaning) plus
@@ -49,6 +50,10 @@ class Decision:
         obs_hash: blake2b hex digest of the float32 observation bytes.
         model_id: algorithm, model file and its content hash.
         price: the decision bar's close, quote currency per base unit.
+        forecaster_id: ``model_id`` of the forecaster model behind the observation's ``fc_*`` columns
+            (``<model>:fit<N>.u<M>@<ms of its fit/update bar>``), None for a run without forecaster.
+        forecast_label_end: that model's ``train_label_end`` (ms UTC: when its latest label became
+            known; never after the decision bar's close).
     """
 
     bar_ts: int
@@ -59,6 +64,8 @@ class Decision:
     obs_hash: str
     model_id: str
     price: float
+    forecaster_id: str | None = None
+    forecast_label_end: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +105,7 @@ class Ledger:
                 "CREATE TABLE IF NOT EXISTS decisions (bar_ts INTEGER PRIMARY KEY, bar_index INTEGER NOT NULL, "
                 "client_order_id TEXT NOT NULL UNIQUE, action REAL NOT NULL, target_exposure REAL NOT NULL, "
                 "obs_hash TEXT NOT NULL, model_id TEXT NOT NULL, price REAL NOT NULL, decided_at_ms INTEGER NOT NULL, "
-                "latency_ms REAL NOT NULL)")
+                "latency_ms REAL NOT NULL, forecaster_id TEXT, forecast_label_end INTEGER)")
             c.execute(
                 "CREATE TABLE IF NOT EXISTS orders (client_order_id TEXT PRIMARY KEY, bar_ts INTEGER NOT NULL, "
                 "action REAL NOT NULL, status TEXT NOT NULL, submitted_at_ms INTEGER NOT NULL, "
@@ -147,15 +154,17 @@ class Ledger:
     def commit_decision(self, d: Decision, decided_at_ms: int, latency_ms: float) -> None:
         """Commit the decision for bar ``d.bar_ts`` (fails if that bar was already decided)."""
         with self.transaction() as c:
-            c.execute("INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            c.execute("INSERT INTO decisions (bar_ts, bar_index, client_order_id, action, target_exposure, obs_hash, "
+                      "model_id, price, decided_at_ms, latency_ms, forecaster_id, forecast_label_end) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       (d.bar_ts, d.bar_index, d.client_order_id, d.action, d.target_exposure, d.obs_hash,
-                       d.model_id, d.price, decided_at_ms, latency_ms))
+                       d.model_id, d.price, decided_at_ms, latency_ms, d.forecaster_id, d.forecast_label_end))
 
     def decision(self, bar_ts: int) -> Decision | None:
         """The decision for bar ``bar_ts``, if committed."""
         row = self.conn.execute(
-            "SELECT bar_ts, bar_index, client_order_id, action, target_exposure, obs_hash, model_id, price "
-            "FROM decisions WHERE bar_ts = ?", (bar_ts,)).fetchone()
+            "SELECT bar_ts, bar_index, client_order_id, action, target_exposure, obs_hash, model_id, price, "
+            "forecaster_id, forecast_label_end FROM decisions WHERE bar_ts = ?", (bar_ts,)).fetchone()
         return None if row is None else Decision(*row)
 
     def last_decision(self) -> Decision | None:
