@@ -24,6 +24,7 @@ same computation as the uninterrupted session's (bit for bit while the history f
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import deque
 from dataclasses import replace
@@ -115,69 +116,74 @@ class PaperForecasts:
         """The ``fc_*`` observation columns."""
         return [FORECAST_PREFIX + t for t in self.config.targets]
 
-    def catch_up(self, before: pd.DataFrame) -> None:
+    def catch_up(self, before: pd.DataFrame, window: int) -> None:
         """Reconstruct the state at session bar ``len(before)`` from the session's earlier bars ``before``.
 
-        Reruns the last fit before the tail's first bar and every event since, and the forecasts of
-        the bars the tail holds (what an uninterrupted session computed on them).
+        Reruns, each exactly as the uninterrupted session did, the last fit before the observation
+        window of the resume bar, every event since, and the forecasts of the window's earlier bars
+        (``window - 1``: the only ones an observation reads; older tail rows stay NaN, a leading
+        warm-up the kernel never reads).
         """
         start = len(before)
-        bars = before[list(OHLCV_COLUMNS)]
-        if start:
-            first = self.n_hist + max(0, start - self.tail_bars)  # the tail's first session bar (run-span)
-            fits = [ev for ev in grid_events(self.last, self.n_hist, first, self.config) if ev.kind == "fit"]
-            lo = fits[-1].bar if fits else self.n_hist
-            allbars = pd.concat([self.history, bars], ignore_index=True)
-            s0 = 0 if self.keep is None else max(0, lo - self.keep + 1)
-            self._advance(allbars.iloc[s0:].reset_index(drop=True), s0, lo, None)
-        self.bars.extend(bars.itertuples(index=False, name=None))
+        exact = max(0, start - window + 1)  # first session bar whose forecast an observation will read
+        fits = [ev for ev in grid_events(self.last, self.n_hist, self.n_hist + exact, self.config) if ev.kind == "fit"]
+        lo = fits[-1].bar - self.n_hist if fits else 0
+        for k, bar in enumerate(before[list(OHLCV_COLUMNS)].itertuples(index=False, name=None)):
+            self.bars.append(bar)
+            b = self.n_hist + k
+            if k >= exact or (k >= lo and grid_events(self.last, b, b, self.config)):
+                self._step(k, None, record=k >= exact)
 
-    def forecast(self, k: int, tail: pd.DataFrame) -> None:
+    def forecast(self, k: int, tail: pd.DataFrame, cols: list[str]) -> None:
         """Forecast session bar ``k``, the last row of ``tail`` (the session's tail with its features).
 
-        The bars before ``k`` must be forecast already (bar by bar, or by `catch_up`).
+        ``tail`` may be a longer tail's prefix (the engine's warm-up): then the features of ``k`` are
+        recomputed on its own tail, the last ``tail_bars`` bars up to ``k``. ``cols``: its feature
+        columns. The bars before ``k`` must be forecast already (bar by bar, or by `catch_up`).
         """
         done = max(self.values) if self.values else -1
         if k != done + 1:
             raise RuntimeError(f"session bar {k} after bar {done}: forecasts advance one bar at a time")
         self.bars.append(next(tail[list(OHLCV_COLUMNS)].iloc[-1:].itertuples(index=False, name=None)))
-        b = self.n_hist + k
-        if grid_events(self.last, b, b, self.config):  # a fit/update: its window's features, recomputed
-            s0 = b - len(self.bars) + 1
-            self._advance(pd.DataFrame(list(self.bars), columns=list(OHLCV_COLUMNS)), s0, b, None)
-        else:  # a prediction from the tail's features
-            self._advance(tail.iloc[-self.ctx:].reset_index(drop=True), b - self.ctx + 1, b,
-                          tail.iloc[-(self.ctx + self.config.n_lags + 1):].reset_index(drop=True))
+        own = len(tail) == self.tail_bars or len(tail) == len(self.bars)  # the tail at k itself
+        self._step(k, (tail, cols) if own else None)
 
-    def _advance(self, span: pd.DataFrame, s0: int, lo: int, built: pd.DataFrame | None) -> None:
-        """Run the events of run-span bars ``lo ..`` end of ``span`` (bars ``s0 ..``) and record the forecasts.
+    def _step(self, k: int, tail: tuple[pd.DataFrame, list[str]] | None, record: bool = True) -> None:
+        """Forecast session bar ``k`` (the newest in ``self.bars``), running the event scheduled at it.
 
-        ``built``: rows ending with the span's that already hold the features (else they are computed).
+        The inputs of ``k``: at an event, the features of the last ``keep`` bars (the window's
+        samples and their tail); otherwise those of its tail (``tail``, or recomputed on the last
+        ``tail_bars`` bars). ``record=False`` runs the event without keeping the forecast.
         """
-        if built is None:
+        b = self.n_hist + k
+        event = bool(grid_events(self.last, b, b, self.config))
+        use_tail = tail is not None and not event
+        n = len(self.bars) if event else self.ctx if use_tail else min(len(self.bars), self.tail_bars)
+        span = pd.DataFrame(list(itertools.islice(self.bars, len(self.bars) - n, None)), columns=list(OHLCV_COLUMNS))
+        if use_tail:
+            assert tail is not None
+            built, cols = tail[0].iloc[-(self.ctx + self.config.n_lags + 1):], tail[1]
+        else:
             built = build_features(span, self.features) if self.features != FeatureConfig.none() else span
-        cols = list(built.attrs.get("feature_columns", []))
+            cols = list(built.attrs.get("feature_columns", []))
+            built.attrs = {}
         X, names = build_inputs(built, cols, self.config.n_lags)
-        X = X[len(X) - len(span):]
         if names != self.names:
             raise ValueError(f"the model inputs {names} differ from the saved state's {self.names}; use the run's features")
-        hi = s0 + len(span) - 1
+        X = X[len(X) - n:] if len(X) >= n else np.vstack([np.full((n - len(X), X.shape[1]), np.nan), X])
+        s0 = b - n + 1
         close = span["close"].to_numpy(np.float64)
         ys = {t: make_target(close, t, self.config.horizon) for t in self.config.targets}
         ts = span["timestamp"].to_numpy(np.int64)
-        events = grid_events(self.last, max(lo, self.last.bar + 1), hi, self.config)
+        events = grid_events(self.last, b, b, self.config)
         local = [_shift(ev, s0) for ev in [self.last, *events]]
         preds, self.models = continue_span(X, ys, np.isfinite(X).all(axis=1), local, self.config, self.names,
-                                           self.models, lo - s0)
-        at = {ev.bar: ev for ev in local[1:]}
-        for row in range(lo - s0, len(span)):
-            if row in at:
-                self.model_id, self.label_end = event_provenance(self.config, at[row], ts, self.interval)
-            k = s0 + row - self.n_hist
-            if k >= 0:
-                self._record(k, tuple(float(preds[t][row]) for t in self.config.targets), int(ts[row]))
+                                           self.models, n - 1)
         if events:
+            self.model_id, self.label_end = event_provenance(self.config, local[-1], ts, self.interval)
             self.last = events[-1]
+        if record:
+            self._record(k, tuple(float(preds[t][n - 1]) for t in self.config.targets), int(ts[n - 1]))
 
     def _record(self, k: int, values: tuple[float, ...], bar_ms: int) -> None:
         check_provenance(pd.DataFrame({"timestamp": [bar_ms], "train_label_end": [self.label_end],
@@ -191,13 +197,15 @@ class PaperForecasts:
         Forecasts the newest bar first if not done. Rows of the run's bars (k < 0) get NaN: they are
         history for the features and are dropped before the kernel's arrays.
         """
+        cols = list(frame.attrs.get("feature_columns", []))
+        out = frame.copy()
+        out.attrs = {}  # (pandas deep-copies attrs on every column access)
         newest = first + len(frame) - 1
         done = max(self.values) if self.values else -1
         for k in range(max(done + 1, 0), newest + 1):  # the bars not seen yet (the engine's warm-up)
-            self.forecast(k, frame.iloc[: k - first + 1])
-        out = frame.copy()
+            self.forecast(k, out.iloc[: k - first + 1], cols)
         for j, col in enumerate(self.columns):
-            out[col] = [self.values[k][0][j] if k >= 0 else np.nan for k in range(first, newest + 1)]
+            out[col] = [self.values[k][0][j] if k in self.values else np.nan for k in range(first, newest + 1)]
         return out
 
     def provenance(self, k: int) -> tuple[str, int]:

@@ -164,7 +164,7 @@ def paper_forecasts(run: PaperRun, cfg: PaperConfig, frame: pd.DataFrame, start:
         return None
     forecasts = PaperForecasts(rc.forecaster, rc.features, Path(cfg.run_dir) / STATE_DIR, load_frame(rc.data),
                                int(frame["timestamp"].iloc[0]), cfg.tail_bars)
-    forecasts.catch_up(frame.iloc[:start])
+    forecasts.catch_up(frame.iloc[:start], rc.env.window_size)
     return forecasts
 
 
