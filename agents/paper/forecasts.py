@@ -177,7 +177,7 @@ class PaperForecasts:
         ts = span["timestamp"].to_numpy(np.int64)
         events = grid_events(self.last, b, b, self.config)
         local = [_shift(ev, s0) for ev in [self.last, *events]]
-        preds, self.models = continue_span(X, ys, np.isfinite(X).all(axis=1), local, self.config, self.names,
+        preds, self.models = continue_span(X, ys, np.asarray(np.isfinite(X).all(axis=1), dtype=np.bool_), local, self.config, self.names,
                                            self.models, n - 1)
         if events:
             self.model_id, self.label_end = event_provenance(self.config, local[-1], ts, self.interval)
