@@ -146,3 +146,14 @@ def _n(paper_dir: Path) -> int:
             conn.close()
     except sqlite3.Error:
         return 0
+
+
+def test_a_feed_that_does_not_start_after_the_runs_bars_is_refused(fc_run: Path, replay_file: Path,
+                                                                  tmp_path: Path) -> None:
+    """The forecaster continues on bars it has not seen: a feed overlapping the run's data is refused, as in evaluation."""
+    bars = pd.read_parquet(REPO / "data" / "sample" / "btcusdt_1h.parquet")
+    first = int(pd.read_parquet(replay_file)["timestamp"].iloc[0])
+    overlap = tmp_path / "overlap.parquet"
+    bars[bars["timestamp"] >= first - 50 * 3_600_000].iloc[:400].to_parquet(overlap, index=False)
+    with pytest.raises(ValueError, match="not after the run's last bar"):
+        run_paper(paper_config(fc_run, overlap, tmp_path / "paper"))
