@@ -207,6 +207,34 @@ def skill_section(predictions: pd.DataFrame, baselines: dict[str, pd.DataFrame],
     return f"{head}\n\n" + "\n".join(lines) + f"\n\n{verdicts}\n\nAll numbers: {METRICS_FILE}."
 
 
+def run_history(history: pd.DataFrame, first_new_ms: int, state_dir: str | Path) -> pd.DataFrame:
+    """The run's bars the saved forecaster state was computed on, checked for a continuation.
+
+    Args:
+        history: the run's bars (``load_frame`` of its data config; later bars are cut off).
+        first_new_ms: open time of the first bar the forecaster is to continue on (ms UTC).
+        state_dir: the run's ``forecaster_state`` folder.
+
+    Raises:
+        ValueError: when the bars changed since training (content hash) or the new bars do not
+            start after the run's last bar.
+    """
+    state = read_state(state_dir)
+    last_ms = int(state["last_bar_ms"])
+    history = history[history["timestamp"] <= last_ms].reset_index(drop=True)
+    if "data_hash" in state and data_hash(history) != state["data_hash"]:
+        raise ValueError(f"the run's bars up to {pd.Timestamp(last_ms, unit='ms', tz='UTC')} changed since training "
+                         f"(content hash differs from {Path(state_dir) / 'schedule.json'}): the saved forecaster "
+                         "cannot be continued on them; restore the run's data file")
+    if first_new_ms <= last_ms:
+        raise ValueError(
+            f"the new bars start at {pd.Timestamp(first_new_ms, unit='ms', tz='UTC')}, not after the run's last bar "
+            f"{pd.Timestamp(last_ms, unit='ms', tz='UTC')}: the run's forecaster continues its schedule on bars it has "
+            "not seen; pass only the bars after that time"
+        )
+    return history
+
+
 def continue_on_new_bars(history: pd.DataFrame, new: pd.DataFrame, features: FeatureConfig,
                          forecast: ForecastConfig, state_dir: str | Path) -> tuple[pd.DataFrame, RunForecasts]:
     """Features and continued forecasts of ``new`` bars that follow a run's bars ``history``.
@@ -223,20 +251,8 @@ def continue_on_new_bars(history: pd.DataFrame, new: pd.DataFrame, features: Fea
         ValueError: when ``history`` is not the span the state was saved on, or ``new`` does not
             start after it.
     """
-    state = read_state(state_dir)
-    last_ms = int(state["last_bar_ms"])
-    history = history[history["timestamp"] <= last_ms].reset_index(drop=True)
-    if "data_hash" in state and data_hash(history) != state["data_hash"]:
-        raise ValueError(f"the run's bars up to {pd.Timestamp(last_ms, unit='ms', tz='UTC')} changed since training "
-                         f"(content hash differs from {Path(state_dir) / 'schedule.json'}): the saved forecaster "
-                         "cannot be continued on them; restore the run's data file")
-    first_new = int(new["timestamp"].iloc[0])
-    if first_new <= last_ms:
-        raise ValueError(
-            f"the new bars start at {pd.Timestamp(first_new, unit='ms', tz='UTC')}, not after the run's last bar "
-            f"{pd.Timestamp(last_ms, unit='ms', tz='UTC')}: the run's forecaster continues its schedule on bars it has "
-            "not seen; pass only the bars after that time"
-        )
+    history = run_history(history, int(new["timestamp"].iloc[0]), state_dir)
+    last_ms = int(read_state(state_dir)["last_bar_ms"])
     missing = [c for c in new.columns if c not in history.columns]
     if missing:
         raise ValueError(f"the new bars have columns {missing} that the run's bars lack; pass plain bars")

@@ -178,9 +178,11 @@ class PaperEngine:
         a = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
         row = k - offset
         target = float(K.target_exposure(a, sim.params, sim.levels, sim.market[row, K.M_SIGMA], sim.market[row, K.M_MU]))
+        forecaster_id, label_end = self.tail.forecast_provenance(k)
         return Decision(bar_ts=int(bar.timestamp), bar_index=k, client_order_id=client_order_id(self.run.run_id, bar.timestamp),
                         action=a, target_exposure=target, obs_hash=obs_hash(obs[0]), model_id=self.run.model_id,
-                        price=float(bar.close), feed_lag=int(feed_lag), kill_reason=kill)
+                        price=float(bar.close), feed_lag=int(feed_lag), kill_reason=kill,
+                        forecaster_id=forecaster_id, forecast_label_end=label_end)
 
     def _status(self, bar: Bar, info: dict[str, Any] | None, latency_ms: float | None, now_ms: int) -> dict[str, Any]:
         """The bar's status for `agents.paper.monitor` (which logs it): ``settled`` when a step was committed."""

@@ -3,8 +3,8 @@
 Tables:
     meta(key, value): what the session trades (run, model id, feed); checked on resume.
     decisions: one row per decided bar (action, target exposure, ``client_order_id``, observation hash,
-        model id, the bar's close, the risk inputs: feed lag and kill reason), committed BEFORE its
-        order goes to the broker.
+        model id, the bar's close, the risk inputs: feed lag and kill reason, the forecaster model id and
+        its ``train_label_end``), committed BEFORE its order goes to the broker.
     orders: the paper broker's book, keyed by ``client_order_id`` (a resend is ignored).
     steps: one row per settled step, committed in ONE transaction with the order's fill status;
         columns are the env's info keys (`envs.simulation.INFO_KEYS`, same names and meaning) plus
@@ -53,6 +53,10 @@ class Decision:
         feed_lag: bars the feed was behind at the decision (the kernel's stale-feed input), >= 0.
         kill_reason: the kill switch's reason when it was engaged at the decision (the order then
             flattens), else None.
+        forecaster_id: ``model_id`` of the forecaster model behind the observation's ``fc_*`` columns
+            (``<model>:fit<N>.u<M>@<ms of its fit/update bar>``), None for a run without forecaster.
+        forecast_label_end: that model's ``train_label_end`` (ms UTC: when its latest label became
+            known; never after the decision bar's close).
     """
 
     bar_ts: int
@@ -65,10 +69,12 @@ class Decision:
     price: float
     feed_lag: int = 0
     kill_reason: str | None = None
+    forecaster_id: str | None = None
+    forecast_label_end: int | None = None
 
 
 _DECISION_COLUMNS = ("bar_ts, bar_index, client_order_id, action, target_exposure, obs_hash, model_id, price, "
-                     "feed_lag, kill_reason")
+                     "feed_lag, kill_reason, forecaster_id, forecast_label_end")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +114,8 @@ class Ledger:
                 "CREATE TABLE IF NOT EXISTS decisions (bar_ts INTEGER PRIMARY KEY, bar_index INTEGER NOT NULL, "
                 "client_order_id TEXT NOT NULL UNIQUE, action REAL NOT NULL, target_exposure REAL NOT NULL, "
                 "obs_hash TEXT NOT NULL, model_id TEXT NOT NULL, price REAL NOT NULL, decided_at_ms INTEGER NOT NULL, "
-                "latency_ms REAL NOT NULL, feed_lag INTEGER NOT NULL, kill_reason TEXT)")
+                "latency_ms REAL NOT NULL, feed_lag INTEGER NOT NULL, kill_reason TEXT, forecaster_id TEXT, "
+                "forecast_label_end INTEGER)")
             c.execute(
                 "CREATE TABLE IF NOT EXISTS orders (client_order_id TEXT PRIMARY KEY, bar_ts INTEGER NOT NULL, "
                 "action REAL NOT NULL, status TEXT NOT NULL, submitted_at_ms INTEGER NOT NULL, "
@@ -158,9 +165,10 @@ class Ledger:
         """Commit the decision for bar ``d.bar_ts`` (fails if that bar was already decided)."""
         with self.transaction() as c:
             c.execute(f"INSERT INTO decisions ({_DECISION_COLUMNS}, decided_at_ms, latency_ms) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       (d.bar_ts, d.bar_index, d.client_order_id, d.action, d.target_exposure, d.obs_hash,
-                       d.model_id, d.price, d.feed_lag, d.kill_reason, decided_at_ms, latency_ms))
+                       d.model_id, d.price, d.feed_lag, d.kill_reason, d.forecaster_id, d.forecast_label_end,
+                       decided_at_ms, latency_ms))
 
     def decision(self, bar_ts: int) -> Decision | None:
         """The decision for bar ``bar_ts``, if committed."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -26,6 +27,9 @@ from envs.feeds.base import Bar
 from envs.market_data import FeatureNormalizer, MarketData
 from envs.simulation import Simulation
 from envs.validation import OHLCV_COLUMNS
+
+if TYPE_CHECKING:
+    from agents.paper.forecasts import PaperForecasts
 
 
 def simulation_of(md: MarketData, config: EnvConfig, normalizer: FeatureNormalizer | None) -> Simulation:
@@ -47,7 +51,7 @@ class BarTail:
     """
 
     def __init__(self, env: EnvConfig, features: FeatureConfig, normalizer: FeatureNormalizer,
-                 tail_bars: int = DEFAULT_TAIL_BARS) -> None:
+                 tail_bars: int = DEFAULT_TAIL_BARS, forecasts: PaperForecasts | None = None) -> None:
         if tail_bars < env.window_size + 1:
             raise ValueError(f"paper.tail_bars={tail_bars} is invalid: must be >= env.window_size + 1 = "
                              f"{env.window_size + 1} (4096 keeps features within 1e-9 of the batch features)")
@@ -57,9 +61,14 @@ class BarTail:
         self.bars: deque[Bar] = deque(maxlen=tail_bars)
         self.n_seen = 0  # bars appended since the session's first bar (absolute index of the next bar)
         self._cached: tuple[int, Simulation] | None = None  # (n_seen, arrays) of the last `simulation()`
+        self.forecasts = forecasts  # the fc_* columns of a run with a forecaster
 
     def seed(self, bars: Iterable[Bar], first_index: int) -> None:
-        """History before the first bar the engine sees: ``bars`` are absolute bars ``first_index``, ..."""
+        """History before the first bar the engine sees: ``bars`` are absolute bars ``first_index``, ...
+
+        A negative ``first_index`` seeds bars before the session's first bar (a forecaster run's own
+        bars): they feed the features only and never become kernel rows.
+        """
         if self.n_seen:
             raise RuntimeError("seed the tail before appending bars")
         self.n_seen = first_index
@@ -81,8 +90,12 @@ class BarTail:
 
     @property
     def offset(self) -> int:
-        """Absolute index of the tail's first bar (kernel row 0)."""
-        return self.n_seen - len(self.bars)
+        """Absolute index of the tail's first session bar (kernel row 0)."""
+        return max(0, self.n_seen - len(self.bars))
+
+    def forecast_provenance(self, k: int) -> tuple[str | None, int | None]:
+        """``(model_id, train_label_end)`` of the forecasts at bar ``k`` (None, None without a forecaster)."""
+        return (None, None) if self.forecasts is None else self.forecasts.provenance(k)
 
     def simulation(self) -> Simulation:
         """The kernel's arrays over the tail (row i = absolute bar ``offset + i``); computed once per new bar
@@ -92,6 +105,11 @@ class BarTail:
         frame = pd.DataFrame(list(self.bars), columns=list(OHLCV_COLUMNS))
         if self.features != FeatureConfig.none():
             frame = build_features(frame, self.features)
+        first = self.n_seen - len(self.bars)
+        if self.forecasts is not None:
+            frame = self.forecasts.join(frame, first)
+        if first < 0:  # the run's bars before the session: history for the features only
+            frame = frame.iloc[-first:].reset_index(drop=True)
         md = run_features(MarketData.load(frame), self.normalizer)
         sim = simulation_of(md, self.env, self.normalizer)
         self._cached = (self.n_seen, sim)

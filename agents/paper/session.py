@@ -22,10 +22,12 @@ import pandas as pd
 
 from agents.data import load_frame
 from agents.evaluate_run import load_run
+from agents.forecasts import STATE_DIR
 from agents.paper.broker import PaperBroker
 from agents.paper.config import PaperConfig, PaperFeedConfig
 from agents.paper.engine import PaperEngine, PaperRun
 from agents.paper.feeds import FeedLag, LiveBars, live_source
+from agents.paper.forecasts import PaperForecasts
 from agents.paper.killswitch import StopSignals, stop_signals
 from agents.paper.ledger import Ledger
 from agents.paper.market import BarTail
@@ -35,6 +37,7 @@ from envs.config import RiskConfig
 from envs.feeds.base import Bar, frame_to_bars, timeframe_ms
 from envs.feeds.clock import Clock, SimulatedClock
 from envs.feeds.historical import HistoricalFeed
+from envs.forecasting.walk_forward import read_state
 from envs.validation import OHLCV_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -45,9 +48,7 @@ def load_paper_run(run_dir: str | Path, model: str = "best", base_dir: str | Non
     run = Path(run_dir)
     cfg, normalizer = load_run(run, base_dir)
     if cfg.forecaster.enabled:
-        raise ValueError(f"the run {run} has forecaster={cfg.forecaster.model}: paper mode cannot produce its forecast "
-                         "columns per bar yet (see docs/forecasting.md); paper-trade a run trained with "
-                         "forecaster=none, or evaluate this one on new bars with scripts/evaluate.py data_path=...")
+        read_state(run / STATE_DIR)  # the forecaster state the session continues (clear error when missing)
     path = run / f"{model}_model.zip"
     if not path.exists():
         raise ValueError(f"{path} not found: model must be 'best' or 'final' of a finished training run")
@@ -140,9 +141,13 @@ def run_paper(cfg: PaperConfig, base_dir: str | None = None, broker_cls: type[Pa
         ledger.check_meta(session_meta(cfg, run))
         ts = frame["timestamp"].to_numpy(np.int64)
         start = _resume_index(ledger, ts)
-        tail = BarTail(run.cfg.env, run.cfg.features, run.normalizer, cfg.tail_bars)
+        forecasts = paper_forecasts(run, cfg, frame, start)
+        tail = BarTail(run.cfg.env, run.cfg.features, run.normalizer, cfg.tail_bars, forecasts)
         first = max(0, start - cfg.tail_bars + 1)
-        tail.seed(frame_to_bars(frame.iloc[first:start]), first)
+        seed = frame.iloc[first:start][list(OHLCV_COLUMNS)]
+        if forecasts is not None and first == 0:  # the run's bars before: the features' history, as in evaluation
+            seed = pd.concat([forecasts.history.iloc[-(cfg.tail_bars - start):], seed], ignore_index=True)
+        tail.seed(frame_to_bars(seed), first - (len(seed) - (start - first)))
         with stop_signals() as signals:
             engine = PaperEngine(run, ledger, tail, broker_cls(ledger), signals)
             if start:
@@ -165,6 +170,10 @@ def run_paper(cfg: PaperConfig, base_dir: str | None = None, broker_cls: type[Pa
 
 def _run_live(cfg: PaperConfig, run: PaperRun, broker_cls: type[PaperBroker], clock: Clock | None) -> dict[str, Any]:
     """A live session: backfill, resume from the ledger, then every closed bar with its lag (`agents.paper.feeds`)."""
+    if run.cfg.forecaster.enabled:
+        raise ValueError(f"the run has forecaster={run.cfg.forecaster.model}: live paper feeds do not continue its "
+                         "forecaster yet (replays do, see docs/paper.md); replay stored bars with feed.path=... or "
+                         "feed.store_root=..., or paper-trade a run trained with forecaster=none")
     if run.cfg.data.funding_path is not None:
         raise ValueError(f"the run uses data.funding_path={run.cfg.data.funding_path!r}: funding events are not fed "
                          "to paper mode yet (see docs/paper.md)")
@@ -249,6 +258,21 @@ def resume_point(ledger: Ledger) -> tuple[int, int] | None:
     """The ledger's latest bar, decided or settled: (open time ms UTC, absolute index); None when empty."""
     marks = [(x.bar_ts, x.bar_index) for x in (ledger.last_decision(), ledger.last_settled()) if x is not None]
     return max(marks) if marks else None
+
+
+def paper_forecasts(run: PaperRun, cfg: PaperConfig, frame: pd.DataFrame, start: int) -> PaperForecasts | None:
+    """The run's forecaster continued at session bar ``start`` of ``frame`` (None without a forecaster).
+
+    Like ``scripts/evaluate.py data_path=...``: the run's bars are reloaded through its loader (refused
+    if they changed since training) and the feed must start after them.
+    """
+    rc = run.cfg
+    if not rc.forecaster.enabled:
+        return None
+    forecasts = PaperForecasts(rc.forecaster, rc.features, Path(cfg.run_dir) / STATE_DIR, load_frame(rc.data),
+                               int(frame["timestamp"].iloc[0]), cfg.tail_bars)
+    forecasts.catch_up(frame.iloc[:start], rc.env.window_size)
+    return forecasts
 
 
 def _resume_index(ledger: Ledger, ts: np.ndarray) -> int:

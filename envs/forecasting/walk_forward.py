@@ -89,6 +89,25 @@ def schedule(valid_sample: npt.NDArray[np.bool_], config: ForecastConfig) -> lis
     return events
 
 
+def grid_events(last: Event, lo: int, hi: int, config: ForecastConfig) -> list[Event]:
+    """The events of `schedule` at bars ``lo .. hi`` (inclusive) of a schedule whose event ``last`` ran.
+
+    After its first fit the schedule is a fixed grid (fits every ``refit_every`` bars from the first
+    fit, updates every ``update_every`` bars after each fit), so the events of bars after a saved
+    state follow from its last event alone: no history is needed to continue it (paper mode).
+    """
+    first = last.bar - last.update_no * config.update_every - last.refit_no * config.refit_every
+    lag = config.horizon + config.embargo
+    out: list[Event] = []
+    for bar in range(max(lo, first), hi + 1):
+        refit_no, d = divmod(bar - first, config.refit_every)
+        if d == 0:
+            out.append(Event(bar, "fit", refit_no, 0, bar - lag))
+        elif config.update_every and d % config.update_every == 0:
+            out.append(Event(bar, "update", refit_no, d // config.update_every, bar - lag))
+    return out
+
+
 def _window(valid_sample: npt.NDArray[np.bool_], end: int, config: ForecastConfig) -> npt.NDArray[np.int64]:
     """Usable sample indices of the training window ending at sample ``end`` (inclusive)."""
     lo = 0 if config.window == "expanding" else max(0, end - config.train_window + 1)
@@ -291,10 +310,17 @@ def _provenance(events: list[Event], n: int, ts: npt.NDArray[np.int64], interval
     label_end = np.full(n, -1, dtype=np.int64)
     for i, ev in enumerate(events):
         stop = events[i + 1].bar if i + 1 < len(events) else n
-        ids[ev.bar : stop] = _model_id(config, ev, ts)
-        # the latest label any fit/update of this chain used: sample window_end, known at its close + horizon
-        label_end[ev.bar : stop] = ts[ev.window_end + config.horizon] + interval
+        ids[ev.bar : stop], label_end[ev.bar : stop] = event_provenance(config, ev, ts, interval)
     return ids, label_end
+
+
+def event_provenance(config: ForecastConfig, ev: Event, ts: npt.NDArray[np.int64], interval: int) -> tuple[str, int]:
+    """``(model_id, train_label_end)`` of the model an event produced (``ts``: open times by row, ms UTC).
+
+    The latest label any fit/update of the chain used is that of sample ``window_end``, known at the
+    close of bar ``window_end + horizon``.
+    """
+    return _model_id(config, ev, ts), int(ts[ev.window_end + config.horizon]) + int(interval)
 
 
 def walk_forward_predictions(
@@ -434,13 +460,41 @@ def continue_walk_forward(
         raise ValueError(f"the schedule over these bars does not reach the saved state's last event "
                          f"{state['last_event']} (got {asdict(old[-1]) if old else None}): the history bars differ "
                          "from those the state was saved on")
-    preds: dict[str, FloatArray] = {}
-    for target in config.targets:
-        model = load_forecaster(Path(state_dir) / target)
-        ctx = ModelContext(target=target, horizon=config.horizon, input_names=tuple(span.names), seed=config.seed)
-        preds[target], _, _ = _run_target(span.X, span.ys[target], span.valid_input, span.events, config, ctx,
-                                          resume=(model, start))
+    models = {target: load_forecaster(Path(state_dir) / target) for target in config.targets}
+    preds, _ = continue_span(span.X, span.ys, span.valid_input, span.events, config, span.names, models, start)
     return _frame(span, preds, start, config)
+
+
+def continue_span(
+    X: FloatArray, ys: dict[str, FloatArray], valid_input: npt.NDArray[np.bool_], events: list[Event],
+    config: ForecastConfig, names: Sequence[str], models: dict[str, Forecaster], start: int,
+) -> tuple[dict[str, FloatArray], dict[str, Forecaster]]:
+    """Continue a schedule on rows ``start ..`` of a span: the one continuation of evaluation and paper mode.
+
+    Args:
+        X: model inputs of the span's rows (row i = bar i of the span; it may be a suffix of the
+            schedule's bars: events are then given in the span's row numbers).
+        ys: target -> labels of the rows (NaN where not known by the span's last bar).
+        valid_input: rows whose inputs are all finite.
+        events: the schedule's events in row numbers: at least the last event before ``start`` (its
+            ``window_end`` bounds the next update's new samples) and every event from ``start`` on.
+        config: the forecaster.
+        names: input names (the models' context).
+        models: target -> the model after the events before ``start`` (mutated by updates).
+        start: first row to predict.
+
+    Returns:
+        ``(target -> predictions of every row (NaN before start), target -> the latest model)``.
+    """
+    preds: dict[str, FloatArray] = {}
+    latest: dict[str, Forecaster] = {}
+    for target in config.targets:
+        ctx = ModelContext(target=target, horizon=config.horizon, input_names=tuple(names), seed=config.seed)
+        preds[target], model, _ = _run_target(X, ys[target], valid_input, events, config, ctx,
+                                              resume=(models[target], start))
+        assert model is not None
+        latest[target] = model
+    return preds, latest
 
 
 def fold_ids(model_ids: Sequence[str]) -> npt.NDArray[np.int64]:

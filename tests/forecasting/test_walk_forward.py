@@ -11,9 +11,11 @@ from envs.forecasting.config import ForecastConfig
 from envs.forecasting.models import baselines_for, load_forecaster
 from envs.forecasting.walk_forward import (
     forecast_columns,
+    grid_events,
     join_predictions,
     run_walk_forward,
     save_state,
+    schedule,
     walk_forward_predictions,
 )
 from tests.forecasting.conftest import feature_frame
@@ -179,3 +181,18 @@ def test_continuing_a_saved_state_equals_the_walk_forward_over_both_spans(tmp_pa
                               tmp_path)
     with pytest.raises(ValueError, match="no bars after"):
         continue_walk_forward(bars.iloc[:cut], feature_frame(bars.iloc[:cut]), cfg, tmp_path)
+
+
+@pytest.mark.parametrize(("refit_every", "update_every", "horizon", "embargo"), [(7, 0, 1, 0), (10, 3, 2, 1), (9, 4, 3, 2)])
+def test_grid_events_continue_the_schedule_from_any_of_its_events(refit_every: int, update_every: int, horizon: int,
+                                                                 embargo: int) -> None:
+    """Paper mode continues a saved schedule from its last event alone: the grid must be `schedule`'s."""
+    cfg = ForecastConfig(model="ridge", min_train=5, train_window=5, refit_every=refit_every, update_every=update_every,
+                         horizon=horizon, embargo=embargo)
+    valid = np.ones(120, dtype=bool)
+    valid[:13] = False  # a warm-up moves the first fit off bar 0
+    events = schedule(valid, cfg)
+    assert len(events) > 10
+    for i, ev in enumerate(events):
+        assert grid_events(ev, ev.bar + 1, 119, cfg) == events[i + 1:]
+        assert grid_events(ev, 0, 119, cfg) == events  # nothing before the first fit
