@@ -1,6 +1,7 @@
 # quantgym: two commands do everything on a fresh machine.
 #   make train   -> create .venv, install, run the main Hydra training job on the shipped sample
-#   make test    -> create .venv, install, run the test suite
+#   make test    -> create .venv, install, run ruff, mypy and the test suite (one pytest worker per CPU,
+#                   each test file in one worker: pytest-xdist `-n auto --dist loadfile`)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -32,7 +33,7 @@ train: install
 test: install
 	$(PY) -m ruff check envs agents scripts bench tests
 	$(PY) -m mypy
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n auto --dist loadfile $(ARGS)
 
 # Peers live in their own venv: gym-trading-env pins ccxt==3.0.59, which would break quantgym's ccxt>=4.3.
 PEERS := .venv-peers
