@@ -39,14 +39,13 @@ from envs.forecasting.config import ForecastConfig
 from envs.forecasting.models import FORECASTERS, Forecaster, load_forecaster
 from envs.forecasting.targets import build_inputs, make_target
 from envs.forecasting.walk_forward import (
-    ENSEMBLE,
     FORECAST_PREFIX,
     Event,
     check_provenance,
+    continuable_state,
     continue_span,
     event_provenance,
     grid_events,
-    read_state,
 )
 from envs.validation import OHLCV_COLUMNS
 
@@ -86,15 +85,7 @@ class PaperForecasts:
 
     def __init__(self, config: ForecastConfig, features: FeatureConfig, state_dir: str | Path,
                  history: pd.DataFrame, first_ms: int, tail_bars: int) -> None:
-        state = read_state(state_dir)
-        saved = ForecastConfig.from_mapping(state["config"])
-        if saved != config:
-            raise ValueError(f"the forecaster state in {state_dir} was saved for {saved}, not the run's {config}")
-        if config.model == ENSEMBLE:
-            raise ValueError("paper mode cannot continue forecaster=ensemble yet (its weights need the members' "
-                             "trailing predictions; see docs/forecasting.md): paper-trade a run with another forecaster")
-        if state["last_event"] is None:
-            raise ValueError(f"the forecaster state in {state_dir} holds no model; nothing to continue")
+        state = continuable_state(state_dir, config)
         self.history = run_history(history, first_ms, state_dir)[list(OHLCV_COLUMNS)]
         self.config, self.features, self.tail_bars = config, features, tail_bars
         self.names = [str(n) for n in state["input_names"]]

@@ -416,6 +416,26 @@ def read_state(directory: str | Path) -> dict[str, Any]:
     return state
 
 
+def continuable_state(state_dir: str | Path, config: ForecastConfig) -> dict[str, Any]:
+    """The saved state in ``state_dir`` when ``config`` can continue it (evaluation and paper mode).
+
+    Raises:
+        ValueError: the state was saved for another config, holds no model yet (its span was shorter
+            than ``min_train``), or is an ensemble's (its weights need the members' trailing predictions).
+    """
+    state = read_state(state_dir)
+    saved_cfg = ForecastConfig.from_mapping(state["config"])
+    if saved_cfg != config:
+        raise ValueError(f"the forecaster state in {state_dir} was saved for {saved_cfg}, not {config}")
+    if config.model == ENSEMBLE:
+        raise ValueError("continuing forecaster=ensemble from a saved state is not supported yet (its weights need "
+                         "the members' trailing predictions); evaluate or paper-trade a run with another forecaster")
+    if state["last_event"] is None:
+        raise ValueError(f"the forecaster state in {state_dir} holds no model (its span was shorter than "
+                         f"forecaster.min_train={config.min_train}); nothing to continue")
+    return state
+
+
 def continue_walk_forward(
     bars: pd.DataFrame, features: pd.DataFrame | None, config: ForecastConfig, state_dir: str | Path,
 ) -> pd.DataFrame:
@@ -435,16 +455,7 @@ def continue_walk_forward(
     """
     from envs.forecasting.models import load_forecaster
 
-    state = read_state(state_dir)
-    saved_cfg = ForecastConfig.from_mapping(state["config"])
-    if saved_cfg != config:
-        raise ValueError(f"the forecaster state in {state_dir} was saved for {saved_cfg}, not {config}")
-    if config.model == ENSEMBLE:
-        raise ValueError("continuing forecaster=ensemble from a saved state is not supported yet (its weights need "
-                         "the members' trailing predictions); evaluate such a run on its own splits")
-    if state["last_event"] is None:
-        raise ValueError(f"the forecaster state in {state_dir} holds no model (its span was shorter than "
-                         f"forecaster.min_train={config.min_train}); nothing to continue")
+    state = continuable_state(state_dir, config)
     span = _prepare(bars, features, config)
     start = int(np.searchsorted(span.ts, int(state["last_bar_ms"]), side="right"))
     if start == 0 or span.ts[start - 1] != int(state["last_bar_ms"]):
