@@ -23,6 +23,7 @@ from agents.evaluate_run import evaluate_run, load_run
 from agents.paper.ledger import read_steps, read_table
 from agents.paper.session import run_paper
 from agents.train import run
+from envs.config import RiskConfig
 from envs.simulation import INFO_KEYS
 from tests.agents.paper.conftest import CONF, REPO, SMOKE, ledger_rows, paper_config
 
@@ -78,6 +79,24 @@ def test_replay_with_forecasts_equals_evaluation_step_by_step(fc_run: Path, repl
     assert (decisions["forecast_label_end"] <= decisions["bar_ts"] + 3_600_000).all()
     events = decisions.loc[ids != ids.shift(), ["bar_ts", "forecaster_id"]].iloc[1:]
     assert all(fid.endswith(f"@{bar}") for bar, fid in events.itertuples(index=False))  # a new model at its own bar
+
+
+@pytest.mark.slow
+def test_replay_with_forecasts_and_risk_limits_equals_evaluation(fc_run: Path, replay_file: Path,
+                                                                 tmp_path: Path) -> None:
+    """Issue 12.4: parity holds with forecasts AND risk controls on (both engage inside the replay)."""
+    ts = pd.read_parquet(replay_file)["timestamp"]
+    risk = RiskConfig(max_exposure=0.5, max_order_notional=2500.0, daily_loss_limit=0.004,
+                      expires_at=pd.Timestamp(int(ts.iloc[300]), unit="ms", tz="UTC").isoformat())
+    evaluated = pd.read_parquet(evaluate_run(fc_run, data_path=str(replay_file), out_dir=tmp_path / "eval",
+                                             risk=risk)["steps"])
+    run_paper(paper_config(fc_run, replay_file, tmp_path / "paper", risk=risk))
+    paper = read_steps(tmp_path / "paper")
+    assert len(paper) == len(evaluated) > 100
+    for key in INFO_KEYS:
+        assert np.array_equal(paper[key].to_numpy(), evaluated[key].to_numpy()), key
+    assert paper["risk_reason"].nunique() > 1  # the limits really engaged
+    assert read_table(tmp_path / "paper", "decisions")["forecaster_id"].nunique() >= 7  # refits inside too
 
 
 def test_forecast_decisions_do_not_see_later_bars(fc_run: Path, replay_file: Path, fc_paper: Path,
