@@ -31,11 +31,12 @@ repaired silently: ``clean`` returns a ``CleaningReport`` listing every repair.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from envs.typed_config import from_mapping as typed_from_mapping
 from envs.validation import (
     OHLCV_COLUMNS,
     PROBLEM_KINDS,
@@ -122,11 +123,7 @@ class CleaningConfig:
     @classmethod
     def from_mapping(cls, mapping: dict[str, object]) -> CleaningConfig:
         """Build from a plain mapping (e.g. a Hydra node); unknown keys raise ``ValueError``."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(mapping) - names)
-        if unknown:
-            raise ValueError(f"unknown cleaning key(s) {unknown}; allowed: {sorted(names)}")
-        return cls(**mapping)  # type: ignore[arg-type]
+        return typed_from_mapping(cls, mapping, "cleaning")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TypeAlias
 
@@ -34,6 +34,7 @@ from envs.features.indicators import (
 )
 from envs.features.levels import iter_level_features
 from envs.features.mtf import iter_mtf_features
+from envs.typed_config import from_mapping as typed_from_mapping
 
 logger = logging.getLogger(__name__)
 
@@ -173,11 +174,7 @@ class FeatureConfig:
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, object]) -> FeatureConfig:
         """Build from a plain mapping (a Hydra ``features`` node); unknown keys raise ``ValueError``."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(mapping) - names)
-        if unknown:
-            raise ValueError(f"unknown features key(s) {unknown}; allowed: {sorted(names)}")
-        return cls(**dict(mapping))  # type: ignore[arg-type]
+        return typed_from_mapping(cls, mapping, "features")
 
     def htf_config(self) -> FeatureConfig:
         """The config used on higher-timeframe bars (``mtf_*`` windows, no lags, no MTF)."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from envs.forecasting.targets import check_target
+from envs.typed_config import from_mapping as typed_from_mapping
 
 WINDOWS: tuple[str, ...] = ("rolling", "expanding")
 
@@ -80,8 +81,4 @@ class ForecastConfig:
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> ForecastConfig:
         """Build from a plain mapping (a Hydra ``forecaster`` node); unknown keys raise ``ValueError``."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(mapping) - names)
-        if unknown:
-            raise ValueError(f"unknown forecaster key(s) {unknown}; allowed: {sorted(names)}")
-        return cls(**dict(mapping))
+        return typed_from_mapping(cls, mapping, "forecaster")
