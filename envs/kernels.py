@@ -1,6 +1,7 @@
 """The trading rules 2–8 as one compiled kernel, shared by `TradingEnv` (n = 1) and `VecTradingEnv`.
 
-Layouts (named row/column indices, not positional lists):
+Layouts (named row/column indices, not positional lists; declared once in `envs.layout` and
+available here as ``kernels.S_EQUITY`` etc.):
 - market matrix ``M`` (T, M_COLS) float64, one row per bar: open, high, low, close, volume, spread
   (NaN without a column), sigma and mu (per-bar std / mean of 1-bar log returns over the vol
   lookback ending at the bar), funding (rate x funding times inside the bar), the bar's open time
@@ -13,8 +14,8 @@ Per env and step (decision at bar t, see the README's execution semantics):
   -> fill at open t+1 with slippage, tick rounding and taker fee -> funding amount on the
   post-fill position -> liquidation / stop / take-profit against bar t+1's range -> funding
   settled -> mark at close t+1 -> reward -> observation.
-Risk controls (`RiskConfig`, README "Risk controls") limit the decision at close t with what is
-known at t: `risk_regime` (kill, drawdown halt, stale feed, daily loss, expiry) and
+Risk controls (`RiskConfig`, README "Risk controls", rules in `envs.risk_rules`) limit the decision
+at close t with what is known at t: `risk_regime` (kill, drawdown halt, stale feed, daily loss, expiry) and
 `risk_cap_exposure` before sizing, `risk_order` on the order quantity; `roll_day` after the mark.
 Two state rows are inputs the caller sets between steps: ``S_FEED_LAG`` (bars the feed is behind,
 0 in backtests) and ``S_KILL`` (1 = kill switch engaged: flatten and halt).
@@ -38,192 +39,11 @@ from envs.accounting import (
     target_quantity,
     updated_entry_price,
 )
-from envs.config import EnvConfig
-from envs.execution import SLIPPAGE_CODES, fill_price, taker_fee_quote
-from envs.rewards import REWARD_CODES, shaped_reward
-
-# market matrix columns
-M_OPEN, M_HIGH, M_LOW, M_CLOSE, M_VOLUME, M_SPREAD, M_SIGMA, M_MU, M_FUNDING, M_TIME = range(10)
-M_COLS = 10
-#: milliseconds per UTC day (the daily loss limit's day is floor(open time / DAY_MS))
-DAY_MS = 86_400_000.0
-
-# state rows
-(S_T, S_STEPS, S_CASH, S_POS, S_ENTRY_PX, S_BEST_PX, S_ENTRY_T, S_EQUITY, S_PEAK, S_DRAWDOWN,
- S_EXPOSURE, S_PRICE, S_FILL_PX, S_TRADED_QTY, S_CLIPPED_QTY, S_FEES, S_SLIPPAGE, S_FUNDING,
- S_N_TRADES, S_LIQUIDATED, S_REWARD, S_TERMINATED, S_TRUNCATED, S_EMA_A, S_EMA_B, S_EMA_DD2,
- S_SUM_R, S_SUM_R2, S_SUM_DOWN2, S_N_R, S_SUM_TURNOVER, S_SUM_ABS_EXPOSURE, S_MAX_DD,
- S_START_T, S_STEP_NOTIONAL,
- # risk controls: regime and reason of the last decision, the UTC day and its starting equity,
- # latches, and the two caller-set inputs (feed lag in bars, kill switch)
- S_RISK_STATE, S_RISK_REASON, S_DAY, S_DAY_START_EQ, S_DAY_LOSS_HIT, S_DD_HALT, S_FEED_LAG,
- S_KILL) = range(43)
-S_ROWS = 43
-
-# params
-(P_DISCRETE, P_LONG_ONLY, P_MAX_LEV, P_SIZING, P_TARGET_VOL, P_BARS_PER_YEAR, P_RISK_PER_TRADE,
- P_KELLY_FRACTION, P_LOT, P_MIN_NOTIONAL, P_REBALANCE, P_TAKER_FEE, P_SLIP_MODEL, P_SLIP_BPS,
- P_SLIP_COEF, P_MAX_PART, P_MULT, P_TICK, P_MMR, P_LIQ_FEE, P_STOP, P_TP, P_TRAIL, P_REWARD,
- P_REWARD_ETA, P_TURN_PEN, P_DD_PEN, P_MAX_DD, P_INIT_CASH, P_OBS_CLIP, P_WINDOW, P_EP_LEN,
- P_N_BARS,
- # risk controls (NaN = off)
- P_RISK_MAX_EXPOSURE, P_RISK_MAX_ORDER, P_RISK_DAILY_LOSS, P_RISK_MAX_DD, P_RISK_STALE_AFTER,
- P_RISK_EXPIRES_MS) = range(39)
-P_LEN = 39
-
-SIZING_CODES = {"fixed": 0, "vol_target": 1, "risk_per_trade": 2, "kelly": 3}
-SIZING_FIXED, SIZING_VOL_TARGET, SIZING_RISK, SIZING_KELLY = 0, 1, 2, 3
-#: number of account-state values appended to each observation
-N_ACCOUNT_OBS = 4
-
-#: risk regimes (``S_RISK_STATE``): trading freely / orders may only reduce the position / no
-#: order except a forced flatten
-RISK_STATES = ("ACTIVE", "REDUCING", "HALTED")
-RISK_ACTIVE, RISK_REDUCING, RISK_HALTED = 0, 1, 2
-#: why (``S_RISK_REASON``): the rule that set the regime, or (while ACTIVE) the limit that cut the
-#: decision's order; ``none`` = nothing limited it
-RISK_REASONS = ("none", "max_exposure", "max_order_notional", "daily_loss", "drawdown", "stale_feed", "expired",
-                "kill")
-(REASON_NONE, REASON_MAX_EXPOSURE, REASON_MAX_ORDER, REASON_DAILY_LOSS, REASON_DRAWDOWN, REASON_STALE,
- REASON_EXPIRED, REASON_KILL) = range(8)
-#: what a regime allows the decision's order to do
-MODE_FREE, MODE_REDUCE_ONLY, MODE_NO_ORDERS, MODE_FLATTEN = 0, 1, 2, 3
-
-
-def _opt(x: float | None) -> float:
-    return math.nan if x is None else float(x)
-
-
-def make_params(config: EnvConfig, bars_per_year: float, n_bars: int) -> npt.NDArray[np.float64]:
-    """Flatten a validated `EnvConfig` into the kernel's parameter vector."""
-    p = np.zeros(P_LEN)
-    p[P_DISCRETE] = 1.0 if config.action_mode == "discrete" else 0.0
-    p[P_LONG_ONLY] = float(config.long_only)
-    p[P_MAX_LEV] = config.max_leverage
-    p[P_SIZING] = SIZING_CODES[config.sizing]
-    p[P_TARGET_VOL] = config.target_vol
-    p[P_BARS_PER_YEAR] = bars_per_year
-    p[P_RISK_PER_TRADE] = config.risk_per_trade
-    p[P_KELLY_FRACTION] = config.kelly_fraction
-    p[P_LOT] = config.lot_size
-    p[P_MIN_NOTIONAL] = config.min_notional
-    p[P_REBALANCE] = config.rebalance_threshold
-    p[P_TAKER_FEE] = config.taker_fee
-    p[P_SLIP_MODEL] = SLIPPAGE_CODES[config.slippage_model]
-    p[P_SLIP_BPS] = config.slippage_bps
-    p[P_SLIP_COEF] = config.slippage_coef
-    p[P_MAX_PART] = _opt(config.max_participation)
-    p[P_MULT] = config.contract_multiplier
-    p[P_TICK] = config.tick_size
-    p[P_MMR] = config.maintenance_margin_rate
-    p[P_LIQ_FEE] = config.liquidation_fee
-    p[P_STOP] = _opt(config.stop_loss)
-    p[P_TP] = _opt(config.take_profit)
-    p[P_TRAIL] = _opt(config.trailing_stop)
-    p[P_REWARD] = REWARD_CODES[config.reward]
-    p[P_REWARD_ETA] = config.reward_eta
-    p[P_TURN_PEN] = config.turnover_penalty
-    p[P_DD_PEN] = config.drawdown_penalty
-    p[P_MAX_DD] = _opt(config.max_drawdown)
-    p[P_INIT_CASH] = config.initial_cash
-    p[P_OBS_CLIP] = config.obs_clip
-    p[P_WINDOW] = config.window_size
-    p[P_EP_LEN] = 0.0 if config.episode_length is None else float(config.episode_length)
-    p[P_N_BARS] = n_bars
-    risk = config.risk
-    p[P_RISK_MAX_EXPOSURE] = _opt(risk.max_exposure)
-    p[P_RISK_MAX_ORDER] = _opt(risk.max_order_notional)
-    p[P_RISK_DAILY_LOSS] = _opt(risk.daily_loss_limit)
-    p[P_RISK_MAX_DD] = _opt(risk.max_drawdown)
-    p[P_RISK_STALE_AFTER] = _opt(risk.stale_after)
-    p[P_RISK_EXPIRES_MS] = _opt(risk.expires_ms)
-    return p
-
-
-@numba.njit(cache=True)
-def _set_regime(S: np.ndarray, i: int, state: int, reason: int, mode: int) -> int:
-    S[S_RISK_STATE, i] = state
-    S[S_RISK_REASON, i] = reason
-    return mode
-
-
-@numba.njit(cache=True)
-def risk_regime(i: int, t: int, S: np.ndarray, M: np.ndarray, P: np.ndarray) -> int:
-    """Risk regime of env i's decision at close t (state marked at t); writes the state/reason rows.
-
-    In priority order: kill switch (``S_KILL`` set by the caller) -> HALTED, flatten; drawdown
-    from the peak >= ``max_drawdown`` (latched for the episode) -> HALTED, flatten; feed lag >
-    ``stale_after`` bars -> HALTED, no order; loss since the UTC day's start >=
-    ``daily_loss_limit`` (latched until the next UTC day) -> REDUCING; bar t opening at or after
-    ``expires_at`` -> REDUCING; else ACTIVE.
-
-    Returns:
-        MODE_FREE, MODE_REDUCE_ONLY, MODE_NO_ORDERS or MODE_FLATTEN.
-    """
-    if not math.isnan(P[P_RISK_MAX_DD]) and S[S_DRAWDOWN, i] >= P[P_RISK_MAX_DD]:
-        S[S_DD_HALT, i] = 1.0
-    start_eq = S[S_DAY_START_EQ, i]
-    if (not math.isnan(P[P_RISK_DAILY_LOSS]) and start_eq > 0.0
-            and 1.0 - S[S_EQUITY, i] / start_eq >= P[P_RISK_DAILY_LOSS]):
-        S[S_DAY_LOSS_HIT, i] = 1.0
-    if S[S_KILL, i] > 0.0:
-        return _set_regime(S, i, RISK_HALTED, REASON_KILL, MODE_FLATTEN)
-    if S[S_DD_HALT, i] > 0.0:
-        return _set_regime(S, i, RISK_HALTED, REASON_DRAWDOWN, MODE_FLATTEN)
-    if not math.isnan(P[P_RISK_STALE_AFTER]) and S[S_FEED_LAG, i] > P[P_RISK_STALE_AFTER]:
-        return _set_regime(S, i, RISK_HALTED, REASON_STALE, MODE_NO_ORDERS)
-    if S[S_DAY_LOSS_HIT, i] > 0.0:
-        return _set_regime(S, i, RISK_REDUCING, REASON_DAILY_LOSS, MODE_REDUCE_ONLY)
-    if not math.isnan(P[P_RISK_EXPIRES_MS]) and M[t, M_TIME] >= P[P_RISK_EXPIRES_MS]:
-        return _set_regime(S, i, RISK_REDUCING, REASON_EXPIRED, MODE_REDUCE_ONLY)
-    return _set_regime(S, i, RISK_ACTIVE, REASON_NONE, MODE_FREE)
-
-
-@numba.njit(cache=True)
-def risk_cap_exposure(i: int, e: float, S: np.ndarray, P: np.ndarray) -> float:
-    """``max_exposure``: the target exposure ``e`` capped to ±max_exposure (reason noted while ACTIVE)."""
-    cap = P[P_RISK_MAX_EXPOSURE]
-    if math.isnan(cap) or abs(e) <= cap:
-        return e
-    if S[S_RISK_STATE, i] == RISK_ACTIVE:
-        S[S_RISK_REASON, i] = REASON_MAX_EXPOSURE
-    return math.copysign(cap, e)
-
-
-@numba.njit(cache=True)
-def risk_order(i: int, mode: int, dq: float, pos: float, px: float, S: np.ndarray, P: np.ndarray) -> float:
-    """The order quantity ``dq`` (base units, from position ``pos``) allowed by regime ``mode``.
-
-    Flatten: ``-pos``; no orders: 0; reduce-only: toward flat and no further (no flip); then the
-    ``max_order_notional`` cap at price ``px`` (close t), rounded toward zero to the lot size.
-    """
-    if mode == MODE_FLATTEN:
-        dq = -pos
-    elif mode == MODE_NO_ORDERS:
-        dq = 0.0
-    elif mode == MODE_REDUCE_ONLY:
-        if pos == 0.0 or (dq > 0.0) == (pos > 0.0):
-            dq = 0.0
-        elif abs(dq) > abs(pos):
-            dq = -pos
-    cap = P[P_RISK_MAX_ORDER]
-    notional = abs(dq) * px * P[P_MULT]
-    if not math.isnan(cap) and notional > cap:
-        dq = round_qty_toward_zero(math.copysign(cap / (px * P[P_MULT]), dq), P[P_LOT])
-        if S[S_RISK_STATE, i] == RISK_ACTIVE:
-            S[S_RISK_REASON, i] = REASON_MAX_ORDER
-    return dq
-
-
-@numba.njit(cache=True)
-def roll_day(i: int, bar: int, prev_equity: float, S: np.ndarray, M: np.ndarray) -> None:
-    """After marking ``bar``: on a new UTC day, its starting equity is ``prev_equity`` (the close
-    before the day's first bar) and the daily loss latch clears."""
-    day = math.floor(M[bar, M_TIME] / DAY_MS)
-    if day != S[S_DAY, i]:
-        S[S_DAY, i] = day
-        S[S_DAY_START_EQ, i] = prev_equity
-        S[S_DAY_LOSS_HIT, i] = 0.0
+from envs.execution import fill_price, taker_fee_quote
+from envs.layout import *  # noqa: F403 - the layouts are part of this module's interface (K.S_EQUITY, ...)
+from envs.layout import make_params as make_params  # noqa: F401 - re-exported
+from envs.rewards import shaped_reward
+from envs.risk_rules import risk_cap_exposure, risk_order, risk_regime, roll_day
 
 
 @numba.njit(cache=True)
