@@ -34,7 +34,8 @@ from agents.evaluation.report import to_json_value, write_report
 from envs.features.pipeline import FeatureCache, FeatureConfig, build_features
 from envs.forecasting.cache import PredictionCache, cached_predictions
 from envs.forecasting.config import ForecastConfig
-from envs.forecasting.walk_forward import baseline_configs, run_walk_forward, save_state
+from envs.forecasting.state import save_state
+from envs.forecasting.walk_forward import baseline_configs, run_walk_forward
 
 logger = logging.getLogger(__name__)
 

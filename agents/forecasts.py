@@ -35,15 +35,13 @@ from agents.evaluation.report import to_json_value
 from envs.features.pipeline import FeatureConfig, build_features, data_hash
 from envs.forecasting.cache import PredictionCache, cached_predictions
 from envs.forecasting.config import ForecastConfig
+from envs.forecasting.state import continue_walk_forward, read_state, save_state
 from envs.forecasting.walk_forward import (
     WalkForwardResult,
     baseline_configs,
-    continue_walk_forward,
     forecast_columns,
     join_predictions,
-    read_state,
     run_walk_forward,
-    save_state,
 )
 
 if TYPE_CHECKING:

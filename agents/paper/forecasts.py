@@ -5,7 +5,7 @@ model of each target and the schedule's last event). A paper session continues t
 the bars after the run's data, exactly as ``scripts/evaluate.py data_path=...`` does
 (`agents.forecasts.continue_on_new_bars`): the same grid of fits/updates
 (`envs.forecasting.walk_forward.grid_events`), run by the same code
-(`envs.forecasting.walk_forward.continue_span`, which `continue_walk_forward` also uses), each on
+(`envs.forecasting.state.continue_span`, which `continue_walk_forward` also uses), each on
 labels known by the close of its bar.
 
 Per closed bar t (run-span index b):
@@ -37,13 +37,12 @@ from agents.forecasts import run_history
 from envs.features.pipeline import FeatureConfig, build_features
 from envs.forecasting.config import ForecastConfig
 from envs.forecasting.models import FORECASTERS, Forecaster, load_forecaster
+from envs.forecasting.state import continuable_state, continue_span
 from envs.forecasting.targets import build_inputs, make_target
 from envs.forecasting.walk_forward import (
     FORECAST_PREFIX,
     Event,
     check_provenance,
-    continuable_state,
-    continue_span,
     event_provenance,
     grid_events,
 )

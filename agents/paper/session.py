@@ -37,7 +37,7 @@ from envs.config import RiskConfig
 from envs.feeds.base import Bar, frame_to_bars, timeframe_ms
 from envs.feeds.clock import Clock, SimulatedClock
 from envs.feeds.historical import HistoricalFeed
-from envs.forecasting.walk_forward import read_state
+from envs.forecasting.state import read_state
 from envs.validation import OHLCV_COLUMNS
 
 logger = logging.getLogger(__name__)

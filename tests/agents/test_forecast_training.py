@@ -19,8 +19,9 @@ from agents.forecasts import STATE_DIR, continue_on_new_bars
 from envs.features.pipeline import FeatureConfig, build_features
 from envs.forecasting.config import ForecastConfig
 from envs.forecasting.models import ModelContext, make_forecaster
+from envs.forecasting.state import read_state
 from envs.forecasting.targets import build_inputs, make_target
-from envs.forecasting.walk_forward import read_state, walk_forward_predictions
+from envs.forecasting.walk_forward import walk_forward_predictions
 from envs.market_data import FeatureNormalizer
 
 FEATURES = FeatureConfig(

@@ -11,7 +11,8 @@ import torch
 from envs.forecasting.config import ForecastConfig
 from envs.forecasting.ensemble import _trailing_mse, combine
 from envs.forecasting.models import load_forecaster
-from envs.forecasting.walk_forward import run_walk_forward, save_state
+from envs.forecasting.state import save_state
+from envs.forecasting.walk_forward import run_walk_forward
 from tests.forecasting.conftest import synthetic_bars
 
 NET = {"seq_len": 6, "hidden": 6, "epochs": 3, "update_steps": 2}

@@ -9,12 +9,12 @@ import pytest
 
 from envs.forecasting.config import ForecastConfig
 from envs.forecasting.models import baselines_for, load_forecaster
+from envs.forecasting.state import save_state
 from envs.forecasting.walk_forward import (
     forecast_columns,
     grid_events,
     join_predictions,
     run_walk_forward,
-    save_state,
     schedule,
     walk_forward_predictions,
 )
@@ -163,7 +163,7 @@ def test_bad_configs_fail_with_the_key_to_fix() -> None:
 @pytest.mark.parametrize("model,params", [("ridge", {}), ("tcn", SMALL_NET)])
 def test_continuing_a_saved_state_equals_the_walk_forward_over_both_spans(tmp_path, model: str, params: dict) -> None:
     """save_state after a prefix, continue_walk_forward on prefix + new bars == one run over everything."""
-    from envs.forecasting.walk_forward import continue_walk_forward, save_state
+    from envs.forecasting.state import continue_walk_forward, save_state
     from tests.forecasting.conftest import synthetic_bars
 
     bars = synthetic_bars(520, seed=3, phi=0.2)
