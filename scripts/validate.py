@@ -21,8 +21,8 @@ from agents.cli import hydra_entry
 from agents.config import writable_structured
 from agents.data import read_bars
 from envs.data.cleaning import CleaningConfig, check_fill, clean
+from envs.data.quality import validate
 from envs.data.resample import parse_timeframe
-from envs.validation import validate
 
 
 @dataclass(frozen=True, slots=True)

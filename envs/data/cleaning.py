@@ -1,6 +1,6 @@
 """Cleaning policies for OHLCV bars: every repair is chosen by config, counted, logged and reported.
 
-Policies (``CleaningConfig`` field = problem kind of ``envs.validation.validate``):
+Policies (``CleaningConfig`` field = problem kind of ``envs.data.quality.validate``):
 
 ================== ================================================ ===========
 field              allowed values                                   default
@@ -36,16 +36,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from envs.data.quality import PROBLEM_KINDS, ValidationReport, robust_return_z, true_runs, validate
 from envs.typed_config import from_mapping as typed_from_mapping
-from envs.validation import (
-    OHLCV_COLUMNS,
-    PROBLEM_KINDS,
-    ValidationReport,
-    iso_ms,
-    robust_return_z,
-    true_runs,
-    validate,
-)
+from envs.validation import OHLCV_COLUMNS, iso_ms
 
 logger = logging.getLogger(__name__)
 

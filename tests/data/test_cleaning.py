@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from envs.data.cleaning import ALLOWED_POLICIES, CleaningConfig, clean
-from envs.validation import validate
+from envs.data.quality import validate
 
 H = 3_600_000
 T0 = 1_717_200_000_000  # 2024-06-01T00:00:00Z

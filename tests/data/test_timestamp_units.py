@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 from agents.config import DataConfig
 from agents.data import load_frame
 from envs import EnvConfig, TradingEnv, VecTradingEnv
+from envs.data.quality import validate
 from envs.data.store import ParquetStore
 from envs.feeds.historical import HistoricalFeed
 from envs.market_data import attach_funding
-from envs.validation import timestamp_unit_error, validate
+from envs.validation import timestamp_unit_error
 from tests.conftest import REPO, SAMPLE_1H
 
 #: unit -> (multiplier applied to ms, floor divisor applied to ms, word in the message)
