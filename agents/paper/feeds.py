@@ -38,11 +38,12 @@ import pandas as pd
 from agents.paper.config import PaperFeedConfig
 from envs.data.download import make_exchange
 from envs.data.retry import RetryPolicy
-from envs.data.store import ParquetStore, to_ms
+from envs.data.store import ParquetStore
 from envs.feeds.base import Bar, frame_to_bars, timeframe_ms
 from envs.feeds.ccxt_live import LiveFeed, LiveFeedConfig
 from envs.feeds.ccxt_ws import FeedMode, open_live_feed, ws_exchange_for
 from envs.feeds.clock import Clock, ExchangeClock, SystemClock
+from envs.times import to_ms
 
 logger = logging.getLogger(__name__)
 

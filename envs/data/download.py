@@ -46,8 +46,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from envs.data.retry import Retrier, RetryError, RetryPolicy
-from envs.data.store import FUNDING_TIMEFRAME, AppendResult, ParquetStore, to_ms
-from envs.times import iso_utc
+from envs.data.store import FUNDING_TIMEFRAME, AppendResult, ParquetStore
+from envs.times import iso_utc, to_ms
 
 logger = logging.getLogger(__name__)
 

@@ -37,10 +37,10 @@ import pandas as pd
 
 from envs.data.download import ohlcv_to_frame
 from envs.data.retry import Retrier, RetryError, RetryPolicy
-from envs.data.store import ParquetStore, to_ms
+from envs.data.store import ParquetStore
 from envs.feeds.base import Bar, empty_bars, frame_to_bars, timeframe_ms
 from envs.feeds.clock import Clock, SystemClock
-from envs.times import iso_utc
+from envs.times import iso_utc, to_ms
 from envs.validation import check_timestamp_unit
 
 logger = logging.getLogger(__name__)

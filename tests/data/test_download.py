@@ -27,7 +27,8 @@ from envs.data.download import (
     repoint_urls,
 )
 from envs.data.retry import FatalFetchError, Retrier, RetryPolicy
-from envs.data.store import ParquetStore, to_ms
+from envs.data.store import ParquetStore
+from envs.times import to_ms
 from tests.data.conftest import SAMPLE_END_MS
 
 REPO = Path(__file__).resolve().parents[2]
