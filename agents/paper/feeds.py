@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from agents.paper.config import PaperFeedConfig
-from envs.data.download import make_exchange
+from envs.data.exchange import make_exchange
 from envs.data.retry import RetryPolicy
 from envs.data.store import ParquetStore
 from envs.feeds.base import Bar, frame_to_bars, timeframe_ms

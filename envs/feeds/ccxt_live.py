@@ -112,7 +112,7 @@ class LiveFeed:
     """Closed bars of one symbol from a ccxt exchange (see module docstring).
 
     Args:
-        exchange: ccxt exchange (e.g. ``envs.data.download.make_exchange``).
+        exchange: ccxt exchange (e.g. ``envs.data.exchange.make_exchange``).
         symbol: unified symbol, e.g. ``BTC/USDT``.
         timeframe: bar length, e.g. ``1m``.
         store: optional store; every delivered bar is appended to it, and the feed resumes after its

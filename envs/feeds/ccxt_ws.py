@@ -45,7 +45,7 @@ import ccxt
 import numpy as np
 import pandas as pd
 
-from envs.data.download import repoint_urls
+from envs.data.exchange import repoint_urls
 from envs.data.retry import TRANSIENT_ERRORS, FatalFetchError
 from envs.feeds.base import empty_bars
 from envs.feeds.ccxt_live import LiveFeed, LiveFeedStats
@@ -86,7 +86,7 @@ def ws_exchange_for(rest_exchange: Any, ws_url: str | None = None) -> Any:
     """A ccxt.pro exchange matching a synchronous one (same id, keys, timeout, REST URLs and markets).
 
     Args:
-        rest_exchange: synchronous ccxt exchange (``envs.data.download.make_exchange``); its markets
+        rest_exchange: synchronous ccxt exchange (``envs.data.exchange.make_exchange``); its markets
             are loaded if needed and shared, so the websocket client sends no extra REST requests.
         ws_url: if given, every websocket URL is re-pointed to this base, keeping paths (e.g.
             ``ws://127.0.0.1:PORT/stream`` makes binance spot use ``ws://127.0.0.1:PORT/stream/ws``).

@@ -20,12 +20,10 @@ from envs.data.download import (
     DownloadConfig,
     DownloadError,
     FeedConfig,
-    api_credentials,
     download_funding,
     download_ohlcv,
-    make_exchange,
-    repoint_urls,
 )
+from envs.data.exchange import api_credentials, make_exchange, repoint_urls
 from envs.data.retry import FatalFetchError, Retrier, RetryPolicy
 from envs.data.store import ParquetStore
 from envs.times import to_ms

@@ -7,7 +7,7 @@ import random
 import ccxt
 import pytest
 
-from envs.data.download import make_exchange
+from envs.data.exchange import make_exchange
 from envs.data.retry import FatalFetchError, Retrier, RetryError, RetryPolicy
 
 

@@ -109,7 +109,7 @@ def test_feeds_and_funding_refuse_another_unit(bars: pd.DataFrame, unit: str) ->
 
 
 def test_the_live_feed_refuses_an_exchange_serving_seconds(bars: pd.DataFrame, tmp_path: Path) -> None:
-    from envs.data.download import make_exchange
+    from envs.data.exchange import make_exchange
     from envs.feeds.ccxt_live import LiveFeed
     from envs.feeds.clock import SimulatedClock
     from tests.fake_exchange import FakeExchange

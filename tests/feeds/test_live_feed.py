@@ -7,7 +7,7 @@ import random
 import pandas as pd
 import pytest
 
-from envs.data.download import make_exchange
+from envs.data.exchange import make_exchange
 from envs.data.retry import RetryPolicy
 from envs.data.store import ParquetStore
 from envs.feeds.base import Bar, MarketFeed, frame_to_bars

@@ -15,7 +15,7 @@ import ccxt
 import pandas as pd
 import pytest
 
-from envs.data.download import make_exchange
+from envs.data.exchange import make_exchange
 from envs.data.retry import RetryPolicy
 from envs.data.store import ParquetStore
 from envs.feeds.base import MarketFeed, frame_to_bars

@@ -46,7 +46,7 @@ from agents.paper.config import PaperFeedConfig
 from agents.paper.ledger import Decision, Ledger
 from agents.paper.market import BarTail
 from envs import kernels as K
-from envs.data.download import make_exchange, repoint_urls
+from envs.data.exchange import make_exchange, repoint_urls
 
 logger = logging.getLogger(__name__)
 
