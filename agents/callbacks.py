@@ -13,7 +13,7 @@ from stable_baselines3.common.callbacks import BaseCallback, ProgressBarCallback
 
 from agents.checkpoints import normalization_writer
 from agents.evaluation.runner import EpisodeRecord
-from envs.kernels import RISK_HALTED
+from envs.sim.kernel import RISK_HALTED
 
 logger = logging.getLogger(__name__)
 

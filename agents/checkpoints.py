@@ -31,7 +31,7 @@ from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
 from agents.sb3 import load_model
-from envs.vec_env import VecTradingEnv
+from envs.sim.vec_env import VecTradingEnv
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

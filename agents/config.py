@@ -19,10 +19,10 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from agents.paths import PathsConfig
-from envs.config import EnvConfig
 from envs.data.cleaning import CleaningConfig
 from envs.features.pipeline import FeatureConfig
 from envs.forecasting.config import ForecastConfig
+from envs.sim.config import EnvConfig
 
 logger = logging.getLogger(__name__)
 

@@ -16,15 +16,15 @@ import numpy as np
 import pandas as pd
 
 from agents.config import DataConfig, SplitConfig
-from envs.config import EnvConfig
 from envs.data.cleaning import clean
 from envs.data.resample import parse_timeframe
 from envs.data.store import ParquetStore
 from envs.features.collinearity import PruneResult, prune_collinear_report
 from envs.features.pipeline import FeatureCache, FeatureConfig, build_features
 from envs.forecasting.config import ForecastConfig
-from envs.market_data import DERIVED_FEATURES, MarketData, attach_funding
-from envs.times import iso_utc, to_ms
+from envs.market.market_data import DERIVED_FEATURES, MarketData, attach_funding
+from envs.market.times import iso_utc, to_ms
+from envs.sim.config import EnvConfig
 
 if TYPE_CHECKING:
     from agents.forecasts import RunForecasts

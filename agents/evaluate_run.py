@@ -17,9 +17,9 @@ from agents.evaluation.steps import STEPS_FILE, evaluation_steps
 from agents.evaluation.suite import evaluate_policy
 from agents.forecasts import STATE_DIR, continue_on_new_bars, skill_config, skill_section, split_sections
 from agents.sb3 import load_model
-from envs.config import RiskConfig
 from envs.features.pipeline import FeatureConfig, build_features
-from envs.market_data import FeatureNormalizer, MarketData
+from envs.market.market_data import FeatureNormalizer, MarketData
+from envs.sim.config import RiskConfig
 
 logger = logging.getLogger(__name__)
 

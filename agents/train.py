@@ -41,8 +41,8 @@ from agents.evaluation.runner import evaluation_env, run_policy
 from agents.evaluation.suite import evaluate_policy
 from agents.forecasts import split_sections
 from agents.sb3 import algorithm_class, build_model, load_model
-from envs.market_data import FeatureNormalizer, MarketData
-from envs.vec_env import NormalizeConfig, VecTradingEnv
+from envs.market.market_data import FeatureNormalizer, MarketData
+from envs.sim.vec_env import NormalizeConfig, VecTradingEnv
 
 logger = logging.getLogger(__name__)
 

@@ -209,7 +209,7 @@ def bench_ppo_main_job(wide: pd.DataFrame, steps: int = 8192, repeats: int = 3) 
     from agents.config import AgentConfig
     from agents.sb3 import policy_kwargs
     from envs import EnvConfig, VecTradingEnv
-    from envs.vec_env import NormalizeConfig
+    from envs.sim.vec_env import NormalizeConfig
 
     torch.set_num_threads(1)
     agent = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "agent" / "ppo.yaml"))

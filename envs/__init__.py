@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING, Any
 import gymnasium
 
 if TYPE_CHECKING:  # imported on first use at run time (see `__getattr__`)
-    from envs.config import EnvConfig, RiskConfig
-    from envs.market_data import FeatureNormalizer, MarketData
-    from envs.trading_env import TradingEnv
-    from envs.vec_env import VecTradingEnv
+    from envs.market.market_data import FeatureNormalizer, MarketData
+    from envs.sim.config import EnvConfig, RiskConfig
+    from envs.sim.trading_env import TradingEnv
+    from envs.sim.vec_env import VecTradingEnv
 
 __all__ = ["EnvConfig", "FeatureNormalizer", "MarketData", "RiskConfig", "TradingEnv", "VecTradingEnv"]
 
 _LAZY = {
-    "EnvConfig": "envs.config", "RiskConfig": "envs.config", "FeatureNormalizer": "envs.market_data", "MarketData": "envs.market_data",
-    "TradingEnv": "envs.trading_env", "VecTradingEnv": "envs.vec_env",
+    "EnvConfig": "envs.sim.config", "RiskConfig": "envs.sim.config", "FeatureNormalizer": "envs.market.market_data", "MarketData": "envs.market.market_data",
+    "TradingEnv": "envs.sim.trading_env", "VecTradingEnv": "envs.sim.vec_env",
 }
 
 
@@ -54,7 +54,7 @@ if "NUMBA_CACHE_DIR" not in os.environ:  # numba fixes the folder when a cached 
 ENV_ID = "quantgym/Trading-v0"
 for _id in (ENV_ID, "Trading-v0"):
     if _id not in gymnasium.registry:
-        gymnasium.register(id=_id, entry_point="envs.trading_env:TradingEnv")
+        gymnasium.register(id=_id, entry_point="envs.sim.trading_env:TradingEnv")
 del _id
 
 

@@ -18,7 +18,7 @@ from agents.cli import hydra_entry  # noqa: E402
 def main(cfg: DictConfig) -> float | None:
     """Evaluate and print the verdict; returns the agent's Sharpe on the span."""
     from agents.evaluate_run import evaluate_run, output_dir
-    from envs.config import RiskConfig
+    from envs.sim.config import RiskConfig
 
     base = hydra.utils.get_original_cwd()
     run_dir = hydra.utils.to_absolute_path(cfg.run_dir)

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from agents.evaluation.runner import EpisodeRecord, Policy, evaluation_env, run_policy
-from envs.config import EnvConfig
-from envs.market_data import FeatureNormalizer, MarketData
+from envs.market.market_data import FeatureNormalizer, MarketData
+from envs.sim.config import EnvConfig
 
 #: rebalance threshold that makes "hold" baselines trade only on a change of signal
 NO_REBALANCE = 0.5

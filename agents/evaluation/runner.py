@@ -15,9 +15,9 @@ import numpy as np
 import numpy.typing as npt
 
 from envs import metrics
-from envs.config import EnvConfig
-from envs.market_data import FeatureNormalizer, MarketData
-from envs.trading_env import TradingEnv
+from envs.market.market_data import FeatureNormalizer, MarketData
+from envs.sim.config import EnvConfig
+from envs.sim.trading_env import TradingEnv
 
 #: policy(observation, info, bar_index) -> action
 Policy = Callable[[npt.NDArray[np.float32], dict[str, Any], int], Any]

@@ -16,10 +16,10 @@ import numpy.typing as npt
 import pandas as pd
 
 from agents.evaluation.runner import Policy, run_policy
-from envs.config import EnvConfig
-from envs.market_data import FeatureNormalizer, MarketData
-from envs.simulation import INFO_KEYS
-from envs.trading_env import TradingEnv
+from envs.market.market_data import FeatureNormalizer, MarketData
+from envs.sim.config import EnvConfig
+from envs.sim.simulation import INFO_KEYS
+from envs.sim.trading_env import TradingEnv
 
 #: info keys stored as integers (bar time in ms, counts, the liquidation flag); the rest are float64
 INT_KEYS = frozenset({"timestamp", "n_fills", "n_round_trips", "liquidated", "risk_state", "risk_reason"})

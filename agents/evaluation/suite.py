@@ -16,8 +16,8 @@ from agents.evaluation.baselines import aggregate_random, run_baselines
 from agents.evaluation.report import to_json_value, write_report
 from agents.evaluation.runner import EpisodeRecord, Policy, evaluation_env, run_policy
 from envs import metrics
-from envs.config import EnvConfig
-from envs.market_data import FeatureNormalizer, MarketData
+from envs.market.market_data import FeatureNormalizer, MarketData
+from envs.sim.config import EnvConfig
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The paper broker: orders go into a book keyed by ``client_order_id`` and are filled by the env's kernel.
 
-No execution rule lives here: `settle` runs `envs.kernels.step_env` (sizing at close t, the risk
+No execution rule lives here: `settle` runs `envs.sim.kernel.step_env` (sizing at close t, the risk
 controls, fill at the open of t+1 with the slippage model, fees, funding, liquidation, stops, the
 mark at close t+1) on
 the kernel's arrays of the bars the session has seen. The kernel indexes its market matrix by row,
@@ -18,8 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 from agents.paper.ledger import Decision, Ledger
-from envs import kernels as K
-from envs.simulation import Simulation
+from envs.sim import kernel as K
+from envs.sim.simulation import Simulation
 
 logger = logging.getLogger(__name__)
 

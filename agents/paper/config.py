@@ -15,8 +15,8 @@ from omegaconf import MISSING, OmegaConf
 
 from agents.config import schema_of
 from agents.paper.brokers.config import BrokerConfig
-from envs.config import RiskConfig
-from envs.times import to_ms
+from envs.market.times import to_ms
+from envs.sim.config import RiskConfig
 
 #: feeds: ``replay`` (a file or store span on a simulated clock), ``live`` (an exchange, `agents.paper.feeds`)
 FEED_KINDS = ("replay", "live")

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from agents.paper.ledger import read_table
-from envs import kernels as K
 from envs.feeds.base import timeframe_ms
+from envs.sim import kernel as K
 
 #: most points drawn per chart (beyond: every k-th step, the last one always)
 MAX_POINTS = 4000

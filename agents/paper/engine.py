@@ -31,10 +31,10 @@ from agents.paper.feeds import FeedLag
 from agents.paper.killswitch import KILL_FILE, StopSignals, read_kill
 from agents.paper.ledger import Decision, Ledger
 from agents.paper.market import BarTail
-from envs import kernels as K
 from envs.feeds.base import Bar, timeframe_ms
-from envs.market_data import FeatureNormalizer
-from envs.simulation import Simulation
+from envs.market.market_data import FeatureNormalizer
+from envs.sim import kernel as K
+from envs.sim.simulation import Simulation
 
 logger = logging.getLogger(__name__)
 

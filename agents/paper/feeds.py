@@ -43,7 +43,7 @@ from envs.feeds.base import Bar, frame_to_bars, timeframe_ms
 from envs.feeds.ccxt_live import LiveFeed, LiveFeedConfig
 from envs.feeds.ccxt_ws import FeedMode, open_live_feed, ws_exchange_for
 from envs.feeds.clock import Clock, ExchangeClock, SystemClock
-from envs.times import to_ms
+from envs.market.times import to_ms
 
 logger = logging.getLogger(__name__)
 

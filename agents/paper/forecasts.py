@@ -46,7 +46,7 @@ from envs.forecasting.walk_forward import (
     event_provenance,
     grid_events,
 )
-from envs.validation import OHLCV_COLUMNS
+from envs.market.bars import OHLCV_COLUMNS
 
 logger = logging.getLogger(__name__)
 

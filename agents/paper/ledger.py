@@ -7,7 +7,7 @@ Tables:
         its ``train_label_end``), committed BEFORE its order goes to the broker.
     orders: the paper broker's book, keyed by ``client_order_id`` (a resend is ignored).
     steps: one row per settled step, committed in ONE transaction with the order's fill status;
-        columns are the env's info keys (`envs.simulation.INFO_KEYS`, same names and meaning) plus
+        columns are the env's info keys (`envs.sim.simulation.INFO_KEYS`, same names and meaning) plus
         the decision bar, the order id and the full kernel state needed to continue.
 """
 
@@ -26,7 +26,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from agents.evaluation.steps import INT_KEYS, step_values
-from envs.simulation import INFO_KEYS
+from envs.sim.simulation import INFO_KEYS
 
 logger = logging.getLogger(__name__)
 

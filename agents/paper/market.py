@@ -4,7 +4,7 @@ At every closed bar the features are recomputed on the last ``tail_bars`` bars w
 pipeline (`envs.features.pipeline.build_features` -> `MarketData` -> the run's feature selection
 and `FeatureNormalizer`), so one bar costs O(tail_bars), not O(history). Every feature is causal
 and its memory is bounded or decays geometrically (the longest is the env's EWM z-score, half-life
-`envs.market_data.NORM_HALFLIFE_BARS` = 64 bars: 4096 bars shrink an initial difference by 2^-64),
+`envs.market.market_data.NORM_HALFLIFE_BARS` = 64 bars: 4096 bars shrink an initial difference by 2^-64),
 so the tail's last row equals the batch features of the whole history; tests/agents/paper/
 test_market.py bounds the difference on the shipped sample (<= 1e-9). While the history is not
 longer than the tail, the two are the same computation and agree bit for bit.
@@ -21,12 +21,12 @@ import pandas as pd
 
 from agents.evaluate_run import run_features
 from agents.paper.config import DEFAULT_TAIL_BARS
-from envs.config import EnvConfig
 from envs.features.pipeline import FeatureConfig, build_features
 from envs.feeds.base import Bar
-from envs.market_data import FeatureNormalizer, MarketData
-from envs.simulation import Simulation
-from envs.validation import OHLCV_COLUMNS
+from envs.market.bars import OHLCV_COLUMNS
+from envs.market.market_data import FeatureNormalizer, MarketData
+from envs.sim.config import EnvConfig
+from envs.sim.simulation import Simulation
 
 if TYPE_CHECKING:
     from agents.paper.forecasts import PaperForecasts

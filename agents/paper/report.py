@@ -21,8 +21,8 @@ from agents.evaluation import plots
 from agents.evaluation.report import write_report
 from agents.evaluation.runner import EpisodeRecord
 from agents.paper.ledger import read_table
-from envs import kernels as K
 from envs import metrics
+from envs.sim import kernel as K
 
 logger = logging.getLogger(__name__)
 

@@ -33,12 +33,12 @@ from agents.paper.ledger import Ledger
 from agents.paper.market import BarTail
 from agents.paper.monitor import SessionMonitor
 from agents.sb3 import load_model
-from envs.config import RiskConfig
 from envs.feeds.base import Bar, frame_to_bars, timeframe_ms
 from envs.feeds.clock import Clock, SimulatedClock
 from envs.feeds.historical import HistoricalFeed
 from envs.forecasting.state import read_state
-from envs.validation import OHLCV_COLUMNS
+from envs.market.bars import OHLCV_COLUMNS
+from envs.sim.config import RiskConfig
 
 logger = logging.getLogger(__name__)
 

@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 
 from envs.data.quality import PROBLEM_KINDS, ValidationReport, robust_return_z, true_runs, validate
+from envs.market.bars import OHLCV_COLUMNS, iso_ms
 from envs.typed_config import from_mapping as typed_from_mapping
-from envs.validation import OHLCV_COLUMNS, iso_ms
 
 logger = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from envs.data.exchange import MARKET_TYPES, exchange_now_ms, make_exchange
 from envs.data.retry import Retrier, RetryError, RetryPolicy
 from envs.data.store import FUNDING_TIMEFRAME, AppendResult, ParquetStore
-from envs.times import iso_utc, to_ms
+from envs.market.times import iso_utc, to_ms
 
 logger = logging.getLogger(__name__)
 

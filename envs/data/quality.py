@@ -1,6 +1,6 @@
 """Full data-quality report of OHLCV bars: every problem with counts and examples.
 
-Used by ``scripts/validate.py`` and `envs.data.cleaning`. Unlike `envs.validation.check_bars`, nothing
+Used by ``scripts/validate.py`` and `envs.data.cleaning`. Unlike `envs.market.bars.check_bars`, nothing
 here raises on bad data; the cleaning policy decides which problems are errors.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from envs.validation import (
+from envs.market.bars import (
     OHLCV_COLUMNS,
     check_timestamp_unit,
     iso_ms,

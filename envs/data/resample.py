@@ -17,8 +17,8 @@ import logging
 import numpy as np
 import pandas as pd
 
-from envs.times import UNIT_MS
-from envs.times import parse_timeframe as parse_timeframe  # re-exported: the one parser
+from envs.market.times import UNIT_MS
+from envs.market.times import parse_timeframe as parse_timeframe  # re-exported: the one parser
 
 logger = logging.getLogger(__name__)
 

@@ -62,8 +62,8 @@ from envs.data.store_files import (  # noqa: F401 - symbol_dirname / dirname_sym
     month_key,
     symbol_dirname,
 )
-from envs.times import to_ms
-from envs.validation import OHLCV_COLUMNS, check_timestamp_unit, find_violations
+from envs.market.bars import OHLCV_COLUMNS, check_timestamp_unit, find_violations
+from envs.market.times import to_ms
 
 try:  # POSIX only; on other platforms appends are not guarded against concurrent writers
     import fcntl

@@ -14,8 +14,8 @@ from typing import NamedTuple, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from envs.times import parse_timeframe
-from envs.validation import OHLCV_COLUMNS
+from envs.market.bars import OHLCV_COLUMNS
+from envs.market.times import parse_timeframe
 
 
 class Bar(NamedTuple):
@@ -60,7 +60,7 @@ class MarketFeed(Protocol):
 
 
 def timeframe_ms(timeframe: str) -> int:
-    """Length of a timeframe such as ``1m``, ``15m``, ``4h``, ``1d`` in ms (`envs.times.parse_timeframe`)."""
+    """Length of a timeframe such as ``1m``, ``15m``, ``4h``, ``1d`` in ms (`envs.market.times.parse_timeframe`)."""
     return parse_timeframe(timeframe)
 
 

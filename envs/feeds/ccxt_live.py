@@ -40,8 +40,8 @@ from envs.data.retry import Retrier, RetryError, RetryPolicy
 from envs.data.store import ParquetStore
 from envs.feeds.base import Bar, empty_bars, frame_to_bars, timeframe_ms
 from envs.feeds.clock import Clock, SystemClock
-from envs.times import iso_utc, to_ms
-from envs.validation import check_timestamp_unit
+from envs.market.bars import check_timestamp_unit
+from envs.market.times import iso_utc, to_ms
 
 logger = logging.getLogger(__name__)
 

@@ -49,7 +49,7 @@ from envs.data.exchange import repoint_urls
 from envs.data.retry import TRANSIENT_ERRORS, FatalFetchError
 from envs.feeds.base import empty_bars
 from envs.feeds.ccxt_live import LiveFeed, LiveFeedStats
-from envs.times import iso_utc
+from envs.market.times import iso_utc
 
 logger = logging.getLogger(__name__)
 

@@ -16,14 +16,14 @@ import pandas as pd
 from envs.data.store import ParquetStore
 from envs.feeds.base import Bar, frame_to_bars, timeframe_ms
 from envs.feeds.clock import Clock
-from envs.validation import OHLCV_COLUMNS, check_bars
+from envs.market.bars import OHLCV_COLUMNS, check_bars
 
 
 class HistoricalFeed:
     """Bars from memory or disk, delivered in order, each exactly once.
 
     Args:
-        bars: bar-format frame (validated with ``envs.validation.check_bars``).
+        bars: bar-format frame (validated with ``envs.market.bars.check_bars``).
         symbol: unified symbol (informational).
         timeframe: bar length, e.g. ``1m``; needed to decide when a bar has closed on ``clock``.
         clock: optional clock; None releases every bar at once.

@@ -22,7 +22,7 @@ from envs.forecasting.models import ModelContext, make_forecaster
 from envs.forecasting.state import read_state
 from envs.forecasting.targets import build_inputs, make_target
 from envs.forecasting.walk_forward import walk_forward_predictions
-from envs.market_data import FeatureNormalizer
+from envs.market.market_data import FeatureNormalizer
 
 FEATURES = FeatureConfig(
     returns=True, return_windows=(1, 4), vol_windows=(12,), time=False, indicators=False, levels=False,

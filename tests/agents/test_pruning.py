@@ -14,7 +14,7 @@ from agents.data import load_splits, make_splits, prune_features
 from agents.evaluate_run import evaluate_run
 from agents.train import run
 from envs.features.pipeline import FeatureConfig, build_features
-from envs.market_data import DERIVED_FEATURES
+from envs.market.market_data import DERIVED_FEATURES
 
 REPO = Path(__file__).resolve().parents[2]
 

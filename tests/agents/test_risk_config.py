@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents.config import to_run_config
 from agents.paper.config import register_paper_configs, to_paper_config
-from envs.config import RiskConfig
+from envs.sim.config import RiskConfig
 from tests.agents.conftest import CONF
 
 PRESET = OmegaConf.to_container(OmegaConf.load(CONF / "risk" / "conservative.yaml"))

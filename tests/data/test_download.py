@@ -26,7 +26,7 @@ from envs.data.download import (
 from envs.data.exchange import api_credentials, make_exchange, repoint_urls
 from envs.data.retry import FatalFetchError, Retrier, RetryPolicy
 from envs.data.store import ParquetStore
-from envs.times import to_ms
+from envs.market.times import to_ms
 from tests.data.conftest import SAMPLE_END_MS
 
 REPO = Path(__file__).resolve().parents[2]

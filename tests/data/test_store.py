@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from envs.data.store import AppendResult, ParquetStore, StoreConfig, month_key
-from envs.times import to_ms
+from envs.market.times import to_ms
 
 EX, SYM, TF = "binance", "BTC/USDT", "1h"
 

@@ -20,8 +20,8 @@ from envs import EnvConfig, TradingEnv, VecTradingEnv
 from envs.data.quality import validate
 from envs.data.store import ParquetStore
 from envs.feeds.historical import HistoricalFeed
-from envs.market_data import attach_funding
-from envs.validation import timestamp_unit_error
+from envs.market.bars import timestamp_unit_error
+from envs.market.market_data import attach_funding
 from tests.conftest import REPO, SAMPLE_1H
 
 #: unit -> (multiplier applied to ms, floor divisor applied to ms, word in the message)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from envs.data.cleaning import CleaningConfig
 from envs.data.quality import PROBLEM_KINDS, validate
-from envs.validation import check_bars, find_violations
+from envs.market.bars import check_bars, find_violations
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_1H = REPO / "data" / "sample" / "btcusdt_1h.parquet"

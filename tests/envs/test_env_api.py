@@ -12,7 +12,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from envs import EnvConfig, TradingEnv
-from envs.simulation import INFO_KEYS
+from envs.sim.simulation import INFO_KEYS
 
 FULL_REALISM = dict(
     taker_fee=0.0005, slippage_model="volatility", slippage_coef=0.2, max_leverage=3.0,

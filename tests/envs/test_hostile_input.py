@@ -111,8 +111,8 @@ def test_out_of_range_continuous_actions_are_clipped_in_both_envs(a: float) -> N
 @SETTINGS
 def test_compiled_rounding_equals_its_python_definition_at_any_magnitude(x: float, step: float) -> None:
     """numba's int64 ``math.floor`` wrapped beyond 2^63 steps; rounding now stays in float64."""
-    from envs.accounting import round_qty_toward_zero
-    from envs.execution import round_to_tick
+    from envs.sim.accounting import round_qty_toward_zero
+    from envs.sim.execution import round_to_tick
 
     q = round_qty_toward_zero(x, step)
     assert q == round_qty_toward_zero.py_func(x, step)

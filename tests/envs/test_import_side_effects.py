@@ -78,6 +78,6 @@ def test_numba_cache_folder_changes_with_any_source_edit(tmp_path: Path) -> None
 
     first = stamp()
     assert first == stamp() and first.startswith("/c/.cache/numba/")
-    (pkg / "rewards.py").write_text((pkg / "rewards.py").read_text() + "\n# edited\n")
+    (pkg / "sim" / "rewards.py").write_text((pkg / "sim" / "rewards.py").read_text() + "\n# edited\n")
     assert stamp() != first
     assert envs.numba_cache_dir(Path("/c")).parent == Path("/c/.cache/numba")

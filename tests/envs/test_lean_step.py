@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from envs import EnvConfig, TradingEnv
-from envs.simulation import INFO_KEYS, INFO_TYPES
+from envs.sim.simulation import INFO_KEYS, INFO_TYPES
 
 REALISM = dict(
     window_size=8, taker_fee=0.0005, slippage_model="volatility", slippage_coef=0.2, max_leverage=3.0,

@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from envs.rewards import (
+from envs.sim.rewards import (
     REWARD_CODES,
     differential_sharpe,
     differential_sortino,

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from envs import EnvConfig, RiskConfig, TradingEnv, VecTradingEnv
-from envs import kernels as K
+from envs.sim import kernel as K
 from tests.envs.helpers import HOUR_MS, config, make_bars
 
 ACTIVE, REDUCING, HALTED = (K.RISK_STATES.index(s) for s in ("ACTIVE", "REDUCING", "HALTED"))

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from envs import EnvConfig, TradingEnv, VecTradingEnv
-from envs.simulation import INFO_KEYS
+from envs.sim.simulation import INFO_KEYS
 
 
 @pytest.fixture(scope="module")

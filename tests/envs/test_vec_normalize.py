@@ -10,7 +10,7 @@ import pytest
 from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
 from envs import EnvConfig, VecTradingEnv
-from envs.vec_env import NormalizeConfig
+from envs.sim.vec_env import NormalizeConfig
 
 CFG = EnvConfig(window_size=8, episode_length=40, max_leverage=3.0, stop_loss=0.02, take_profit=0.03,
                 slippage_model="volatility", slippage_coef=0.3, funding_rate=0.0003, max_drawdown=0.05)

@@ -45,8 +45,8 @@ from agents.paper.brokers.config import BrokerConfig, is_loopback
 from agents.paper.config import PaperFeedConfig
 from agents.paper.ledger import Decision, Ledger
 from agents.paper.market import BarTail
-from envs import kernels as K
 from envs.data.exchange import make_exchange, repoint_urls
+from envs.sim import kernel as K
 
 logger = logging.getLogger(__name__)
 
@@ -260,7 +260,7 @@ class TestnetBroker(PaperBroker):
     def intended_qty(self, decision: Decision) -> float:
         """Signed quantity (base units) the kernel would trade for ``decision`` if bar t+1 opened at close t.
 
-        Runs `envs.kernels.step_env` (sizing, rebalance threshold, minimum notional, risk rules) on a
+        Runs `envs.sim.kernel.step_env` (sizing, rebalance threshold, minimum notional, risk rules) on a
         copy of the state at the decision bar against a next bar that opens, closes and ranges at
         close t with unlimited volume: the one implementation of the rules, no second sizing code.
         """

@@ -7,9 +7,9 @@ import pandas as pd
 
 from agents.paper.broker import from_rows, initial_state, to_rows
 from agents.paper.market import simulation_of
-from envs import kernels as K
-from envs.config import EnvConfig
-from envs.market_data import MarketData
+from envs.market.market_data import MarketData
+from envs.sim import kernel as K
+from envs.sim.config import EnvConfig
 
 
 def test_kernel_on_a_sliding_tail_equals_the_kernel_on_all_bars(sample_1h: pd.DataFrame) -> None:

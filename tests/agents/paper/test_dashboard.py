@@ -18,7 +18,7 @@ from agents.paper.dashboard import KILL_FILE, Dashboard
 from agents.paper.dashboard_view import LedgerReader, page_html, prometheus_text, read_snapshot
 from agents.paper.killswitch import read_kill
 from agents.paper.ledger import LEDGER_FILE, Ledger, read_steps
-from envs import kernels as K
+from envs.sim import kernel as K
 
 TOKEN = "tok-9f3c2a7d41e8b6"
 

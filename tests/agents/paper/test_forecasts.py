@@ -23,8 +23,8 @@ from agents.evaluate_run import evaluate_run, load_run
 from agents.paper.ledger import read_steps, read_table
 from agents.paper.session import run_paper
 from agents.train import run
-from envs.config import RiskConfig
-from envs.simulation import INFO_KEYS
+from envs.sim.config import RiskConfig
+from envs.sim.simulation import INFO_KEYS
 from tests.agents.paper.conftest import CONF, REPO, SMOKE, ledger_rows, paper_config
 
 #: LightGBM forecaster small enough that the replay of 400 bars holds 4 refits and 4 updates

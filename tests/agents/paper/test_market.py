@@ -9,10 +9,10 @@ from omegaconf import OmegaConf
 
 from agents.paper.config import DEFAULT_TAIL_BARS
 from agents.paper.market import BarTail, simulation_of
-from envs.config import EnvConfig
 from envs.features.pipeline import FeatureConfig, build_features
 from envs.feeds.base import frame_to_bars
-from envs.market_data import FeatureNormalizer, MarketData
+from envs.market.market_data import FeatureNormalizer, MarketData
+from envs.sim.config import EnvConfig
 from tests.agents.paper.conftest import CONF
 
 

@@ -12,7 +12,7 @@ from agents.paper.config import PaperConfig, PaperFeedConfig
 from agents.paper.ledger import read_steps
 from agents.paper.session import run_paper
 from envs.data.store import ParquetStore
-from envs.simulation import INFO_KEYS
+from envs.sim.simulation import INFO_KEYS
 from tests.agents.paper.conftest import REPO, ledger_rows, paper_config
 
 

@@ -25,10 +25,10 @@ from agents.paper.killswitch import KILL_FILE, read_kill, request_kill
 from agents.paper.ledger import LEDGER_FILE, Decision, Ledger, read_steps
 from agents.paper.market import simulation_of
 from agents.paper.session import run_paper
-from envs import kernels as K
-from envs.config import EnvConfig, RiskConfig
-from envs.market_data import MarketData
-from envs.simulation import INFO_KEYS
+from envs.market.market_data import MarketData
+from envs.sim import kernel as K
+from envs.sim.config import EnvConfig, RiskConfig
+from envs.sim.simulation import INFO_KEYS
 from tests.agents.paper.conftest import REPO, TRAIN_END, ledger_rows, paper_config
 
 N_BARS = 320

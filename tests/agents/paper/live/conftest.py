@@ -21,8 +21,8 @@ import pytest
 from agents.paper.config import PaperConfig, PaperFeedConfig
 from agents.paper.ledger import read_table
 from agents.paper.session import run_paper
-from envs import kernels as K
 from envs.feeds.clock import SimulatedClock
+from envs.sim import kernel as K
 from tests.agents.paper.conftest import REPO, TRAIN_END
 from tests.fake_exchange import FakeExchange
 

@@ -10,7 +10,7 @@ import math
 
 import numba
 
-from envs.accounting import bps_to_frac, float_ceil, float_floor
+from envs.sim.accounting import bps_to_frac, float_ceil, float_floor
 
 SLIP_NONE = 0
 SLIP_FIXED_BPS = 1

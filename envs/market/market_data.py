@@ -5,7 +5,7 @@ Input format (a DataFrame or a Parquet path): ``timestamp`` (int64 ms UTC, bar o
 optional ``funding_rate`` (fraction per funding interval, |rate| < 0.1), optional ``spread`` (quote
 currency, full bid/ask spread, 0 <= spread < low) and any other real numeric columns, which become
 observation features as they are (finite and within float32's range; NaN only in a leading warm-up,
-shown as 0). `envs.validation.check_columns` enforces these ranges.
+shown as 0). `envs.market.bars.check_columns` enforces these ranges.
 
 Every derived feature at bar t uses bars <= t only: the normalisation is an exponentially
 weighted mean/variance of *past* values (bars < t), never statistics of the whole series.
@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from envs.validation import OHLCV_COLUMNS, SPECIAL_COLUMNS, check_bars, check_columns, check_timestamp_unit
+from envs.market.bars import OHLCV_COLUMNS, SPECIAL_COLUMNS, check_bars, check_columns, check_timestamp_unit
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ class MarketData:
 
     @classmethod
     def from_frame(cls, df: pd.DataFrame) -> MarketData:
-        """Validate bars (see `envs.validation.check_bars`) and build the arrays and features."""
+        """Validate bars (see `envs.market.bars.check_bars`) and build the arrays and features."""
         check_bars(df)
         check_columns(df)
         arrays = {c: np.ascontiguousarray(df[c].to_numpy(dtype=np.float64)) for c in OHLCV_COLUMNS[1:]}

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from envs.times import iso_utc
+from envs.market.times import iso_utc
 
 if TYPE_CHECKING:
     pass

@@ -12,12 +12,19 @@ from dataclasses import dataclass, field, fields
 
 import pandas as pd
 
-from envs.validation import MAX_ABS_FUNDING_RATE
+from envs.market.bars import MAX_ABS_FUNDING_RATE
+from envs.sim.execution import SLIPPAGE_CODES
+from envs.sim.rewards import REWARD_CODES
 
 ACTION_MODES = ("continuous", "discrete")
-SIZING_MODES = ("fixed", "vol_target", "risk_per_trade", "kelly")
-SLIPPAGE_MODELS = ("none", "fixed_bps", "spread", "volatility", "sqrt_impact")
-REWARDS = ("log_return", "differential_sharpe", "sortino")
+#: sizing mode -> the kernel's code (`envs.sim.kernel.target_exposure` branches on it)
+SIZING_FIXED, SIZING_VOL_TARGET, SIZING_RISK, SIZING_KELLY = 0, 1, 2, 3
+SIZING_CODES = {"fixed": SIZING_FIXED, "vol_target": SIZING_VOL_TARGET, "risk_per_trade": SIZING_RISK,
+                "kelly": SIZING_KELLY}
+# The allowed names come from the code tables: a new model/reward/mode is one table entry, never repeated here.
+SIZING_MODES = tuple(SIZING_CODES)
+SLIPPAGE_MODELS = tuple(SLIPPAGE_CODES)
+REWARDS = tuple(REWARD_CODES)
 #: Upper bounds of the cost settings (values beyond them are unit errors, e.g. percent for bps).
 MAX_SLIPPAGE_BPS = 1000.0
 MAX_SLIPPAGE_COEF = 10.0
@@ -206,7 +213,7 @@ class EnvConfig:
         if isinstance(self.risk, dict):
             object.__setattr__(self, "risk", RiskConfig.from_dict(self.risk))
         if not isinstance(self.risk, RiskConfig):
-            _fail("risk", self.risk, "must be an envs.config.RiskConfig (or a mapping of its keys)")
+            _fail("risk", self.risk, "must be an envs.sim.config.RiskConfig (or a mapping of its keys)")
         for name in (f.name for f in fields(self)):
             value = getattr(self, name)
             if isinstance(value, float) and not math.isfinite(value):

@@ -12,10 +12,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from envs import kernels as K
 from envs import metrics
-from envs.config import EnvConfig
-from envs.market_data import FeatureNormalizer, MarketData
+from envs.market.market_data import FeatureNormalizer, MarketData
+from envs.sim import kernel as K
+from envs.sim.config import EnvConfig
 
 #: info keys of every reset()/step(), in order (see the README's info table)
 INFO_KEYS = (

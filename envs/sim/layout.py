@@ -1,7 +1,7 @@
 """The kernel's layouts: market-matrix columns ``M_*``, state rows ``S_*``, parameters ``P_*`` and codes.
 
 `make_params` flattens a validated `EnvConfig` into the parameter vector. The compiled rules
-(`envs.kernels`, `envs.risk_rules`) index these arrays by the names defined here.
+(`envs.sim.kernel`, `envs.sim.risk`) index these arrays by the names defined here.
 """
 
 from __future__ import annotations
@@ -11,9 +11,16 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from envs.config import EnvConfig
-from envs.execution import SLIPPAGE_CODES
-from envs.rewards import REWARD_CODES
+from envs.sim.config import (  # noqa: F401  (the sizing codes are part of the kernel layout)
+    SIZING_CODES,
+    SIZING_FIXED,
+    SIZING_KELLY,
+    SIZING_RISK,
+    SIZING_VOL_TARGET,
+    EnvConfig,
+)
+from envs.sim.execution import SLIPPAGE_CODES
+from envs.sim.rewards import REWARD_CODES
 
 # market matrix columns
 M_OPEN, M_HIGH, M_LOW, M_CLOSE, M_VOLUME, M_SPREAD, M_SIGMA, M_MU, M_FUNDING, M_TIME = range(10)
@@ -44,8 +51,6 @@ S_ROWS = 43
  P_RISK_EXPIRES_MS) = range(39)
 P_LEN = 39
 
-SIZING_CODES = {"fixed": 0, "vol_target": 1, "risk_per_trade": 2, "kelly": 3}
-SIZING_FIXED, SIZING_VOL_TARGET, SIZING_RISK, SIZING_KELLY = 0, 1, 2, 3
 #: number of account-state values appended to each observation
 N_ACCOUNT_OBS = 4
 

@@ -1,6 +1,6 @@
 """The trading rules 2–8 as one compiled kernel, shared by `TradingEnv` (n = 1) and `VecTradingEnv`.
 
-Layouts (named row/column indices, not positional lists; declared once in `envs.layout` and
+Layouts (named row/column indices, not positional lists; declared once in `envs.sim.layout` and
 available here as ``kernels.S_EQUITY`` etc.):
 - market matrix ``M`` (T, M_COLS) float64, one row per bar: open, high, low, close, volume, spread
   (NaN without a column), sigma and mu (per-bar std / mean of 1-bar log returns over the vol
@@ -14,7 +14,7 @@ Per env and step (decision at bar t, see the README's execution semantics):
   -> fill at open t+1 with slippage, tick rounding and taker fee -> funding amount on the
   post-fill position -> liquidation / stop / take-profit against bar t+1's range -> funding
   settled -> mark at close t+1 -> reward -> observation.
-Risk controls (`RiskConfig`, README "Risk controls", rules in `envs.risk_rules`) limit the decision
+Risk controls (`RiskConfig`, README "Risk controls", rules in `envs.sim.risk`) limit the decision
 at close t with what is known at t: `risk_regime` (kill, drawdown halt, stale feed, daily loss, expiry) and
 `risk_cap_exposure` before sizing, `risk_order` on the order quantity; `roll_day` after the mark.
 Two state rows are inputs the caller sets between steps: ``S_FEED_LAG`` (bars the feed is behind,
@@ -31,7 +31,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from envs.accounting import (
+from envs.sim.accounting import (
     cash_after_fill,
     liquidation_price,
     mark_to_market,
@@ -39,11 +39,11 @@ from envs.accounting import (
     target_quantity,
     updated_entry_price,
 )
-from envs.execution import fill_price, taker_fee_quote
-from envs.layout import *  # noqa: F403 - the layouts are part of this module's interface (K.S_EQUITY, ...)
-from envs.layout import make_params as make_params  # noqa: F401 - re-exported
-from envs.rewards import shaped_reward
-from envs.risk_rules import risk_cap_exposure, risk_order, risk_regime, roll_day
+from envs.sim.execution import fill_price, taker_fee_quote
+from envs.sim.layout import *  # noqa: F403 - the layouts are part of this module's interface (K.S_EQUITY, ...)
+from envs.sim.layout import make_params as make_params  # noqa: F401 - re-exported
+from envs.sim.rewards import shaped_reward
+from envs.sim.risk import risk_cap_exposure, risk_order, risk_regime, roll_day
 
 
 @numba.njit(cache=True)
@@ -51,7 +51,7 @@ def target_exposure(a: float, P: np.ndarray, levels: np.ndarray, sigma: float, m
     """Rule 2: action value -> sized target exposure (position value / equity), capped.
 
     A discrete ``a`` must be a valid index into ``levels``: the envs check every action at their
-    Python boundary (`envs.trading_env.check_actions`), this compiled code cannot report errors.
+    Python boundary (`envs.sim.trading_env.check_actions`), this compiled code cannot report errors.
     """
     max_lev = P[P_MAX_LEV]
     long_only = P[P_LONG_ONLY] > 0.0
@@ -367,7 +367,7 @@ def write_info(i: int, S: np.ndarray, timestamps: np.ndarray, table: np.ndarray,
     Value k comes from state row ``table[0, k]`` as kind ``table[1, k]``: `INFO_FLOAT` (stored bit
     for bit as a float64), `INFO_INT` (truncated to int64), `INFO_BOOL` (1 when > 0, else 0) or
     `INFO_TIMESTAMP` (the int64 ms time of the bar in that row). Readers view the record through a
-    structured dtype (`envs.simulation.INFO_DTYPE`), whose ``.item()`` gives Python scalars.
+    structured dtype (`envs.sim.simulation.INFO_DTYPE`), whose ``.item()`` gives Python scalars.
     """
     outf = out.view(np.float64)
     for k in range(out.shape[0]):

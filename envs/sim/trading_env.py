@@ -11,10 +11,17 @@ import numpy.typing as npt
 import pandas as pd
 from gymnasium import spaces
 
-from envs import kernels as K
-from envs.config import EnvConfig
-from envs.market_data import FeatureNormalizer, MarketData
-from envs.simulation import INFO_DTYPE, INFO_KEYS, INFO_TABLE, RISK_INPUT_ROWS, ObservationBuffers, Simulation
+from envs.market.market_data import FeatureNormalizer, MarketData
+from envs.sim import kernel as K
+from envs.sim.config import EnvConfig
+from envs.sim.simulation import (
+    INFO_DTYPE,
+    INFO_KEYS,
+    INFO_TABLE,
+    RISK_INPUT_ROWS,
+    ObservationBuffers,
+    Simulation,
+)
 
 
 def make_spaces(sim: Simulation) -> tuple[spaces.Space, spaces.Box]:
@@ -126,7 +133,7 @@ class TradingEnv(gym.Env):
     ``config.risk`` (`RiskConfig`, all off by default) limits each decision at the close it is
     made (max exposure, max order notional, daily loss, drawdown halt, stale feed, expiry, kill
     switch); ``info["risk_state"]`` (0 ACTIVE, 1 REDUCING, 2 HALTED) and ``info["risk_reason"]``
-    (index into ``envs.kernels.RISK_REASONS``) say how the step's order was limited. The feed lag
+    (index into ``envs.sim.kernel.RISK_REASONS``) say how the step's order was limited. The feed lag
     and the kill switch are inputs set through ``risk_inputs``.
 
     ## Episode End

@@ -2,7 +2,7 @@
 
 They limit the decision at close t with what is known at t: `risk_regime` (kill, drawdown halt,
 stale feed, daily loss, expiry) and `risk_cap_exposure` before sizing, `risk_order` on the order
-quantity; `roll_day` after the mark. Called from `envs.kernels.step_env`.
+quantity; `roll_day` after the mark. Called from `envs.sim.kernel.step_env`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import math
 import numba
 import numpy as np
 
-from envs.accounting import round_qty_toward_zero
-from envs.layout import *  # noqa: F403 - the named rows, params and codes these rules index by
+from envs.sim.accounting import round_qty_toward_zero
+from envs.sim.layout import *  # noqa: F403 - the named rows, params and codes these rules index by
 
 
 @numba.njit(cache=True)

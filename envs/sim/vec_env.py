@@ -18,11 +18,11 @@ from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import VecNormalize
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
-from envs import kernels as K
-from envs.config import EnvConfig
-from envs.market_data import FeatureNormalizer, MarketData
-from envs.simulation import ACCOUNT_ROWS, RISK_INPUT_ROWS, ObservationBuffers, Simulation
-from envs.trading_env import check_actions, make_spaces
+from envs.market.market_data import FeatureNormalizer, MarketData
+from envs.sim import kernel as K
+from envs.sim.config import EnvConfig
+from envs.sim.simulation import ACCOUNT_ROWS, RISK_INPUT_ROWS, ObservationBuffers, Simulation
+from envs.sim.trading_env import check_actions, make_spaces
 
 _NO_ENVS = np.zeros(0, dtype=np.int64)
 
