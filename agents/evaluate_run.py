@@ -6,7 +6,6 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -14,7 +13,7 @@ from agents.artifacts import sb3_policy
 from agents.config import RunConfig, to_run_config
 from agents.data import check_tradable, load_frame, load_splits, require_usable
 from agents.evaluation.steps import STEPS_FILE, evaluation_steps
-from agents.evaluation.suite import evaluate_policy
+from agents.evaluation.suite import EvaluationResult, evaluate_policy
 from agents.forecasts import STATE_DIR, continue_on_new_bars, skill_config, skill_section, split_sections
 from agents.sb3 import load_model
 from envs.features.pipeline import FeatureConfig, build_features
@@ -61,7 +60,7 @@ def output_dir(run_dir: str | Path, split: str = "test", data_path: str | None =
 
 def evaluate_run(run_dir: str | Path, split: str = "test", data_path: str | None = None, model: str = "best",
                  out_dir: str | Path | None = None, base_dir: str | None = None,
-                 risk: RiskConfig | None = None) -> dict[str, Any]:
+                 risk: RiskConfig | None = None) -> EvaluationResult:
     """Evaluate the run's ``best`` (or ``final``) model on ``split`` of its data, or on ``data_path``.
 
     With ``data_path`` the whole file is one evaluation span (its features are normalised with the
@@ -110,6 +109,5 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data_path: str | None
     result = evaluate_policy(policy, data, cfg.env, normalizer, cfg.evaluation, out, cfg.data.calendar,
                              title=f"{cfg.agent.name.upper()} ({model} model) on {name}", seed=cfg.train.seed,
                              extra_sections=sections)
-    result.pop("records", None)
-    result["steps"] = str(evaluation_steps(policy, data, cfg.env, normalizer, out / STEPS_FILE, seed=cfg.train.seed))
-    return result
+    steps = evaluation_steps(policy, data, cfg.env, normalizer, out / STEPS_FILE, seed=cfg.train.seed)
+    return dataclasses.replace(result, steps=steps)

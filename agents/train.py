@@ -17,10 +17,11 @@ Run folder layout (``run_dir``)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from agents.checkpoints import latest_checkpoint as latest_checkpoint  # re-expo
 from agents.config import RunConfig
 from agents.data import Splits, check_tradable, load_splits, prune_features
 from agents.evaluation.runner import evaluation_env, run_policy
-from agents.evaluation.suite import evaluate_policy
+from agents.evaluation.suite import EvaluationResult, evaluate_policy
 from agents.forecasts import split_sections
 from agents.sb3 import algorithm_class, build_model, load_model
 from envs.market.market_data import FeatureNormalizer, MarketData
@@ -95,10 +96,36 @@ def _wrap(vec: VecTradingEnv, cfg: RunConfig) -> VecEnv:
     return venv
 
 
+@dataclass(frozen=True, slots=True)
+class TrainResult:
+    """A finished training run.
+
+    Attributes:
+        run_dir: the run folder (models, checkpoints, TensorBoard, report).
+        best_validation_sharpe: the best annualised Sharpe on the validation split (selects best_model.zip).
+        num_timesteps: env steps trained.
+        evaluation: the best model on the test split (report.md, metrics.json), or None when the run
+            was asked not to touch the test split (tuning trials).
+    """
+
+    run_dir: Path
+    best_validation_sharpe: float
+    num_timesteps: int
+    evaluation: EvaluationResult | None = None
+
+    @property
+    def test_sharpe(self) -> float | None:
+        """The best model's annualised Sharpe on the test split (None when not evaluated or undefined)."""
+        if self.evaluation is None:
+            return None
+        value = float(self.evaluation.agent_metrics["sharpe"])
+        return value if np.isfinite(value) else None
+
+
 def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
         on_validation: Callable[[dict[str, float], int], None] | None = None,
-        test_report: bool = True, splits: Splits | None = None) -> dict[str, Any]:
-    """Train, validate, checkpoint and evaluate on the test split; returns the test metrics.
+        test_report: bool = True, splits: Splits | None = None) -> TrainResult:
+    """Train, validate, checkpoint and evaluate on the test split.
 
     Args:
         cfg: the validated run config.
@@ -156,9 +183,10 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
     write_normalization = normalization_writer(model)
     if write_normalization is not None:
         write_normalization(run_dir / "vecnormalize.pkl")
+    trained = TrainResult(run_dir=run_dir, best_validation_sharpe=float(validation.best_sharpe),
+                          num_timesteps=int(model.num_timesteps))
     if not test_report:
-        return {"best_validation_sharpe": validation.best_sharpe, "num_timesteps": int(model.num_timesteps),
-                "run_dir": str(run_dir)}
+        return trained
 
     best_path = run_dir / "best_model.zip"
     best = load_model(cfg.agent.name, best_path, device=cfg.train.device)
@@ -177,9 +205,4 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
             **split_sections(splits, "test", cfg.evaluation, cfg.train.seed, run_dir),
         },
     )
-    result["best_validation_sharpe"] = validation.best_sharpe
-    result["num_timesteps"] = int(model.num_timesteps)
-    result["run_dir"] = str(run_dir)
-    test_sharpe = result["results"]["agent"]["sharpe"]
-    result["test_sharpe"] = float(test_sharpe) if np.isfinite(test_sharpe) else None
-    return result
+    return dataclasses.replace(trained, evaluation=result)

@@ -8,8 +8,8 @@ are disjoint and consecutive, so their returns are also judged together.
 
 from __future__ import annotations
 
-import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,8 @@ import numpy as np
 
 from agents.config import RunConfig, SplitConfig
 from agents.data import SplitBounds, Splits, load_splits
-from agents.evaluation.report import to_json_value
-from agents.evaluation.suite import judge
+from agents.evaluation.report import write_report
+from agents.evaluation.suite import Judgement, judge
 from agents.train import run
 from envs import metrics
 
@@ -58,40 +58,87 @@ def walk_forward_bounds(n: int, folds: int, split: SplitConfig, window_size: int
     return out
 
 
-def run_walk_forward(cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Train and test every fold (in ``run_dir/fold_<k>``); write walk_forward.md and .json."""
+@dataclass(frozen=True, slots=True)
+class FoldResult:
+    """One walk-forward fold: its test span and the best model's metrics there.
+
+    Attributes:
+        fold: fold number k (tests on segment k + 1).
+        first_decision, last_bar: the test span (ISO UTC).
+        agent: the agent's `FOLD_METRICS` on the test span.
+        buy_and_hold_sharpe: buy-and-hold's annualised Sharpe on the same span.
+        best_validation_sharpe: the fold's model-selection score.
+    """
+
+    fold: int
+    first_decision: str
+    last_bar: str
+    agent: dict[str, float]
+    buy_and_hold_sharpe: float
+    best_validation_sharpe: float
+
+
+@dataclass(frozen=True, slots=True)
+class WalkForwardResult:
+    """Every fold, the mean and std of each metric over folds, and the verdict over all test spans together.
+
+    Attributes:
+        folds: one `FoldResult` per fold, in time order.
+        aggregate: metric -> (mean, std) over folds.
+        judgement: bootstrap verdict of the concatenated test returns vs buy-and-hold.
+        report: ``walk_forward.md``; its JSON twin is ``walk_forward.json``.
+    """
+
+    folds: tuple[FoldResult, ...]
+    aggregate: dict[str, tuple[float, float]]
+    judgement: Judgement
+    report: Path
+
+
+def run_walk_forward(cfg: RunConfig, run_dir: str | Path) -> WalkForwardResult:
+    """Train and test every fold (in ``run_dir/fold_<k>``); write walk_forward.md and .json (the one report module)."""
     run_dir = Path(run_dir)
     loaded = load_splits(cfg.data, cfg.env.window_size, cfg.features, cfg.paths.feature_cache_dir, cfg.forecaster)
     full, forecasts = loaded.full, loaded.forecasts
-    folds = walk_forward_bounds(len(full), cfg.evaluation.walk_forward_folds, cfg.data.split, cfg.env.window_size,
-                                forecasts.first_bar if forecasts is not None else 0)
-    rows, agent_returns, bh_returns, stamps = [], [], [], []
-    for k, bounds in enumerate(folds):
-        logger.info("walk-forward fold %d/%d", k + 1, len(folds))
-        result = run(cfg, run_dir / f"fold_{k}", splits=Splits(full=full, bounds=bounds, forecasts=forecasts))
-        agent, bh = result["results"]["agent"], result["results"]["buy_and_hold"]
-        rows.append({"fold": k, **Splits(full=full, bounds=bounds).describe()["test"],
-                     **{f"agent_{m}": agent[m] for m in FOLD_METRICS}, "buy_and_hold_sharpe": bh["sharpe"],
-                     "best_validation_sharpe": result["best_validation_sharpe"]})
-        records = result["records"]
-        agent_returns.append(records["agent"].returns)
-        bh_returns.append(records["buy_and_hold"].returns)
-        stamps.append(records["agent"].timestamps)
-    aggregate = {m: (float(np.nanmean([r[f"agent_{m}"] for r in rows])), float(np.nanstd([r[f"agent_{m}"] for r in rows])))
+    bounds_list = walk_forward_bounds(len(full), cfg.evaluation.walk_forward_folds, cfg.data.split,
+                                      cfg.env.window_size, forecasts.first_bar if forecasts is not None else 0)
+    folds, agent_returns, bh_returns, stamps = [], [], [], []
+    for k, bounds in enumerate(bounds_list):
+        logger.info("walk-forward fold %d/%d", k + 1, len(bounds_list))
+        trained = run(cfg, run_dir / f"fold_{k}", splits=Splits(full=full, bounds=bounds, forecasts=forecasts))
+        ev = trained.evaluation
+        assert ev is not None  # run() evaluates on the test split unless test_report=False
+        span = Splits(full=full, bounds=bounds).describe()["test"]
+        folds.append(FoldResult(
+            fold=k, first_decision=str(span["first_decision"]), last_bar=str(span["last_bar"]),
+            agent={m: ev.agent_metrics[m] for m in FOLD_METRICS},
+            buy_and_hold_sharpe=ev.metrics["buy_and_hold"]["sharpe"],
+            best_validation_sharpe=trained.best_validation_sharpe))
+        agent_returns.append(ev.agent.returns)
+        bh_returns.append(ev.buy_and_hold.returns)
+        stamps.append(ev.agent.timestamps)
+    aggregate = {m: (float(np.nanmean([f.agent[m] for f in folds])), float(np.nanstd([f.agent[m] for f in folds])))
                  for m in FOLD_METRICS}
     ppy = metrics.bars_per_year(np.concatenate(stamps), cfg.data.calendar)
     verdict = judge(np.concatenate(agent_returns), np.concatenate(bh_returns), ppy, cfg.evaluation, cfg.train.seed)
-    lines = ["# Walk-forward evaluation", "", f"{len(folds)} folds; each tests on the span after its training window.",
-             "", "| fold | test span | agent Sharpe | agent return | max DD | round trips | buy&hold Sharpe |",
-             "|---:|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['fold']} | {r['first_decision'][:10]} .. {r['last_bar'][:10]} | {r['agent_sharpe']:.2f} | "
-                     f"{100 * r['agent_total_return']:.2f}% | {100 * r['agent_max_drawdown']:.2f}% | "
-                     f"{r['agent_n_round_trips']:.0f} | {r['buy_and_hold_sharpe']:.2f} |")
-    lines += ["", "Mean ± std over folds: " + ", ".join(f"{m} {v[0]:.3f} ± {v[1]:.3f}" for m, v in aggregate.items()),
-              "", "## All test spans together", "", verdict.text, ""]
-    (run_dir / "walk_forward.md").write_text("\n".join(lines), encoding="utf-8")
-    payload = {"folds": rows, "aggregate": {m: {"mean": v[0], "std": v[1]} for m, v in aggregate.items()},
-               "judgement": verdict.to_dict()}
-    (run_dir / "walk_forward.json").write_text(json.dumps(to_json_value(payload), indent=2, allow_nan=False))
-    return payload
+    table = {f"fold {f.fold}": {**f.agent, "buy_and_hold_sharpe": f.buy_and_hold_sharpe,
+                                "best_validation_sharpe": f.best_validation_sharpe} for f in folds}
+    table["mean"] = {m: v[0] for m, v in aggregate.items()}
+    table["std"] = {m: v[1] for m, v in aggregate.items()}
+    spans = "\n".join(f"- fold {f.fold}: {f.first_decision[:10]} .. {f.last_bar[:10]}" for f in folds)
+    report, _ = write_report(
+        run_dir, table, {"all test spans together": verdict.text}, title="Walk-forward evaluation",
+        extra_sections={"Test spans": f"{len(folds)} folds; each tests on the span after its training window "
+                                      f"(reports in fold_<k>/report.md).\n{spans}"},
+        md_name="walk_forward.md", json_name="walk_forward.json",
+        extra_json={"folds": [_fold_row(f) for f in folds],
+                    "aggregate": {m: {"mean": v[0], "std": v[1]} for m, v in aggregate.items()},
+                    "judgement": verdict.to_dict()})
+    return WalkForwardResult(folds=tuple(folds), aggregate=aggregate, judgement=verdict, report=report)
+
+
+def _fold_row(f: FoldResult) -> dict[str, Any]:
+    """A fold as one flat JSON row (``agent_<metric>`` columns)."""
+    return {"fold": f.fold, "first_decision": f.first_decision, "last_bar": f.last_bar,
+            **{f"agent_{m}": v for m, v in f.agent.items()}, "buy_and_hold_sharpe": f.buy_and_hold_sharpe,
+            "best_validation_sharpe": f.best_validation_sharpe}

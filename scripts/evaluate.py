@@ -41,9 +41,9 @@ def main(cfg: DictConfig) -> float | None:
         if [p.name for p in out.iterdir()] == ["evaluate.log"]:  # nothing evaluated: leave no folder behind
             shutil.rmtree(out)
         raise
-    print(result["judgement"]["verdict"])
-    print(f"Report: {result['report']}")
-    return result["results"]["agent"]["sharpe"]
+    print(result.judgement.text)
+    print(f"Report: {result.report}")
+    return result.agent_metrics["sharpe"]
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ def main(cfg: DictConfig) -> None:
 
     out = hydra.utils.to_absolute_path(cfg.out_dir) if cfg.out_dir else None
     result = paper_report(hydra.utils.to_absolute_path(cfg.paper_dir), out)
-    print(result["results"]["paper"])
-    print(f"Report: {result['report']}")
+    print(result.summary)
+    print(f"Report: {result.report}")
 
 
 if __name__ == "__main__":

@@ -45,13 +45,14 @@ def main(cfg: DictConfig) -> float | None:
         from agents.walk_forward import run_walk_forward
 
         wf = run_walk_forward(run_cfg, run_dir)
-        print(f"\nWalk-forward over {len(wf['folds'])} folds: {wf['judgement']['verdict']}")
-        print(f"Report: {run_dir / 'walk_forward.md'}\nTensorBoard: tensorboard --logdir {run_dir}")
-        return wf["aggregate"]["sharpe"]["mean"]
+        print(f"\nWalk-forward over {len(wf.folds)} folds: {wf.judgement.text}")
+        print(f"Report: {wf.report}\nTensorBoard: tensorboard --logdir {run_dir}")
+        return wf.aggregate["sharpe"][0]
     result = run(run_cfg, run_dir, resume=bool(resume_from))
-    print(f"\nTest split: {result['judgement']['verdict']}")
-    print(f"Report: {result['report']}\nTensorBoard: tensorboard --logdir {run_dir / 'tb'}")
-    return result["test_sharpe"]
+    assert result.evaluation is not None  # run() evaluates on the test split by default
+    print(f"\nTest split: {result.evaluation.judgement.text}")
+    print(f"Report: {result.evaluation.report}\nTensorBoard: tensorboard --logdir {run_dir / 'tb'}")
+    return result.test_sharpe
 
 
 if __name__ == "__main__":

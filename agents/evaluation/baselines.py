@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,23 @@ def random_policy(rng: np.random.Generator) -> Policy:
     return lambda obs, info, t: rng.uniform(-1.0, 1.0, 1).astype(np.float32)
 
 
+@dataclass(frozen=True, slots=True)
+class Baselines:
+    """One evaluation pass of each baseline over the agent's bars (same costs and rules).
+
+    Attributes:
+        buy_and_hold: exposure 1.0 from the first decision.
+        flat: never trades.
+        ma_crossover: long (exposure 1.0) while the fast moving average is above the slow one.
+        random: uniformly random actions, one pass per seed.
+    """
+
+    buy_and_hold: EpisodeRecord
+    flat: EpisodeRecord
+    ma_crossover: EpisodeRecord
+    random: tuple[EpisodeRecord, ...]
+
+
 def run_baselines(
     data: MarketData,
     config: EnvConfig,
@@ -62,20 +80,18 @@ def run_baselines(
     ma_fast: int,
     ma_slow: int,
     seed: int = 0,
-) -> dict[str, EpisodeRecord | list[EpisodeRecord]]:
-    """Run every baseline; ``random`` maps to one record per seed."""
+) -> Baselines:
+    """Run every baseline (``random`` once per seed ``seed + k``)."""
     one_x = 1.0 / config.max_leverage  # exposure 1.0 expressed as an action
     hold_env = evaluation_env(data, baseline_config(config, hold=True), normalizer)
-    records: dict[str, EpisodeRecord | list[EpisodeRecord]] = {
-        "buy_and_hold": run_policy(hold_env, _constant(one_x), seed),
-        "flat": run_policy(hold_env, _constant(0.0), seed),
-        "ma_crossover": run_policy(hold_env, ma_crossover_policy(data.close, ma_fast, ma_slow, one_x), seed),
-    }
     rand_env = evaluation_env(data, baseline_config(config, hold=False), normalizer)
-    records["random"] = [
-        run_policy(rand_env, random_policy(np.random.default_rng(seed + k)), seed) for k in range(n_random_seeds)
-    ]
-    return records
+    return Baselines(
+        buy_and_hold=run_policy(hold_env, _constant(one_x), seed),
+        flat=run_policy(hold_env, _constant(0.0), seed),
+        ma_crossover=run_policy(hold_env, ma_crossover_policy(data.close, ma_fast, ma_slow, one_x), seed),
+        random=tuple(run_policy(rand_env, random_policy(np.random.default_rng(seed + k)), seed)
+                     for k in range(n_random_seeds)),
+    )
 
 
 def aggregate_random(summaries: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:

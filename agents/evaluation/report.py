@@ -128,6 +128,7 @@ def write_report(
     json_name: str = "metrics.json",
     number_format: str = ".2f",
     table_note: str = "Fractions are shown in percent; ratios are annualised; costs are in quote currency.",
+    extra_json: Mapping[str, object] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``report.md`` and ``metrics.json`` into ``run_dir``.
 
@@ -144,6 +145,7 @@ def write_report(
         json_name: file name of the JSON twin (e.g. ``forecast_report.json``).
         number_format: format spec of metrics without a unit rule (``".4g"`` for small statistics).
         table_note: the sentence under the "Metrics" heading (units of the table).
+        extra_json: more top-level keys of the JSON twin (e.g. ``judgement``), written once with the rest.
 
     Returns:
         ``(report_md_path, metrics_json_path)``.
@@ -193,6 +195,10 @@ def write_report(
         "plots": {k: _link(p, out_dir) for k, p in plot_paths.items()},
         "extra_sections": sections,
     }
+    for key, value in (extra_json or {}).items():
+        if key in payload:
+            raise ValueError(f"extra_json key {key!r} would replace the report's own {key!r}")
+        payload[key] = to_json_value(value)
     json_path = out_dir / json_name
     json_path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     logger.info("wrote %s and %s", md_path, json_path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy as np
 from agents.config import EvaluationConfig
 from agents.evaluation import plots, stats
 from agents.evaluation.baselines import aggregate_random, run_baselines
-from agents.evaluation.report import to_json_value, write_report
+from agents.evaluation.report import write_report
 from agents.evaluation.runner import EpisodeRecord, Policy, evaluation_env, run_policy
 from envs import metrics
 from envs.market.market_data import FeatureNormalizer, MarketData
@@ -47,6 +46,35 @@ class Judgement:
         return {"sharpe_ci": list(self.sharpe_ci), "sharpe_diff_vs_buy_and_hold_ci": list(self.diff_ci),
                 "probabilistic_sharpe": self.psr, "deflated_sharpe": self.deflated_sharpe,
                 "n_trials": self.n_trials, "verdict": self.text}
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationResult:
+    """What `evaluate_policy` found and wrote.
+
+    Attributes:
+        metrics: policy name -> its `envs.metrics.summarize` values (the report's table: ``agent`` first,
+            then ``buy_and_hold``, ``ma_crossover``, ``flat``, the random mean and std).
+        judgement: the agent's bootstrap intervals, deflated Sharpe and verdict.
+        report: ``report.md``.
+        metrics_json: ``metrics.json`` (the same numbers, full precision).
+        agent: the agent's pass (per-bar equity, positions, ...).
+        buy_and_hold: the buy-and-hold pass over the same bars.
+        steps: ``steps.parquet`` (one row per step with the env's info keys) when written.
+    """
+
+    metrics: dict[str, dict[str, float]]
+    judgement: Judgement
+    report: Path
+    metrics_json: Path
+    agent: EpisodeRecord
+    buy_and_hold: EpisodeRecord
+    steps: Path | None = None
+
+    @property
+    def agent_metrics(self) -> dict[str, float]:
+        """The agent's column of the report's table."""
+        return self.metrics["agent"]
 
 
 def judge(r_a: np.ndarray, r_b: np.ndarray, periods_per_year: float, cfg: EvaluationConfig,
@@ -93,20 +121,13 @@ def evaluate_policy(
     seed: int = 0,
     extra_sections: dict[str, str] | None = None,
     trial_sharpes: list[float] | None = None,
-) -> dict[str, Any]:
-    """Agent vs. baselines on ``data`` (one sequential pass each); writes report.md, metrics.json, PNGs.
-
-    Returns:
-        ``{"results": {policy: metrics}, "judgement": {...}, "report": path, "metrics_json": path}``.
-    """
+) -> EvaluationResult:
+    """Agent vs. baselines on ``data`` (one sequential pass each); writes report.md, metrics.json, PNGs."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     agent = run_policy(evaluation_env(data, env_config, normalizer), policy, seed)
     base = run_baselines(data, env_config, normalizer, cfg.n_random_seeds, cfg.ma_fast, cfg.ma_slow, seed)
-    bh, flat, ma = base["buy_and_hold"], base["flat"], base["ma_crossover"]
-    randoms = base["random"]
-    assert isinstance(bh, EpisodeRecord) and isinstance(flat, EpisodeRecord) and isinstance(ma, EpisodeRecord)
-    assert isinstance(randoms, list)
+    bh, flat, ma, randoms = base.buy_and_hold, base.flat, base.ma_crossover, base.random
     results = {
         "agent": agent.summary(calendar), "buy_and_hold": bh.summary(calendar),
         "ma_crossover": ma.summary(calendar), "flat": flat.summary(calendar),
@@ -143,9 +164,7 @@ def evaluate_policy(
             "and no stops. Random is the mean (and std) over seeds of uniformly random actions."),
         **(extra_sections or {}),
     }
-    report_md, metrics_json = write_report(out, results, [judgement.text], figures, sections, title=title)
-    payload = json.loads(metrics_json.read_text(encoding="utf-8"))
-    payload["judgement"] = to_json_value(judgement.to_dict())
-    metrics_json.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    return {"results": results, "judgement": judgement.to_dict(), "report": str(report_md),
-            "metrics_json": str(metrics_json), "records": {"agent": agent, "buy_and_hold": bh}}
+    report_md, metrics_json = write_report(out, results, [judgement.text], figures, sections, title=title,
+                                           extra_json={"judgement": judgement.to_dict()})
+    return EvaluationResult(metrics=results, judgement=judgement, report=report_md, metrics_json=metrics_json,
+                            agent=agent, buy_and_hold=bh)

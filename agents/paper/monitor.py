@@ -123,5 +123,5 @@ def write_stop_report(paper_dir: str | Path) -> str | None:
         logger.info("no settled step in %s: no report", paper_dir)
         return None
     result = paper_report(paper_dir)
-    return str(result["report"])
+    return str(result.report)
 

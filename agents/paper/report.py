@@ -8,10 +8,9 @@ hold; the report says so.
 
 from __future__ import annotations
 
-import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,7 +50,22 @@ def ledger_record(steps: pd.DataFrame, decisions: pd.DataFrame, initial_cash: fl
     )
 
 
-def paper_report(paper_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class PaperReport:
+    """The report of a paper folder.
+
+    Attributes:
+        report: ``report.md``.
+        metrics_json: ``metrics.json`` (the same numbers).
+        summary: the session's `envs.metrics.summarize` values (the ``paper`` column).
+    """
+
+    report: Path
+    metrics_json: Path
+    summary: dict[str, float]
+
+
+def paper_report(paper_dir: str | Path, out_dir: str | Path | None = None) -> PaperReport:
     """Write report.md, metrics.json and the PNGs of a paper folder into ``out_dir`` (default ``<paper_dir>/report``)."""
     paper = Path(paper_dir)
     meta = dict(read_table(paper, "meta")[["key", "value"]].itertuples(index=False, name=None))
@@ -83,8 +97,7 @@ def paper_report(paper_dir: str | Path, out_dir: str | Path | None = None) -> di
     report_md, metrics_json = write_report(out, {"paper": summary}, [verdict], figures, sections,
                                            title=f"Paper session {paper.name}")
     logger.info("paper report: %s", report_md)
-    return {"report": str(report_md), "metrics_json": str(metrics_json), "results": {"paper": summary},
-            "metrics": json.loads(metrics_json.read_text())}
+    return PaperReport(report=report_md, metrics_json=metrics_json, summary=summary)
 
 
 def _iso(ms: int) -> str:

@@ -89,9 +89,9 @@ def evaluate_best_on_test(run_dir: Path, trial_sharpes: Sequence[float], out_dir
                                      "was used once, after selection."},
         trial_sharpes=finite_sharpes if len(finite_sharpes) >= 2 else None,
     )
-    j = result["judgement"]
+    j = result.judgement
     return TestEvaluation(
-        scores=SplitScores.of(result["results"]["agent"]), n_trials=int(j["n_trials"]),
-        deflated_sharpe=finite(j["deflated_sharpe"]), probabilistic_sharpe=finite(j["probabilistic_sharpe"]),
-        verdict=str(j["verdict"]), report=str(result["report"]), model=str(model_path),
+        scores=SplitScores.of(result.agent_metrics), n_trials=j.n_trials,
+        deflated_sharpe=finite(j.deflated_sharpe), probabilistic_sharpe=finite(j.psr),
+        verdict=j.text, report=str(result.report), model=str(model_path),
     )

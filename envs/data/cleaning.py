@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from envs.data.quality import PROBLEM_KINDS, ValidationReport, robust_return_z, true_runs, validate
-from envs.market.bars import OHLCV_COLUMNS, iso_ms
+from envs.market.bars import OHLCV_COLUMNS, iso_ms, ohlc_inconsistent, row_rule_masks
 from envs.typed_config import from_mapping as typed_from_mapping
 
 logger = logging.getLogger(__name__)
@@ -253,18 +253,9 @@ def clean(
     out = df.reset_index(drop=True)
     pos = np.arange(len(out))
 
-    def arrays(frame: pd.DataFrame) -> tuple[np.ndarray, ...]:
-        return tuple(frame[c].to_numpy(dtype=np.float64) for c in OHLCV_COLUMNS[1:])
-
-    o, h, lo, c, v = arrays(out)
-    ohlcv = np.column_stack([o, h, lo, c, v])
-    with np.errstate(invalid="ignore"):
-        masks = {
-            "non_finite": ~np.isfinite(ohlcv).all(axis=1),
-            "non_positive": (ohlcv[:, :4] <= 0).any(axis=1),
-            "negative_volume": v < 0,
-            "ohlc_inconsistent": (h < np.maximum(o, c)) | (lo > np.minimum(o, c)) | (h < lo),
-        }
+    rules = row_rule_masks(*(out[col].to_numpy(dtype=np.float64) for col in OHLCV_COLUMNS[1:]))
+    masks = {"non_finite": rules["non_finite"], "non_positive": rules["non_positive"],
+             "negative_volume": rules["negative_volume"], "ohlc_inconsistent": ohlc_inconsistent(rules)}
     bad_any = np.zeros(len(out), dtype=bool)
     for kind, mask in masks.items():  # report each kind once, rows counted under the first kind
         if getattr(config, kind) == "drop":

@@ -15,9 +15,13 @@ import numpy.typing as npt
 import pandas as pd
 
 from envs.market.bars import (
+    OHLC_RULES,
     OHLCV_COLUMNS,
+    ROW_RULES,
     check_timestamp_unit,
     iso_ms,
+    ohlc_inconsistent,
+    row_rule_masks,
 )
 
 if TYPE_CHECKING:
@@ -44,7 +48,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "non_finite": "rows with NaN/inf in open/high/low/close/volume",
     "non_positive": "rows with a price <= 0",
     "negative_volume": "rows with volume < 0",
-    "ohlc_inconsistent": "rows breaking high >= max(open, close), low <= min(open, close) or high >= low",
+    "ohlc_inconsistent": "rows breaking high >= max(open, close) or low <= min(open, close) (so high >= low)",
     "misaligned": "rows whose timestamp is off the bar grid (first timestamp + k * bar interval)",
     "gaps": "missing bars vs. the contiguous grid of the bar interval",
     "zero_volume_runs": "bars inside runs of >= N consecutive zero-volume bars",
@@ -218,6 +222,82 @@ def true_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return starts, ends - starts
 
 
+def _order_problems(ts: np.ndarray) -> dict[str, Problem]:
+    """Rows earlier than a previous row, and rows repeating an earlier timestamp (rows as given)."""
+    n = len(ts)
+    prev_max = np.maximum.accumulate(ts)
+    behind = np.zeros(n, dtype=bool)
+    behind[1:] = ts[1:] < prev_max[:-1]
+    dup = np.zeros(n, dtype=bool)
+    if n:
+        order = np.argsort(ts, kind="stable")
+        same = np.zeros(n, dtype=bool)
+        same[1:] = ts[order][1:] == ts[order][:-1]
+        dup[order[same]] = True
+    return {
+        "out_of_order": _row_problem("out_of_order", behind, ts,
+                                     lambda i: f"timestamp {ts[i]} < earlier max {prev_max[i - 1]}"),
+        "duplicates": _row_problem("duplicates", dup, ts, lambda i: "repeats an earlier timestamp"),
+    }
+
+
+def _value_problems(ts: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
+                    v: np.ndarray) -> dict[str, Problem]:
+    """The per-row value rules (`envs.market.bars.ROW_RULES`), the OHLC ones reported as one kind."""
+    rules = row_rule_masks(o, h, lo, c, v)
+    ohlcv = np.column_stack([o, h, lo, c, v]) if len(ts) else np.zeros((0, 5))
+    described = dict(ROW_RULES)
+
+    def ohlc_detail(i: int) -> str:
+        broken = [described[r] for r in OHLC_RULES if rules[r][i]]
+        return f"breaks {', '.join(broken)} (o/h/l/c = {o[i]:g}/{h[i]:g}/{lo[i]:g}/{c[i]:g})"
+
+    return {
+        "non_finite": _row_problem("non_finite", rules["non_finite"], ts,
+                                   lambda i: "o/h/l/c/v = " + "/".join(f"{x:g}" for x in ohlcv[i])),
+        "non_positive": _row_problem("non_positive", rules["non_positive"], ts,
+                                     lambda i: "o/h/l/c = " + "/".join(f"{x:g}" for x in ohlcv[i, :4])),
+        "negative_volume": _row_problem("negative_volume", rules["negative_volume"], ts, lambda i: f"volume = {v[i]:g}"),
+        "ohlc_inconsistent": _row_problem("ohlc_inconsistent", ohlc_inconsistent(rules), ts, ohlc_detail),
+    }
+
+
+def _grid_problems(ts: np.ndarray, tf: int | None) -> dict[str, Problem]:
+    """Timestamps off the bar grid, and missing bars, on the sorted unique timestamps."""
+    if tf is None:
+        note = "fewer than 2 distinct timestamps: bar interval unknown"
+        return {"misaligned": Problem("misaligned", 0, note=note), "gaps": Problem("gaps", 0, note=note)}
+    uniq, first_pos = np.unique(ts, return_index=True)
+    off = (uniq - uniq[0]) % tf != 0
+    misaligned = _row_problem("misaligned", np.isin(ts, uniq[off]), ts,
+                              lambda i: f"offset {(ts[i] - uniq[0]) % tf} ms from the grid")
+    on, on_pos = uniq[~off], first_pos[~off]
+    steps = np.diff(on)
+    gap_at = np.flatnonzero(steps > tf)
+    missing_bars = steps[gap_at] // tf - 1
+    ex = tuple(
+        Example(int(on_pos[g]), int(on[g]),
+                f"{int(m)} missing bar(s) {iso_ms(int(on[g]) + tf)} .. {iso_ms(int(on[g + 1]) - tf)}")
+        for g, m in zip(gap_at[:N_EXAMPLES], missing_bars[:N_EXAMPLES], strict=False)
+    )
+    largest = f"largest gap {int(missing_bars.max())} bar(s)" if missing_bars.size else ""
+    return {"misaligned": misaligned,
+            "gaps": Problem("gaps", int(missing_bars.sum()), ex, n_events=int(gap_at.size), note=largest)}
+
+
+def _zero_volume_problem(ts: np.ndarray, v: np.ndarray, min_run: int) -> Problem:
+    """Bars inside runs of >= ``min_run`` consecutive zero-volume bars."""
+    starts, lengths = true_runs(v == 0)
+    keep = lengths >= min_run
+    starts, lengths = starts[keep], lengths[keep]
+    return Problem(
+        "zero_volume_runs", int(lengths.sum()),
+        tuple(Example(int(s), int(ts[s]), f"{int(m)} zero-volume bar(s)")
+              for s, m in zip(starts[:N_EXAMPLES], lengths[:N_EXAMPLES], strict=False)),
+        n_events=int(starts.size), note=f"N = {min_run}",
+    )
+
+
 def validate(
     df: pd.DataFrame,
     timeframe_ms: int | None = None,
@@ -267,90 +347,11 @@ def validate(
     check_timestamp_unit(ts, "cannot validate the bars")
     o, h, lo, c, v = (df[col].to_numpy(dtype=np.float64) for col in OHLCV_COLUMNS[1:])
     n = len(ts)
-    problems: dict[str, Problem] = {}
-
-    # ordering and duplicates (on rows as given)
-    prev_max = np.maximum.accumulate(ts)
-    behind = np.zeros(n, dtype=bool)
-    behind[1:] = ts[1:] < prev_max[:-1]
-    problems["out_of_order"] = _row_problem(
-        "out_of_order", behind, ts, lambda i: f"timestamp {ts[i]} < earlier max {prev_max[i - 1]}"
-    )
-    dup = np.zeros(n, dtype=bool)
-    if n:
-        order = np.argsort(ts, kind="stable")
-        same = np.zeros(n, dtype=bool)
-        same[1:] = ts[order][1:] == ts[order][:-1]
-        dup[order[same]] = True
-    problems["duplicates"] = _row_problem("duplicates", dup, ts, lambda i: "repeats an earlier timestamp")
-
-    # values
-    ohlcv = np.column_stack([o, h, lo, c, v]) if n else np.zeros((0, 5))
-    finite = np.isfinite(ohlcv).all(axis=1)
-    problems["non_finite"] = _row_problem(
-        "non_finite", ~finite, ts, lambda i: "o/h/l/c/v = " + "/".join(f"{x:g}" for x in ohlcv[i])
-    )
-    with np.errstate(invalid="ignore"):
-        prices = ohlcv[:, :4]
-        problems["non_positive"] = _row_problem(
-            "non_positive", (prices <= 0).any(axis=1), ts, lambda i: "o/h/l/c = " + "/".join(f"{x:g}" for x in prices[i])
-        )
-        problems["negative_volume"] = _row_problem("negative_volume", v < 0, ts, lambda i: f"volume = {v[i]:g}")
-        bad_h = h < np.maximum(o, c)
-        bad_l = lo > np.minimum(o, c)
-        bad_hl = h < lo
-
-    def _ohlc_detail(i: int) -> str:
-        rules = [r for r, b in (("high < max(open, close)", bad_h), ("low > min(open, close)", bad_l), ("high < low", bad_hl)) if b[i]]
-        return f"{', '.join(rules)} (o/h/l/c = {o[i]:g}/{h[i]:g}/{lo[i]:g}/{c[i]:g})"
-
-    problems["ohlc_inconsistent"] = _row_problem("ohlc_inconsistent", bad_h | bad_l | bad_hl, ts, _ohlc_detail)
-
-    # grid: misaligned timestamps and gaps
     inferred = timeframe_ms is None
     tf = infer_timeframe_ms(ts) if inferred else int(timeframe_ms)  # type: ignore[arg-type]
-    if tf is None:
-        note = "fewer than 2 distinct timestamps: bar interval unknown"
-        problems["misaligned"] = Problem("misaligned", 0, note=note)
-        problems["gaps"] = Problem("gaps", 0, note=note)
-    else:
-        uniq, first_pos = np.unique(ts, return_index=True)
-        off = (uniq - uniq[0]) % tf != 0
-        mis_rows = np.isin(ts, uniq[off])
-        problems["misaligned"] = _row_problem(
-            "misaligned", mis_rows, ts, lambda i: f"offset {(ts[i] - uniq[0]) % tf} ms from the grid"
-        )
-        on = uniq[~off]
-        on_pos = first_pos[~off]
-        steps = np.diff(on)
-        gap_at = np.flatnonzero(steps > tf)
-        missing_bars = steps[gap_at] // tf - 1
-        ex = tuple(
-            Example(
-                int(on_pos[g]),
-                int(on[g]),
-                f"{int(m)} missing bar(s) {iso_ms(int(on[g]) + tf)} .. {iso_ms(int(on[g + 1]) - tf)}",
-            )
-            for g, m in zip(gap_at[:N_EXAMPLES], missing_bars[:N_EXAMPLES], strict=False)
-        )
-        largest = f"largest gap {int(missing_bars.max())} bar(s)" if missing_bars.size else ""
-        problems["gaps"] = Problem("gaps", int(missing_bars.sum()), ex, n_events=int(gap_at.size), note=largest)
-
-    # zero-volume runs
-    starts, lengths = true_runs(v == 0)
-    keep = lengths >= zero_volume_min_run
-    starts, lengths = starts[keep], lengths[keep]
-    problems["zero_volume_runs"] = Problem(
-        "zero_volume_runs",
-        int(lengths.sum()),
-        tuple(Example(int(s), int(ts[s]), f"{int(m)} zero-volume bar(s)") for s, m in zip(starts[:N_EXAMPLES], lengths[:N_EXAMPLES], strict=False)),
-        n_events=int(starts.size),
-        note=f"N = {zero_volume_min_run}",
-    )
-
-    # return outliers (robust z of log returns)
-    problems["return_outliers"] = _return_outliers(c, ts, outlier_z)
-
+    problems = {**_order_problems(ts), **_value_problems(ts, o, h, lo, c, v), **_grid_problems(ts, tf),
+                "zero_volume_runs": _zero_volume_problem(ts, v, zero_volume_min_run),
+                "return_outliers": _return_outliers(c, ts, outlier_z)}
     error_kinds = policy.error_kinds()
     ordered = tuple(
         Problem(p.kind, p.count, p.examples, p.n_events, p.kind in error_kinds, p.note)

@@ -128,6 +128,38 @@ def _violation(rule: str, bad: npt.ArrayLike, timestamps: np.ndarray | None) -> 
     return Violation(rule=rule, count=int(idx.size), first_index=first, first_timestamp=ts)
 
 
+#: The per-row value rules of a bar, each as (name, what a good row satisfies). `row_rule_masks` computes
+#: them; the load-time check (`find_violations`), the quality report (`envs.data.quality`) and the
+#: cleaning policies (`envs.data.cleaning`) all use it, so each rule is written once.
+ROW_RULES: tuple[tuple[str, str], ...] = (
+    ("non_finite", "no NaN/inf in OHLCV"),
+    ("non_positive", "prices > 0"),
+    ("negative_volume", "volume >= 0"),
+    ("high_below_body", "high >= max(open, close)"),
+    ("low_above_body", "low <= min(open, close)"),
+)
+#: the rules whose breach makes a bar's OHLC inconsistent (high < low implies one of them)
+OHLC_RULES = ("high_below_body", "low_above_body")
+
+
+def row_rule_masks(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows breaking each of `ROW_RULES` (True = broken), from float64 OHLCV columns of equal length."""
+    ohlcv = np.column_stack([o, h, lo, c, v]) if len(o) else np.zeros((0, 5))
+    with np.errstate(invalid="ignore"):
+        return {
+            "non_finite": ~np.isfinite(ohlcv).all(axis=1),
+            "non_positive": (ohlcv[:, :4] <= 0).any(axis=1),
+            "negative_volume": v < 0,
+            "high_below_body": h < np.maximum(o, c),
+            "low_above_body": lo > np.minimum(o, c),
+        }
+
+
+def ohlc_inconsistent(masks: dict[str, np.ndarray]) -> np.ndarray:
+    """Rows breaking any of `OHLC_RULES` (``masks`` from `row_rule_masks`)."""
+    return masks["high_below_body"] | masks["low_above_body"]
+
+
 def find_violations(df: pd.DataFrame) -> list[Violation]:
     """Return every broken bar rule of ``df`` (empty list when the bars are clean).
 
@@ -155,13 +187,8 @@ def find_violations(df: pd.DataFrame) -> list[Violation]:
     not_increasing = np.zeros(len(ts), dtype=bool)
     not_increasing[1:] = ts[1:] <= ts[:-1]
     found.append(_violation("timestamps strictly increasing", not_increasing, ts))
-    ohlcv = np.column_stack([o, h, lo, c, v]) if len(ts) else np.zeros((0, 5))
-    found.append(_violation("no NaN/inf in OHLCV", ~np.isfinite(ohlcv).all(axis=1), ts))
-    with np.errstate(invalid="ignore"):
-        found.append(_violation("prices > 0", (np.column_stack([o, h, lo, c]) <= 0).any(axis=1), ts))
-        found.append(_violation("volume >= 0", v < 0, ts))
-        found.append(_violation("high >= max(open, close)", h < np.maximum(o, c), ts))
-        found.append(_violation("low <= min(open, close)", lo > np.minimum(o, c), ts))
+    masks = row_rule_masks(o, h, lo, c, v)
+    found.extend(_violation(rule, masks[name], ts) for name, rule in ROW_RULES)
     return [f for f in found if f is not None]
 
 

@@ -65,4 +65,4 @@ def test_pruned_run_trains_reports_and_evaluates(compose_cfg, tmp_path: Path) ->
     assert "Collinearity pruning" in (tmp_path / "report.md").read_text()
     # the evaluator applies the run's column selection to freshly built features
     result = evaluate_run(tmp_path, split="val", base_dir=str(REPO))
-    assert np.isfinite(result["results"]["agent"]["total_return"])
+    assert np.isfinite(result.agent_metrics["total_return"])

@@ -152,7 +152,7 @@ def test_fills_and_round_trips_are_named_apart_and_counts_print_as_integers(tmp_
                     rebalance_threshold=0.5)
     out = evaluate_policy(lambda obs, info, t: (t // 10) % 2, data, env, None,
                           EvaluationConfig(n_random_seeds=2, n_boot=50), tmp_path, seed=0)
-    agent = out["results"]["agent"]
+    agent = out.agent_metrics
     assert agent["n_round_trips"] > 10 and abs(agent["n_fills"] - 2 * agent["n_round_trips"]) <= 1
     assert "n_trades" not in agent
     policies = json.loads((tmp_path / "metrics.json").read_text())["policies"]

@@ -61,10 +61,10 @@ def test_tiny_run_logs_trading_and_eval_metrics_and_writes_report(compose_cfg, t
     assert "verdict" in metrics["judgement"]
     for png in ("equity.png", "drawdown.png", "exposure.png", "trade_returns.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert result["num_timesteps"] >= cfg.train.total_timesteps
+    assert result.num_timesteps >= cfg.train.total_timesteps and result.evaluation is not None
     # the evaluator reloads the run (model, config, normalisation) on another split
     again = evaluate_run(tmp_path, split="val", base_dir=str(REPO))
-    assert Path(again["report"]).exists() and "agent" in again["results"]
+    assert again.report.exists() and "agent" in again.metrics
 
 
 @pytest.mark.slow
@@ -127,7 +127,7 @@ def test_resume_skips_a_checkpoint_cut_short_by_a_crash(compose_cfg, tmp_path: P
         result = run(cfg, tmp_path, resume=True, test_report=False)
     assert "checkpoint at 2048 steps is incomplete" in caplog.text
     assert str(normaliser) in caplog.text  # the warning names the file
-    assert result["num_timesteps"] >= cfg.train.total_timesteps
+    assert result.num_timesteps >= cfg.train.total_timesteps
     assert load_model("ppo", tmp_path / "final_model.zip").num_timesteps >= cfg.train.total_timesteps
 
 

@@ -37,8 +37,10 @@ def test_two_fold_walk_forward_writes_per_fold_and_aggregate(compose_cfg, tmp_pa
                                      "evaluation.walk_forward_folds=2", "features=none", "env.window_size=8"]),
                         base_dir=str(REPO))
     out = run_walk_forward(cfg, tmp_path)
-    assert len(out["folds"]) == 2
+    assert len(out.folds) == 2 and out.report == tmp_path / "walk_forward.md"
     assert (tmp_path / "fold_0" / "report.md").exists() and (tmp_path / "fold_1" / "report.md").exists()
     saved = json.loads((tmp_path / "walk_forward.json").read_text())
     assert saved["aggregate"]["sharpe"]["mean"] is not None and "verdict" in saved["judgement"]
-    assert "| 1 |" in (tmp_path / "walk_forward.md").read_text()
+    md = (tmp_path / "walk_forward.md").read_text()
+    assert "| metric | fold 0 | fold 1 | mean | std |" in md and "all test spans together" in md
+    assert [f["fold"] for f in saved["folds"]] == [0, 1] and saved["policies"]["mean"]["sharpe"] is not None

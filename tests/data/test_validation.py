@@ -90,7 +90,10 @@ def test_ohlc_detail_names_broken_sub_rule() -> None:
     df = bars()
     df.loc[3, "high"] = 10.0
     detail = validate(df).problem("ohlc_inconsistent").examples[0].detail
-    assert "high < max(open, close)" in detail and "high < low" in detail
+    assert "breaks high >= max(open, close)" in detail and "low <=" not in detail  # only the broken rule
+    df.loc[5, ["high", "low"]] = [10.0, 1e6]
+    detail = validate(df).problem("ohlc_inconsistent").examples[1].detail
+    assert "breaks high >= max(open, close), low <= min(open, close)" in detail  # high < low breaks both
 
 
 def test_inf_counts_as_non_finite() -> None:

@@ -62,7 +62,7 @@ def fc_paper(fc_run: Path, replay_file: Path, tmp_path_factory: pytest.TempPathF
 def test_replay_with_forecasts_equals_evaluation_step_by_step(fc_run: Path, replay_file: Path, fc_paper: Path,
                                                               tmp_path: Path) -> None:
     result = evaluate_run(fc_run, data_path=str(replay_file), out_dir=tmp_path / "eval")
-    evaluated = pd.read_parquet(result["steps"])
+    evaluated = pd.read_parquet(result.steps)
     paper = read_steps(fc_paper)
     assert len(paper) == len(evaluated) > 100
     for key in INFO_KEYS:  # bit-identical: equity, position, fills, costs, timestamps
@@ -89,7 +89,7 @@ def test_replay_with_forecasts_and_risk_limits_equals_evaluation(fc_run: Path, r
     risk = RiskConfig(max_exposure=0.5, max_order_notional=2500.0, daily_loss_limit=0.004,
                       expires_at=pd.Timestamp(int(ts.iloc[300]), unit="ms", tz="UTC").isoformat())
     evaluated = pd.read_parquet(evaluate_run(fc_run, data_path=str(replay_file), out_dir=tmp_path / "eval",
-                                             risk=risk)["steps"])
+                                             risk=risk).steps)
     run_paper(paper_config(fc_run, replay_file, tmp_path / "paper", risk=risk))
     paper = read_steps(tmp_path / "paper")
     assert len(paper) == len(evaluated) > 100

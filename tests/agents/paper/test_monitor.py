@@ -56,4 +56,4 @@ def test_the_session_writes_the_evaluation_report_when_it_stops(uninterrupted: P
     stop = uninterrupted / "report"
     assert (stop / "report.md").exists() and (stop / "equity.png").exists()
     fresh = paper_report(uninterrupted, tmp_path / "again")
-    assert json.loads((stop / "metrics.json").read_text()) == json.loads(Path(fresh["metrics_json"]).read_text())
+    assert json.loads((stop / "metrics.json").read_text()) == json.loads(fresh.metrics_json.read_text())

@@ -19,7 +19,7 @@ from tests.agents.paper.conftest import REPO, ledger_rows, paper_config
 def test_replay_equals_evaluation_step_by_step(tiny_run: Path, replay_file: Path, uninterrupted: Path,
                                                tmp_path: Path) -> None:
     result = evaluate_run(tiny_run, data_path=str(replay_file), out_dir=tmp_path / "eval")
-    evaluated = pd.read_parquet(result["steps"])
+    evaluated = pd.read_parquet(result.steps)
     paper = read_steps(uninterrupted)
     assert list(evaluated.columns) == list(INFO_KEYS)
     assert len(paper) == len(evaluated) > 100

@@ -19,7 +19,7 @@ def test_paper_report_from_the_ledger_equals_the_evaluation_of_the_same_bars(
     assert done.returncode == 0, done.stderr[-3000:]
     paper = json.loads((out / "metrics.json").read_text())["policies"]["paper"]
     evaluated = evaluate_run(tiny_run, data_path=str(replay_file), out_dir=tmp_path / "eval")
-    agent = json.loads(Path(evaluated["metrics_json"]).read_text())["policies"]["agent"]
+    agent = json.loads(evaluated.metrics_json.read_text())["policies"]["agent"]
     assert set(agent) <= set(paper)
     for key, value in agent.items():  # every metric of the evaluator's agent column, from the ledger alone
         assert paper[key] == value, key

@@ -75,7 +75,7 @@ def test_replay_equals_evaluation_with_risk_limits_from_the_runs_config(risky_ru
                                                                        risky_session: Path, tmp_path: Path) -> None:
     cfg, _ = load_run(risky_run)
     assert cfg.env.risk == RiskConfig(**risk_limits(long_replay))  # type: ignore[arg-type]
-    evaluated = pd.read_parquet(evaluate_run(risky_run, data_path=str(long_replay), out_dir=tmp_path / "eval")["steps"])
+    evaluated = pd.read_parquet(evaluate_run(risky_run, data_path=str(long_replay), out_dir=tmp_path / "eval").steps)
     paper = read_steps(risky_session)
     assert len(paper) == len(evaluated) == N_BARS - cfg.env.window_size
     for key in INFO_KEYS:  # bit-identical, risk state and reason included
@@ -86,7 +86,7 @@ def test_replay_equals_evaluation_with_risk_limits_from_the_runs_config(risky_ru
     assert (paper["exposure"] <= 0.6 * 1.05).all()
     # without the limits the same bars trade differently
     free = pd.read_parquet(evaluate_run(risky_run, data_path=str(long_replay), out_dir=tmp_path / "free",
-                                        risk=RiskConfig())["steps"])
+                                        risk=RiskConfig()).steps)
     assert not np.array_equal(free["position"].to_numpy(), paper["position"].to_numpy())
     assert (free["risk_state"] == ACTIVE).all()
 
@@ -96,7 +96,7 @@ def test_risk_overrides_in_paper_and_evaluation_equal_the_runs_saved_limits(
     risk = RiskConfig(**risk_limits(long_replay))  # type: ignore[arg-type]
     ref = read_steps(risky_session)[list(INFO_KEYS)]
     evaluated = pd.read_parquet(evaluate_run(tiny_run, data_path=str(long_replay), out_dir=tmp_path / "eval",
-                                             risk=risk)["steps"])
+                                             risk=risk).steps)
     pd.testing.assert_frame_equal(evaluated, ref)
     # paper mode's override, on the first 100 bars (a decision never depends on later bars)
     head = tmp_path / "head.parquet"
