@@ -218,38 +218,84 @@ def _resume_point(
     return int(last) + step_ms
 
 
-def _paginate(
-    *,
-    what: str,
-    exchange: ccxt.Exchange,
-    store: ParquetStore,
-    store_exchange: str,
-    symbol: str,
-    timeframe: str,
-    fetch: Callable[[int], pd.DataFrame],
-    start_ms: int,
-    stop_ms: int,
-    step_ms: int,
-    gap_ms: int,
-    page_span_ms: int,
-    end_slack_ms: int,
-    config: DownloadConfig,
-    retrier: Retrier,
-) -> DownloadSummary:
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """What one download pages through: the series, its span and its paging geometry (all ms)."""
+
+    what: str
+    store_exchange: str
+    symbol: str
+    timeframe: str
+    start_ms: int
+    stop_ms: int
+    step_ms: int  # one row's spacing (the next page starts one step after the last row)
+    gap_ms: int  # spacing above which rows are missing
+    page_span_ms: int  # time one full page covers (an empty page is skipped by this much)
+    end_slack_ms: int  # funding: an empty page this close to stop is the normal end
+
+
+def _fetch_nonempty(fetch: Callable[[int], pd.DataFrame], since: int, near_end: bool, series: _Series,
+                    config: DownloadConfig, retrier: Retrier, run: _Run) -> pd.DataFrame:
+    """One page from ``since``; an empty page is asked again ``config.empty_page_retries`` times with backoff."""
+    page = fetch(since)
+    tries = 0
+    while page.empty and not near_end and tries < config.empty_page_retries:
+        run.empty_pages += 1
+        tries += 1
+        delay = config.retry.backoff_s(tries, retrier.rng)
+        logger.warning("%s: empty page at %d; asking again (%d/%d) in %.2f s", series.what, since, tries,
+                       config.empty_page_retries, delay)
+        retrier.sleep(delay)
+        page = fetch(since)
+    return page
+
+
+def _next_page(fetch: Callable[[int], pd.DataFrame], since: int, series: _Series, config: DownloadConfig,
+               retrier: Retrier, run: _Run) -> int | None:
+    """Fetch the page at ``since``, buffer its rows in ``run``; the next ``since``, or None at the end."""
+    near_end = since + series.end_slack_ms >= series.stop_ms  # funding: the next entry may lie past stop
+    page = _fetch_nonempty(fetch, since, near_end, series, config, retrier, run)
+    if page.empty:
+        run.empty_pages += 1
+        if near_end:
+            return None  # nothing more can exist before stop (e.g. next funding time not reached)
+        skip_to = min(since + series.page_span_ms, series.stop_ms)
+        logger.warning("%s: still empty after %d retries; skipping [%d, %d) and recording it as a gap",
+                       series.what, config.empty_page_retries, since, skip_to)
+        run.gaps.append((since, skip_to))
+        return skip_to
+    page = _sort_dedupe(page, run)
+    ts = page["timestamp"].to_numpy()
+    page = page[(ts >= since) & (ts < series.stop_ms)]
+    if page.empty:  # rows exist, but none in [since, stop): no data up to stop
+        if ts.max() >= series.stop_ms and not near_end:
+            run.gaps.append((since, series.stop_ms))
+        return None
+    ts = page["timestamp"].to_numpy()
+    _record_gaps(run, ts, since, series.gap_ms, series.step_ms)
+    run.buffer.append(page.reset_index(drop=True))
+    run.pages += 1
+    run.first_ms = int(ts[0]) if run.first_ms is None else run.first_ms
+    run.last_ms = int(ts[-1])
+    return int(ts[-1]) + series.step_ms
+
+
+def _paginate(series: _Series, fetch: Callable[[int], pd.DataFrame], store: ParquetStore, config: DownloadConfig,
+              retrier: Retrier) -> DownloadSummary:
     """Shared page loop of ``download_ohlcv`` / ``download_funding`` (see the module docstring)."""
     t0 = time.monotonic()
-    since = _resume_point(store, store_exchange, symbol, timeframe, start_ms, stop_ms, page_span_ms, step_ms)
-    resumed_from = since
-    retries_before = retrier.retries
-    run = _Run()
-    if since > start_ms:
-        logger.info("%s: resuming after the last stored row, from %s", what, pd.Timestamp(since, unit="ms", tz="UTC"))
+    since = _resume_point(store, series.store_exchange, series.symbol, series.timeframe, series.start_ms,
+                          series.stop_ms, series.page_span_ms, series.step_ms)
+    resumed_from, retries_before, run = since, retrier.retries, _Run()
+    if since > series.start_ms:
+        logger.info("%s: resuming after the last stored row, from %s", series.what, iso_utc(since))
 
     def summary() -> DownloadSummary:
         return DownloadSummary(
-            exchange=store_exchange, symbol=symbol, timeframe=timeframe, start_ms=start_ms, stop_ms=stop_ms,
-            resumed_from_ms=resumed_from, rows_added=run.stored.rows_added, duplicates=run.stored.duplicates,
-            conflicts=run.stored.conflicts, page_duplicates=run.page_duplicates + run.stored.incoming_duplicates,
+            exchange=series.store_exchange, symbol=series.symbol, timeframe=series.timeframe,
+            start_ms=series.start_ms, stop_ms=series.stop_ms, resumed_from_ms=resumed_from,
+            rows_added=run.stored.rows_added, duplicates=run.stored.duplicates, conflicts=run.stored.conflicts,
+            page_duplicates=run.page_duplicates + run.stored.incoming_duplicates,
             out_of_order_pages=run.out_of_order_pages, pages=run.pages, empty_pages=run.empty_pages,
             retries=retrier.retries - retries_before, first_ms=run.first_ms, last_ms=run.last_ms,
             gaps=_merge_gaps(run.gaps), elapsed_s=time.monotonic() - t0,
@@ -259,63 +305,28 @@ def _paginate(
         if run.buffer:
             chunk = pd.concat(run.buffer, ignore_index=True)
             run.buffer.clear()
-            run.stored = run.stored + store.append(store_exchange, symbol, timeframe, chunk)
+            run.stored = run.stored + store.append(series.store_exchange, series.symbol, series.timeframe, chunk)
 
-    total = max(0, (stop_ms - since) // gap_ms)
-    bar = tqdm(total=total, unit=" rows", desc=what, disable=not config.progress, mininterval=0.5, leave=False)
+    bar = tqdm(total=max(0, (series.stop_ms - since) // series.gap_ms), unit=" rows", desc=series.what,
+               disable=not config.progress, mininterval=0.5, leave=False)
     try:
-        while since < stop_ms:
-            page = fetch(since)
-            tries = 0
-            near_end = since + end_slack_ms >= stop_ms  # funding: the next entry may lie past stop
-            while page.empty and not near_end and tries < config.empty_page_retries:
-                run.empty_pages += 1
-                tries += 1
-                delay = config.retry.backoff_s(tries, retrier.rng)
-                logger.warning("%s: empty page at %d; asking again (%d/%d) in %.2f s", what, since, tries,
-                               config.empty_page_retries, delay)
-                retrier.sleep(delay)
-                page = fetch(since)
-            if page.empty:
-                run.empty_pages += 1
-                if near_end:
-                    break  # nothing more can exist before stop (e.g. next funding time not reached)
-                skip_to = min(since + page_span_ms, stop_ms)
-                logger.warning("%s: still empty after %d retries; skipping [%d, %d) and recording it as a gap",
-                               what, config.empty_page_retries, since, skip_to)
-                run.gaps.append((since, skip_to))
-                bar.update((skip_to - since) // gap_ms)
-                since = skip_to
-                continue
-            page = _sort_dedupe(page, run)
-            ts = page["timestamp"].to_numpy()
-            page = page[(ts >= since) & (ts < stop_ms)]
-            if page.empty:  # rows exist, but none in [since, stop): no data up to stop
-                if ts.max() >= stop_ms and since + end_slack_ms < stop_ms:
-                    run.gaps.append((since, stop_ms))
+        while since < series.stop_ms:
+            pages_before = run.pages
+            nxt = _next_page(fetch, since, series, config, retrier, run)
+            if nxt is None:
                 break
-            ts = page["timestamp"].to_numpy()
-            _record_gaps(run, ts, since, gap_ms, step_ms)
-            run.buffer.append(page.reset_index(drop=True))
-            run.pages += 1
-            run.first_ms = int(ts[0]) if run.first_ms is None else run.first_ms
-            run.last_ms = int(ts[-1])
-            new_since = int(ts[-1]) + step_ms
-            bar.update(max(0, (new_since - since) // gap_ms))
-            since = new_since
-            if run.pages % config.persist_every_pages == 0:
+            bar.update(max(0, (nxt - since) // series.gap_ms))
+            since = nxt
+            if run.pages != pages_before and run.pages % config.persist_every_pages == 0:
                 flush()
         flush()
     except RetryError as e:
-        _flush_after_failure(flush, what)
+        _flush_after_failure(flush, series.what)
         s = summary()
-        raise DownloadError(
-            f"{what} stopped at {pd.Timestamp(since, unit='ms', tz='UTC')}: {e} "
-            f"This run stored {s.rows_added} new rows before the failure.",
-            s,
-        ) from e
+        raise DownloadError(f"{series.what} stopped at {iso_utc(since)}: {e} "
+                            f"This run stored {s.rows_added} new rows before the failure.", s) from e
     except BaseException:
-        _flush_after_failure(flush, what)
+        _flush_after_failure(flush, series.what)
         raise
     finally:
         bar.close()
@@ -410,11 +421,10 @@ def download_ohlcv(
         )
         return ohlcv_to_frame(rows)
 
-    return _paginate(
-        what=what, exchange=exchange, store=store, store_exchange=exchange.id, symbol=symbol, timeframe=timeframe,
-        fetch=fetch, start_ms=start_ms, stop_ms=stop_ms, step_ms=tf_ms, gap_ms=tf_ms,
-        page_span_ms=config.page_limit * tf_ms, end_slack_ms=0, config=config, retrier=retrier,
-    )
+    series = _Series(what=what, store_exchange=exchange.id, symbol=symbol, timeframe=timeframe, start_ms=start_ms,
+                     stop_ms=stop_ms, step_ms=tf_ms, gap_ms=tf_ms, page_span_ms=config.page_limit * tf_ms,
+                     end_slack_ms=0)
+    return _paginate(series, fetch, store, config, retrier)
 
 
 def download_funding(
@@ -474,12 +484,10 @@ def download_funding(
         )
         return funding_to_frame(rows)
 
-    return _paginate(
-        what=what, exchange=exchange, store=store, store_exchange=exchange.id, symbol=symbol,
-        timeframe=FUNDING_TIMEFRAME, fetch=fetch, start_ms=start_ms, stop_ms=stop_ms, step_ms=1,
-        gap_ms=int(interval_ms * 1.5), page_span_ms=config.page_limit * interval_ms, end_slack_ms=interval_ms,
-        config=config, retrier=retrier,
-    )
+    series = _Series(what=what, store_exchange=exchange.id, symbol=symbol, timeframe=FUNDING_TIMEFRAME,
+                     start_ms=start_ms, stop_ms=stop_ms, step_ms=1, gap_ms=int(interval_ms * 1.5),
+                     page_span_ms=config.page_limit * interval_ms, end_slack_ms=interval_ms)
+    return _paginate(series, fetch, store, config, retrier)
 
 
 # --------------------------------------------------------------------------- config-driven run
