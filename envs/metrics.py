@@ -28,6 +28,9 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from envs.metric_inputs import FloatArray, as_1d, check_periods, equity_array
+from envs.trade_stats import average_holding_bars, profit_factor, trade_spans, trades_from_positions, win_rate
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -64,48 +67,6 @@ DAYS_PER_YEAR_24_7 = 365.25
 SESSIONS_PER_YEAR = 252.0
 #: relative tolerance under which a variance from running sums is treated as zero (cancellation noise)
 _VAR_REL_TOL = 1e-12
-
-FloatArray = npt.NDArray[np.float64]
-
-
-# --------------------------------------------------------------------------------------------------
-# input checks
-# --------------------------------------------------------------------------------------------------
-def _as_1d(x: npt.ArrayLike, name: str, min_len: int = 0) -> FloatArray:
-    """Convert ``x`` to a finite 1-D float64 array of at least ``min_len`` entries, or raise ValueError."""
-    a = np.asarray(x, dtype=np.float64)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
-    if a.size < min_len:
-        raise ValueError(f"{name} needs at least {min_len} values, got {a.size}")
-    if not np.all(np.isfinite(a)):
-        bad = int(np.flatnonzero(~np.isfinite(a))[0])
-        raise ValueError(f"{name} must be finite; {name}[{bad}]={a[bad]}")
-    return a
-
-
-def _check_periods(periods_per_year: float) -> float:
-    ppy = float(periods_per_year)
-    if not (math.isfinite(ppy) and ppy > 0.0):
-        raise ValueError(
-            f"periods_per_year={periods_per_year} is invalid: must be a finite number > 0 "
-            "(bars per year; get it from envs.metrics.bars_per_year(timestamps_ms))"
-        )
-    return ppy
-
-
-def _equity(equity: npt.ArrayLike, min_len: int = 1) -> FloatArray:
-    e = _as_1d(equity, "equity", min_len)
-    if e.size > 1 and np.any(e[:-1] <= 0.0):
-        bad = int(np.flatnonzero(e[:-1] <= 0.0)[0])
-        raise ValueError(
-            f"equity must be > 0 before the last bar (returns are undefined after ruin); "
-            f"equity[{bad}]={e[bad]}"
-        )
-    if e.size and e[0] <= 0.0:
-        raise ValueError(f"equity must start > 0, got equity[0]={e[0]}")
-    return e
-
 
 # --------------------------------------------------------------------------------------------------
 # annualisation
@@ -158,7 +119,7 @@ def returns_from_equity(equity: npt.ArrayLike) -> FloatArray:
     Returns:
         ``equity[1:] / equity[:-1] - 1`` as fractions per bar, shape ``(n,)`` (empty for one point).
     """
-    e = _equity(equity)
+    e = equity_array(equity)
     return e[1:] / e[:-1] - 1.0
 
 
@@ -179,7 +140,7 @@ def sharpe_from_moments(sum_r: float, sum_r2: float, n: int, periods_per_year: f
         Annualised Sharpe ratio. 0.0 when undefined: ``n < 2`` or zero variance (a variance at or below
         ``1e-12 * sum_r2 / n`` is floating-point cancellation noise and counts as zero).
     """
-    ppy = _check_periods(periods_per_year)
+    ppy = check_periods(periods_per_year)
     n = int(n)
     if n < 2:
         return 0.0
@@ -208,7 +169,7 @@ def sortino_from_moments(sum_r: float, sum_down_r2: float, n: int, periods_per_y
         rounding noise). A finite 0.0 keeps logs and reward code free of inf; read it together with
         `max_drawdown`.
     """
-    ppy = _check_periods(periods_per_year)
+    ppy = check_periods(periods_per_year)
     n = int(n)
     if n < 2:
         return 0.0
@@ -229,7 +190,7 @@ def sharpe(returns: npt.ArrayLike, periods_per_year: float) -> float:
     Returns:
         Annualised Sharpe ratio; 0.0 for fewer than 2 returns or zero variance.
     """
-    r = _as_1d(returns, "returns")
+    r = as_1d(returns, "returns")
     return sharpe_from_moments(float(r.sum()), float(np.dot(r, r)), r.size, periods_per_year)
 
 
@@ -243,7 +204,7 @@ def sortino(returns: npt.ArrayLike, periods_per_year: float) -> float:
     Returns:
         Annualised Sortino ratio; 0.0 for fewer than 2 returns or no downside.
     """
-    r = _as_1d(returns, "returns")
+    r = as_1d(returns, "returns")
     down = np.minimum(r, 0.0)
     return sortino_from_moments(float(r.sum()), float(np.dot(down, down)), r.size, periods_per_year)
 
@@ -258,8 +219,8 @@ def annual_volatility(returns: npt.ArrayLike, periods_per_year: float) -> float:
     Returns:
         Annualised volatility as a fraction (0.5 = 50 % a year); 0.0 for fewer than 2 returns.
     """
-    r = _as_1d(returns, "returns")
-    ppy = _check_periods(periods_per_year)
+    r = as_1d(returns, "returns")
+    ppy = check_periods(periods_per_year)
     if r.size < 2:
         return 0.0
     return float(np.std(r, ddof=1)) * math.sqrt(ppy)
@@ -274,7 +235,7 @@ def total_return(equity: npt.ArrayLike) -> float:
     Args:
         equity: equity curve in quote currency, shape ``(n + 1,)``, at least one point.
     """
-    e = _equity(equity)
+    e = equity_array(equity)
     return float(e[-1] / e[0] - 1.0)
 
 
@@ -292,8 +253,8 @@ def cagr(equity: npt.ArrayLike, periods_per_year: float) -> float:
         CAGR as a fraction per year (-1.0 after ruin); 0.0 for a single point (no time elapsed); ``inf``
         when a short, profitable curve compounds beyond float range.
     """
-    e = _equity(equity)
-    ppy = _check_periods(periods_per_year)
+    e = equity_array(equity)
+    ppy = check_periods(periods_per_year)
     n = e.size - 1
     if n < 1:
         return 0.0
@@ -315,7 +276,7 @@ def drawdown_series(equity: npt.ArrayLike) -> FloatArray:
     Returns:
         Drawdowns as fractions >= 0 (0.25 = 25 % below the previous peak), same shape as ``equity``.
     """
-    e = _equity(equity)
+    e = equity_array(equity)
     return 1.0 - e / np.maximum.accumulate(e)
 
 
@@ -345,7 +306,7 @@ def max_drawdown_duration(equity: npt.ArrayLike) -> int:
     Returns:
         Longest drawdown duration in bars (0 if the curve never falls below a running peak).
     """
-    e = _equity(equity)
+    e = equity_array(equity)
     under = e < np.maximum.accumulate(e)
     if not under.any():
         return 0
@@ -388,9 +349,9 @@ def turnover(traded_notional: npt.ArrayLike, equity: npt.ArrayLike, periods_per_
         Times the equity is traded per year (1.0 = the account's value traded once a year); 0.0 with no
         bars.
     """
-    tn = _as_1d(traded_notional, "traded_notional")
-    eq = _as_1d(equity, "equity")
-    ppy = _check_periods(periods_per_year)
+    tn = as_1d(traded_notional, "traded_notional")
+    eq = as_1d(equity, "equity")
+    ppy = check_periods(periods_per_year)
     if tn.shape != eq.shape:
         raise ValueError(
             f"traded_notional and equity must have the same length, got {tn.size} and {eq.size}; "
@@ -411,131 +372,7 @@ def turnover_from_sum(sum_turnover: float, n: int, periods_per_year: float) -> f
     """
     if n <= 0:
         return 0.0
-    return sum_turnover / n * _check_periods(periods_per_year)
-
-
-# --------------------------------------------------------------------------------------------------
-# trades
-# --------------------------------------------------------------------------------------------------
-def trade_spans(positions: npt.ArrayLike, flat_tol: float = 1e-12) -> npt.NDArray[np.int64]:
-    """Bar ranges of the trades in a per-bar position series.
-
-    A trade is a maximal run of consecutive bars whose position has the same non-zero sign: it opens
-    when the position leaves flat or flips sign and closes when it returns to flat or flips.
-
-    Args:
-        positions: signed position held during each bar (quantity, weight or exposure; only the sign is
-            used), shape ``(n,)``.
-        flat_tol: absolute positions at or below this count as flat (>= 0).
-
-    Returns:
-        int64 array of shape ``(k, 2)``: ``[start, stop)`` bar indices of each trade, in time order.
-    """
-    p = _as_1d(positions, "positions")
-    s = np.where(np.abs(p) <= flat_tol, 0, np.sign(p)).astype(np.int8)
-    if s.size == 0:
-        return np.empty((0, 2), dtype=np.int64)
-    change = np.flatnonzero(np.diff(s) != 0) + 1
-    bounds = np.concatenate(([0], change, [s.size]))
-    starts, stops = bounds[:-1], bounds[1:]
-    held = s[starts] != 0
-    return np.stack([starts[held], stops[held]], axis=1).astype(np.int64)
-
-
-def trades_from_positions(
-    positions: npt.ArrayLike,
-    equity: npt.ArrayLike,
-    include_exit_bar: bool = True,
-    flat_tol: float = 1e-12,
-) -> FloatArray:
-    """Per-trade returns from a per-bar position series and the equity curve.
-
-    Trades are the runs from `trade_spans`. A trade over bars ``[start, stop)`` returns
-    ``equity[stop] / equity[start] - 1``: the compounded equity return while it was held, so fees,
-    slippage and funding booked in those bars are included.
-
-    With ``include_exit_bar=True`` (the default), a trade followed by a *flat* bar also takes that bar's
-    return (``equity[stop + 1] / equity[start] - 1``). This matches our fill timing: a decision at the close
-    of bar t fills at the open of t+1, so the bar in which the position reads flat still carries the old
-    position's close-to-open move and the exit fee. A trade ended by a sign flip never takes the next bar
-    (that bar opens the next trade), and neither does a trade still open at the end.
-
-    Args:
-        positions: signed position held during each bar, shape ``(n,)``; ``positions[t]`` is the position
-            in effect for the move ``equity[t] -> equity[t + 1]``.
-        equity: equity curve in quote currency, shape ``(n + 1,)``.
-        include_exit_bar: attribute the flat bar after a trade to that trade (see above).
-        flat_tol: absolute positions at or below this count as flat.
-
-    Returns:
-        Per-trade simple returns (fractions of equity at entry), shape ``(k,)``, in time order.
-    """
-    e = _equity(equity)
-    spans = trade_spans(positions, flat_tol)
-    if e.size != np.asarray(positions).size + 1:
-        raise ValueError(
-            f"equity must have one more point than positions (value before the first bar), got "
-            f"{e.size} and {np.asarray(positions).size}"
-        )
-    if spans.size == 0:
-        return np.empty(0, dtype=np.float64)
-    starts, stops = spans[:, 0], spans[:, 1].copy()
-    if include_exit_bar:
-        p = np.asarray(positions, dtype=np.float64)
-        n = p.size
-        nxt = np.minimum(stops, n - 1)
-        followed_by_flat = (stops < n) & (np.abs(p[nxt]) <= flat_tol)
-        stops = stops + followed_by_flat.astype(np.int64)
-    return e[stops] / e[starts] - 1.0
-
-
-def win_rate(trade_returns: npt.ArrayLike) -> float:
-    """Fraction of trades with a positive return.
-
-    Args:
-        trade_returns: per-trade returns (fractions), e.g. from `trades_from_positions`.
-
-    Returns:
-        Win rate in [0, 1]; NaN when there are no trades (undefined).
-    """
-    t = _as_1d(trade_returns, "trade_returns")
-    if t.size == 0:
-        return math.nan
-    return float(np.mean(t > 0.0))
-
-
-def profit_factor(trade_returns: npt.ArrayLike) -> float:
-    """Gross profit divided by gross loss over trades: ``sum(t[t > 0]) / -sum(t[t < 0])``.
-
-    Args:
-        trade_returns: per-trade returns (fractions).
-
-    Returns:
-        Profit factor >= 0. ``inf`` when there are winning trades but no losing ones; NaN when there are
-        no trades or every trade returned exactly 0 (undefined); 0.0 when there are only losses.
-    """
-    t = _as_1d(trade_returns, "trade_returns")
-    gross_profit = float(t[t > 0.0].sum())
-    gross_loss = float(-t[t < 0.0].sum())
-    if gross_loss > 0.0:
-        return gross_profit / gross_loss
-    return math.inf if gross_profit > 0.0 else math.nan
-
-
-def average_holding_bars(positions: npt.ArrayLike, flat_tol: float = 1e-12) -> float:
-    """Mean number of bars a trade is held (trades as in `trade_spans`).
-
-    Args:
-        positions: signed position held during each bar, shape ``(n,)``.
-        flat_tol: absolute positions at or below this count as flat.
-
-    Returns:
-        Mean trade length in bars; NaN when there are no trades.
-    """
-    spans = trade_spans(positions, flat_tol)
-    if spans.size == 0:
-        return math.nan
-    return float(np.mean(spans[:, 1] - spans[:, 0]))
+    return sum_turnover / n * check_periods(periods_per_year)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -579,11 +416,11 @@ def summarize(
         ``funding_paid`` (quote), ``n_bars`` and ``bars_per_year``. Undefined values are NaN or inf as
         documented on each function.
     """
-    e = _equity(equity, min_len=1)
+    e = equity_array(equity, min_len=1)
     n = e.size - 1
-    pos = _as_1d(positions, "positions")
-    tn = _as_1d(traded_notional, "traded_notional")
-    expo = pos if exposure is None else _as_1d(exposure, "exposure")
+    pos = as_1d(positions, "positions")
+    tn = as_1d(traded_notional, "traded_notional")
+    expo = pos if exposure is None else as_1d(exposure, "exposure")
     for name, arr in (("positions", pos), ("traded_notional", tn), ("exposure", expo)):
         if arr.size != n:
             raise ValueError(
