@@ -221,6 +221,67 @@ def _drop(
     return df.loc[keep].reset_index(drop=True), pos[keep]
 
 
+def _drop_invalid_rows(out: pd.DataFrame, pos: np.ndarray, config: CleaningConfig,
+                       repairs: list[Repair]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Drop rows breaking a value rule whose policy is ``drop`` (each row reported under its first kind)."""
+    rules = row_rule_masks(*(out[col].to_numpy(dtype=np.float64) for col in OHLCV_COLUMNS[1:]))
+    masks = {"non_finite": rules["non_finite"], "non_positive": rules["non_positive"],
+             "negative_volume": rules["negative_volume"], "ohlc_inconsistent": ohlc_inconsistent(rules)}
+    bad_any = np.zeros(len(out), dtype=bool)
+    for kind, mask in masks.items():
+        if getattr(config, kind) == "drop":
+            mask = mask & ~bad_any
+            if mask.any():
+                idx = np.flatnonzero(mask)
+                repairs.append(Repair(kind, "drop", int(idx.size), int(idx[0]), int(out["timestamp"].iat[idx[0]])))
+                logger.warning("cleaning %s", repairs[-1].message())
+            bad_any |= mask
+    if bad_any.any():
+        return out.loc[~bad_any].reset_index(drop=True), pos[~bad_any]
+    return out, pos
+
+
+def _order_rows(out: pd.DataFrame, pos: np.ndarray, config: CleaningConfig,
+                repairs: list[Repair]) -> tuple[pd.DataFrame, np.ndarray]:
+    """``out_of_order``: sort the rows (stable) or drop the rows behind an earlier timestamp."""
+    ts = out["timestamp"].to_numpy(dtype=np.int64)
+    if config.out_of_order == "sort" and (np.diff(ts) < 0).any():
+        order = np.argsort(ts, kind="stable")
+        moved = np.flatnonzero(order != np.arange(len(order)))
+        repairs.append(Repair("out_of_order", "sort", int(moved.size), int(pos[order[moved[0]]]),
+                              int(ts[order[moved[0]]])))
+        logger.warning("cleaning %s", repairs[-1].message())
+        return out.iloc[order].reset_index(drop=True), pos[order]
+    if config.out_of_order == "drop":
+        behind = np.zeros(len(ts), dtype=bool)
+        behind[1:] = ts[1:] < np.maximum.accumulate(ts)[:-1]
+        return _drop(out, pos, behind, "out_of_order", "drop", repairs)
+    return out, pos
+
+
+def _resolve_duplicates(out: pd.DataFrame, pos: np.ndarray, config: CleaningConfig,
+                        repairs: list[Repair]) -> tuple[pd.DataFrame, np.ndarray]:
+    """``duplicates``: keep the first or last row of each timestamp (needs the rows in order)."""
+    if config.duplicates not in ("keep_first", "keep_last"):
+        return out, pos
+    dup = out["timestamp"].duplicated(keep="first" if config.duplicates == "keep_first" else "last").to_numpy()
+    out, pos = _drop(out, pos, dup, "duplicates", config.duplicates, repairs)
+    if config.out_of_order != "sort" and len(out) > 1 and (np.diff(out["timestamp"].to_numpy()) <= 0).any():
+        raise ValueError("duplicates could not be resolved because rows are out of order; "
+                         "set cleaning.out_of_order to 'sort' or 'drop'")
+    return out, pos
+
+
+def _zero_volume_run_rows(out: pd.DataFrame, min_run: int) -> np.ndarray:
+    """Rows inside runs of >= ``min_run`` consecutive zero-volume bars."""
+    starts, lengths = true_runs(out["volume"].to_numpy() == 0)
+    bad = np.zeros(len(out), dtype=bool)
+    for s, m in zip(starts, lengths, strict=True):
+        if m >= min_run:
+            bad[s : s + m] = True
+    return bad
+
+
 def clean(
     df: pd.DataFrame, config: CleaningConfig | None = None, timeframe_ms: int | None = None
 ) -> tuple[pd.DataFrame, CleaningReport]:
@@ -250,62 +311,18 @@ def clean(
     raise_for_errors(before, config)
     tf = before.timeframe_ms
     repairs: list[Repair] = []
-    out = df.reset_index(drop=True)
-    pos = np.arange(len(out))
-
-    rules = row_rule_masks(*(out[col].to_numpy(dtype=np.float64) for col in OHLCV_COLUMNS[1:]))
-    masks = {"non_finite": rules["non_finite"], "non_positive": rules["non_positive"],
-             "negative_volume": rules["negative_volume"], "ohlc_inconsistent": ohlc_inconsistent(rules)}
-    bad_any = np.zeros(len(out), dtype=bool)
-    for kind, mask in masks.items():  # report each kind once, rows counted under the first kind
-        if getattr(config, kind) == "drop":
-            mask = mask & ~bad_any
-            if mask.any():
-                idx = np.flatnonzero(mask)
-                repairs.append(Repair(kind, "drop", int(idx.size), int(idx[0]), int(out["timestamp"].iat[idx[0]])))
-                logger.warning("cleaning %s", repairs[-1].message())
-            bad_any |= mask
-    if bad_any.any():
-        out, pos = out.loc[~bad_any].reset_index(drop=True), pos[~bad_any]
-
-    ts = out["timestamp"].to_numpy(dtype=np.int64)
-    if config.out_of_order == "sort" and (np.diff(ts) < 0).any():
-        order = np.argsort(ts, kind="stable")
-        moved = np.flatnonzero(order != np.arange(len(order)))
-        repairs.append(Repair("out_of_order", "sort", int(moved.size), int(pos[order[moved[0]]]), int(ts[order[moved[0]]])))
-        logger.warning("cleaning %s", repairs[-1].message())
-        out, pos = out.iloc[order].reset_index(drop=True), pos[order]
-    elif config.out_of_order == "drop":
-        behind = np.zeros(len(ts), dtype=bool)
-        behind[1:] = ts[1:] < np.maximum.accumulate(ts)[:-1]
-        out, pos = _drop(out, pos, behind, "out_of_order", "drop", repairs)
-
-    if config.duplicates in ("keep_first", "keep_last"):
-        ts = out["timestamp"].to_numpy(dtype=np.int64)
-        dup = out["timestamp"].duplicated(keep="first" if config.duplicates == "keep_first" else "last").to_numpy()
-        out, pos = _drop(out, pos, dup, "duplicates", config.duplicates, repairs)
-        if config.out_of_order != "sort" and len(out) > 1 and (np.diff(out["timestamp"].to_numpy()) <= 0).any():
-            raise ValueError(
-                "duplicates could not be resolved because rows are out of order; "
-                "set cleaning.out_of_order to 'sort' or 'drop'"
-            )
-
+    out, pos = df.reset_index(drop=True), np.arange(len(df))
+    out, pos = _drop_invalid_rows(out, pos, config, repairs)
+    out, pos = _order_rows(out, pos, config, repairs)
+    out, pos = _resolve_duplicates(out, pos, config, repairs)
     if tf is not None and config.misaligned == "drop" and len(out):
         ts = out["timestamp"].to_numpy(dtype=np.int64)
         out, pos = _drop(out, pos, (ts - before.first_timestamp) % tf != 0, "misaligned", "drop", repairs)  # type: ignore[operator]
-
     if config.return_outliers == "drop":
         out, pos = _drop(out, pos, _outlier_bars(out, config.outlier_z), "return_outliers", "drop", repairs)
-
     if config.zero_volume_runs == "drop":
-        vz = out["volume"].to_numpy() == 0
-        starts, lengths = true_runs(vz)
-        bad = np.zeros(len(out), dtype=bool)
-        for s, m in zip(starts, lengths, strict=True):
-            if m >= config.zero_volume_min_run:
-                bad[s : s + m] = True
-        out, pos = _drop(out, pos, bad, "zero_volume_runs", "drop", repairs)
-
+        out, pos = _drop(out, pos, _zero_volume_run_rows(out, config.zero_volume_min_run), "zero_volume_runs",
+                         "drop", repairs)
     if config.gaps == "forward_fill" and tf is not None:
         check_fill(out["timestamp"].to_numpy(dtype=np.int64), tf, config.max_fill_bars)
         out = _forward_fill(out, pos, tf, repairs)
