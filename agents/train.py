@@ -42,6 +42,7 @@ from agents.evaluation.runner import evaluation_env, run_policy
 from agents.evaluation.suite import EvaluationResult, evaluate_policy
 from agents.forecasts import split_sections
 from agents.sb3 import algorithm_class, build_model, load_model
+from envs.features.collinearity import PruneResult
 from envs.market.market_data import FeatureNormalizer, MarketData
 from envs.sim.vec_env import NormalizeConfig, VecTradingEnv
 
@@ -122,24 +123,10 @@ class TrainResult:
         return value if np.isfinite(value) else None
 
 
-def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
-        on_validation: Callable[[dict[str, float], int], None] | None = None,
-        test_report: bool = True, splits: Splits | None = None) -> TrainResult:
-    """Train, validate, checkpoint and evaluate on the test split.
-
-    Args:
-        cfg: the validated run config.
-        run_dir: the run folder (Hydra's output dir, or the folder being resumed).
-        resume: continue from the newest checkpoint in ``run_dir`` (same config, same TensorBoard run).
-        on_validation: called with ``(validation summary, env steps)`` after every validation pass
-            (e.g. to report to Ray Tune).
-        test_report: evaluate the best model on the test split and write the report; False (tuning
-            trials) skips it and returns only the training summary, so the test split stays unseen.
-        splits: explicit splits (walk-forward folds); default: the configured chronological split.
-    """
-    run_dir = Path(run_dir)
+def _prepare_run(cfg: RunConfig, run_dir: Path, splits: Splits | None
+                 ) -> tuple[Splits, PruneResult | None, FeatureNormalizer]:
+    """The run folder before training: saved config, forecaster state, pruned splits, the normaliser (train split)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(cfg.train.torch_threads)
     saved_cfg = run_dir / ".hydra" / "config.yaml"
     if not saved_cfg.exists():  # library use (tests, tune trials): keep the config beside the run
         saved_cfg.parent.mkdir(parents=True, exist_ok=True)
@@ -156,6 +143,49 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
     (run_dir / "normalizer.json").write_text(json.dumps(normalizer.to_dict()))
     (run_dir / "splits.json").write_text(json.dumps(splits.describe(), indent=1))
     logger.info("splits: %s", splits.describe())
+    return splits, pruning, normalizer
+
+
+def _test_report(cfg: RunConfig, run_dir: Path, splits: Splits, normalizer: FeatureNormalizer,
+                 pruning: PruneResult | None, validation: ValidationCallback) -> EvaluationResult:
+    """The best model (by validation) once on the test split: report.md, metrics.json, plots in ``run_dir``."""
+    best_path = run_dir / "best_model.zip"
+    best = load_model(cfg.agent.name, best_path, device=cfg.train.device)
+    return evaluate_policy(
+        sb3_policy(best), splits.get("test"), cfg.env, normalizer, cfg.evaluation, run_dir, cfg.data.calendar,
+        title=f"{cfg.agent.name.upper()} on {cfg.data.symbol} {cfg.data.timeframe}: test split",
+        seed=cfg.train.seed,
+        extra_sections={
+            "Data splits": "\n".join(f"- **{k}**: {v}" for k, v in splits.describe().items()),
+            **({"Collinearity pruning": f"kept {len(pruning.kept)} of {len(pruning.vif_before)} feature "
+                f"columns, decided on the training split (dropped: {', '.join(c for c, _ in pruning.dropped) or 'none'}); "
+                "see collinearity.md."} if pruning is not None else {}),
+            "Model selection": f"best validation Sharpe {validation.best_sharpe:.3f} over "
+                               f"{len(validation.history)} evaluations; the test split was never used for "
+                               "selection.",
+            **split_sections(splits, "test", cfg.evaluation, cfg.train.seed, run_dir),
+        },
+    )
+
+
+def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
+        on_validation: Callable[[dict[str, float], int], None] | None = None,
+        test_report: bool = True, splits: Splits | None = None) -> TrainResult:
+    """Train, validate, checkpoint and evaluate on the test split.
+
+    Args:
+        cfg: the validated run config.
+        run_dir: the run folder (Hydra's output dir, or the folder being resumed).
+        resume: continue from the newest checkpoint in ``run_dir`` (same config, same TensorBoard run).
+        on_validation: called with ``(validation summary, env steps)`` after every validation pass
+            (e.g. to report to Ray Tune).
+        test_report: evaluate the best model on the test split and write the report; False (tuning
+            trials) skips it and returns only the training summary, so the test split stays unseen.
+        splits: explicit splits (walk-forward folds); default: the configured chronological split.
+    """
+    run_dir = Path(run_dir)
+    torch.set_num_threads(cfg.train.torch_threads)
+    splits, pruning, normalizer = _prepare_run(cfg, run_dir, splits)
     train_md, val_md = splits.get("train"), splits.get("val")
 
     vec = _make_vec(train_md, cfg, normalizer)
@@ -188,21 +218,4 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
     if not test_report:
         return trained
 
-    best_path = run_dir / "best_model.zip"
-    best = load_model(cfg.agent.name, best_path, device=cfg.train.device)
-    result = evaluate_policy(
-        sb3_policy(best), splits.get("test"), cfg.env, normalizer, cfg.evaluation, run_dir, cfg.data.calendar,
-        title=f"{cfg.agent.name.upper()} on {cfg.data.symbol} {cfg.data.timeframe}: test split",
-        seed=cfg.train.seed,
-        extra_sections={
-            "Data splits": "\n".join(f"- **{k}**: {v}" for k, v in splits.describe().items()),
-            **({"Collinearity pruning": f"kept {len(pruning.kept)} of {len(pruning.vif_before)} feature "
-                f"columns, decided on the training split (dropped: {', '.join(c for c, _ in pruning.dropped) or 'none'}); "
-                "see collinearity.md."} if pruning is not None else {}),
-            "Model selection": f"best validation Sharpe {validation.best_sharpe:.3f} over "
-                               f"{len(validation.history)} evaluations; the test split was never used for "
-                               "selection.",
-            **split_sections(splits, "test", cfg.evaluation, cfg.train.seed, run_dir),
-        },
-    )
-    return dataclasses.replace(trained, evaluation=result)
+    return dataclasses.replace(trained, evaluation=_test_report(cfg, run_dir, splits, normalizer, pruning, validation))
