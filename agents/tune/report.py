@@ -115,30 +115,33 @@ def plot_influence(influence: pd.DataFrame, metric: str, path: Path) -> Path:
     return path
 
 
-def summary_markdown(summary: TuneSummary) -> str:
-    """summary.md: the winner's hyperparameters, validation vs test, deflated Sharpe, how to retrain."""
+def write_summary_report(summary: TuneSummary, exp_dir: Path) -> Path:
+    """summary.md through the one report module: the winner's validation vs test metrics, its
+    hyperparameters, the deflated Sharpe and how to retrain it (the table also in summary_metrics.json, everything in summary.json)."""
+    from agents.evaluation.report import write_report
+
     b = summary.best
     assert b is not None
 
     def f(v: Any) -> str:
         return "" if v is None else f"{v:.4g}"
 
-    lines = [
-        f"# Tuning summary: {Path(summary.experiment_dir).name}", "",
-        f"Best of {summary.n_trials} trials by validation {summary.metric} ({summary.mode}): "
-        f"trial `{b.trial_id}`.", "",
-        "| hyperparameter | value |", "|---|---|",
-        *[f"| {k} | {v} |" for k, v in b.hyperparameters.items()], "",
-        "| metric | validation (used for selection) | test (used once, after selection) |", "|---|---|---|",
-        *[f"| {k} | {f(getattr(b.validation, k))} | {f(getattr(b.test, k))} |" for k in SCORE_KEYS],
-        "",
-        f"- Deflated Sharpe ratio over {b.n_trials_for_dsr} trials: **{f(b.deflated_sharpe)}** "
-        f"(probabilistic Sharpe without the selection penalty: {f(b.probabilistic_sharpe)}). The gap is how "
-        "much of the winner's score could be luck from picking the best of many trials.",
-        f"- Verdict on the test split: {b.verdict}",
-        f"- Test report: `{b.test_report}`",
-        f"- Retrain it: `{b.retrain}`",
-        f"- All trials: `results.md` / `results.csv`; TensorBoard: `tensorboard --logdir {summary.experiment_dir}`",
-        "", "![metric by trial](metric_by_trial.png)", "", "![hyperparameter influence](hyperparameter_influence.png)",
-    ]
-    return "\n".join(lines) + "\n"
+    table = {"validation (used for selection)": {k: getattr(b.validation, k) for k in SCORE_KEYS},
+             "test (used once, after selection)": {k: getattr(b.test, k) for k in SCORE_KEYS}}
+    sections = {
+        "Best trial": (f"Best of {summary.n_trials} trials by validation {summary.metric} ({summary.mode}): "
+                       f"trial `{b.trial_id}`.\n\n| hyperparameter | value |\n|---|---|\n"
+                       + "\n".join(f"| {k} | {v} |" for k, v in b.hyperparameters.items())),
+        "Selection": (f"- Deflated Sharpe ratio over {b.n_trials_for_dsr} trials: **{f(b.deflated_sharpe)}** "
+                      f"(probabilistic Sharpe without the selection penalty: {f(b.probabilistic_sharpe)}). The gap "
+                      "is how much of the winner's score could be luck from picking the best of many trials.\n"
+                      f"- Test report: `{b.test_report}`\n- Retrain it: `{b.retrain}`\n"
+                      f"- All trials: `results.md` / `results.csv`; TensorBoard: "
+                      f"`tensorboard --logdir {summary.experiment_dir}`"),
+    }
+    plots = {"Validation metric by trial": exp_dir / "metric_by_trial.png",
+             "Hyperparameter influence": exp_dir / "hyperparameter_influence.png"}
+    md, _ = write_report(exp_dir, table, {"test split": b.verdict}, {k: v for k, v in plots.items() if v.exists()},
+                         sections, title=f"Tuning summary: {Path(summary.experiment_dir).name}", md_name="summary.md",
+                         json_name="summary_metrics.json", number_format=".4g")
+    return md

@@ -23,7 +23,7 @@ from agents.tune.report import (
     markdown_table,
     plot_influence,
     plot_metric_by_trial,
-    summary_markdown,
+    write_summary_report,
 )
 from agents.tune.settings import TuneSettings
 from agents.tune.space import ParamSpec
@@ -210,5 +210,5 @@ def summarize_experiment(settings: TuneSettings, specs: Sequence[ParamSpec], bas
                           influence=influence, plots=plots, best=best)
     (exp_dir / "summary.json").write_text(summary.to_json())
     if best is not None:
-        (exp_dir / "summary.md").write_text(summary_markdown(summary))
+        write_summary_report(summary, exp_dir)
     return summary
