@@ -143,6 +143,7 @@ class LiveBars:
         self.feed: LiveFeed | None = None
         self._first: list[Bar] = []
         self._prev_ts: int | None = None  # the last bar handed out (gap check of a forecaster run)
+        self.first_ts = 0  # set by open()
 
     def _open_feed(self, start_ms: int) -> LiveFeed:
         c = self.cfg
@@ -200,6 +201,7 @@ class LiveBars:
         else:
             history = rows[ts < first_ts].tail(self.tail_bars - 1).reset_index(drop=True)
         self._first = frame_to_bars(rows[ts >= first_ts])
+        self.first_ts = first_ts  # open time of the first bar to feed
         self._check_history(history, resume)
         first_index = 0 if resume is None or self.since_ms is not None else resume[1] - len(history)
         logger.info("%s %s %s: %d bars of history, first bar to feed %s (index %d)%s", self.store_exchange,

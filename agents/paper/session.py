@@ -28,12 +28,14 @@ from agents.paper.config import PaperConfig, PaperFeedConfig
 from agents.paper.engine import PaperEngine, PaperRun
 from agents.paper.feeds import FeedLag, LiveBars, live_source
 from agents.paper.forecasts import PaperForecasts
+from agents.paper.funding import SessionFunding, exchange_funding, file_funding
 from agents.paper.killswitch import StopSignals, stop_signals
 from agents.paper.ledger import Ledger
 from agents.paper.market import BarTail
 from agents.paper.monitor import SessionMonitor
 from agents.sb3 import load_model
 from envs.config import RiskConfig
+from envs.data.retry import RetryPolicy
 from envs.feeds.base import Bar, frame_to_bars, timeframe_ms
 from envs.feeds.clock import Clock, SimulatedClock
 from envs.feeds.historical import HistoricalFeed
@@ -63,19 +65,17 @@ def replay_bars(run: PaperRun, feed: PaperFeedConfig) -> pd.DataFrame:
 
     Raises:
         ValueError: when the file's bar interval differs from the run's ``data.timeframe``, or the
-            run needs columns paper mode cannot feed yet (funding events, extra columns).
+            file has columns paper mode cannot feed yet (``funding_rate`` or ``spread`` in the file itself,
+            extra columns; funding events come from the run's ``data.funding_path``, `agents.paper.funding`).
     """
     data = run.cfg.data
-    if data.funding_path is not None:
-        raise ValueError(f"the run uses data.funding_path={data.funding_path!r}: funding events are not fed to paper "
-                         "mode yet (see docs/paper.md); replay a run without them")
     path = feed_source(feed, run)
     try:
         frame = load_frame(dataclasses.replace(data, path=feed.path or data.path, store_root=feed.store_root,
                                                start=feed.start, end=feed.end))
     except ValueError as err:
         raise ValueError(f"feed ({path}): {err}") from err
-    extra = [c for c in frame.columns if c not in OHLCV_COLUMNS]
+    extra = [c for c in frame.columns if c not in OHLCV_COLUMNS and not (c == "funding_rate" and data.funding_path)]
     if extra:
         raise ValueError(f"the feed ({path}) has columns {extra}; paper feeds deliver OHLCV bars only for now "
                          "(see docs/paper.md): drop them or evaluate the file with scripts/evaluate.py")
@@ -142,7 +142,9 @@ def run_paper(cfg: PaperConfig, base_dir: str | None = None, broker_cls: type[Pa
         ts = frame["timestamp"].to_numpy(np.int64)
         start = _resume_index(ledger, ts)
         forecasts = paper_forecasts(run, cfg, int(ts[0]), frame.iloc[:start])
-        tail = BarTail(run.cfg.env, run.cfg.features, run.normalizer, cfg.tail_bars, forecasts)
+        funding = None if run.cfg.data.funding_path is None else file_funding(
+            run.cfg.data.funding_path, timeframe_ms(run.cfg.data.timeframe), run.cfg.env.funding_interval_h)
+        tail = BarTail(run.cfg.env, run.cfg.features, run.normalizer, cfg.tail_bars, forecasts, funding)
         seed_tail(tail, frame.iloc[:start], forecasts, cfg.tail_bars)
         with stop_signals() as signals:
             engine = PaperEngine(run, ledger, tail, broker_cls(ledger), signals)
@@ -166,9 +168,10 @@ def run_paper(cfg: PaperConfig, base_dir: str | None = None, broker_cls: type[Pa
 
 def _run_live(cfg: PaperConfig, run: PaperRun, broker_cls: type[PaperBroker], clock: Clock | None) -> dict[str, Any]:
     """A live session: backfill, resume from the ledger, then every closed bar with its lag (`agents.paper.feeds`)."""
-    if run.cfg.data.funding_path is not None:
-        raise ValueError(f"the run uses data.funding_path={run.cfg.data.funding_path!r}: funding events are not fed "
-                         "to paper mode yet (see docs/paper.md)")
+    if run.cfg.data.funding_path is not None and cfg.feed.market != "swap":
+        raise ValueError(f"the run uses data.funding_path={run.cfg.data.funding_path!r} (a perpetual's funding events) "
+                         f"but feed.market={cfg.feed.market!r}: paper-trade it on the perpetual's feed "
+                         "(paper_feed=binance_usdm or binance_usdm_ws), whose funding-rate history the session joins")
     since_ms = forecast_start_ms(run, cfg.run_dir)
     source = LiveBars(cfg.feed, run.cfg.data.timeframe, cfg.tail_bars, run.cfg.env.window_size, cfg.dir, clock,
                       since_ms=since_ms)
@@ -185,6 +188,8 @@ def _run_live(cfg: PaperConfig, run: PaperRun, broker_cls: type[PaperBroker], cl
             forecasts = paper_forecasts(run, cfg, since_ms, history)
             tail = BarTail(run.cfg.env, run.cfg.features, run.normalizer, cfg.tail_bars, forecasts)
             seed_tail(tail, history, forecasts, cfg.tail_bars)
+        if run.cfg.data.funding_path is not None:
+            tail.funding = live_funding(cfg, run, source, int(tail.bars[0].timestamp) if tail.bars else source.first_ts)
         if cfg.broker.kind == "testnet":
             from agents.paper.brokers.testnet import TestnetBroker
 
@@ -210,6 +215,14 @@ def _run_live(cfg: PaperConfig, run: PaperRun, broker_cls: type[PaperBroker], cl
         if close is not None:
             close()
         ledger.close()
+
+
+def live_funding(cfg: PaperConfig, run: PaperRun, source: LiveBars, start_ms: int) -> SessionFunding:
+    """The exchange's funding events from the tail's first bar ``start_ms`` on, kept in the feed's store."""
+    f = cfg.feed
+    return exchange_funding(source.exchange, source.store, f.symbol, source.clock, start_ms,
+                            timeframe_ms(run.cfg.data.timeframe), run.cfg.env.funding_interval_h,
+                            RetryPolicy(max_retries=f.max_retries), f.max_retries, f.reconnect_delay_s)
 
 
 def _replay_events(feed: HistoricalFeed, clock: SimulatedClock,
