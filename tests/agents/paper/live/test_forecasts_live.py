@@ -13,10 +13,12 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from agents.evaluate_run import load_run
+from agents.paper.feeds import LiveBars
 from agents.paper.ledger import read_table
 from agents.paper.session import run_paper
 from envs.feeds.clock import SimulatedClock
@@ -126,3 +128,33 @@ def test_a_gap_in_the_exchange_history_is_refused(fc_run: Path, served: pd.DataF
 
 def iso_min(ms: int) -> str:
     return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M")
+
+
+@pytest.mark.parametrize("hole", [False, True], ids=["complete", "hole"])
+def test_a_long_backfill_since_the_runs_end_logs_its_progress(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                              hole: bool) -> None:
+    """15,000 hourly bars since a run's end: the catch-up says how many, logs each chunk of 10 REST pages and
+    returns every one of them; a hole longer than a chunk (the exchange serves nothing in it) is refused."""
+    bars = pd.read_parquet(REPO / "data" / "sample" / "btcusdt_1h.parquet").head(15_100)
+    bars["timestamp"] = int(bars.timestamp[0]) + np.arange(len(bars), dtype=np.int64) * HOUR  # no gap (the sample has some)
+    since = int(bars.timestamp[10])
+    clock = SimulatedClock(int(bars.timestamp[10 + 15_000]) + HOUR // 2)  # bar 15,009 closed, 15,010 forming
+    fx = FakeExchange(bars, now_ms=clock.now_ms, timeframe="1h").start()
+    if hole:
+        fx.omit(since + 100 * HOUR, since + 12_100 * HOUR)
+    cfg = live_config(Path("unused"), tmp_path, fx.url).feed
+    source = LiveBars(cfg, "1h", 64, 32, tmp_path, clock, since_ms=since)
+    try:
+        with caplog.at_level(logging.INFO, logger="agents.paper.feeds"):
+            if hole:
+                with pytest.raises(ValueError, match="are missing \\(the exchange served none of them\\)"):
+                    source.open(None)
+                return
+            history, first = source.open(None)
+    finally:
+        source.close()
+        fx.stop()
+    assert "backfilling 15000 bars since" in caplog.text and "about 15 REST pages" in caplog.text
+    assert "backfilled 10000 of 15000 bars (67%)" in caplog.text and "(100%)" in caplog.text
+    assert first == 0 and len(history) == 14_999  # every bar before the latest closed one, from the run's end on
+    pd.testing.assert_frame_equal(history, bars.iloc[10:10 + 14_999].reset_index(drop=True))
