@@ -21,6 +21,7 @@ from agents.evaluate_run import load_run
 from agents.paper.feeds import LiveBars
 from agents.paper.ledger import read_table
 from agents.paper.session import run_paper
+from envs.data.store import ParquetStore
 from envs.feeds.clock import SimulatedClock
 from tests.agents.paper.conftest import REPO
 from tests.agents.paper.live.conftest import HOUR, T0, assert_same_session, decisions, live_config, steps
@@ -158,3 +159,22 @@ def test_a_long_backfill_since_the_runs_end_logs_its_progress(tmp_path: Path, ca
     assert "backfilled 10000 of 15000 bars (67%)" in caplog.text and "(100%)" in caplog.text
     assert first == 0 and len(history) == 14_999  # every bar before the latest closed one, from the run's end on
     pd.testing.assert_frame_equal(history, bars.iloc[10:10 + 14_999].reset_index(drop=True))
+
+
+def test_the_bars_since_the_runs_end_can_come_from_feed_store_root(fc_run: Path, served: pd.DataFrame, fc_live: Path,
+                                                                  window: int, tmp_path: Path) -> None:
+    """The exchange no longer serves the bars since the run's end (only the latest ones): a store that holds them
+    (feed.store_root) gives the same session."""
+    store = tmp_path / "bars_store"
+    since = served[served.timestamp >= T0]
+    ParquetStore(store).append("binance", "BTC/USDT", "1h", since[since.timestamp < T0 + (window - 1) * HOUR])
+    clock = SimulatedClock(T0 + window * HOUR + HOUR // 2)
+    fx = FakeExchange(since[since.timestamp >= T0 + (window - 1) * HOUR].reset_index(drop=True), now_ms=clock.now_ms,
+                      timeframe="1h").start()
+    try:
+        run_paper(live_config(fc_run, tmp_path / "paper", fx.url, end_ms=T0 + (window - 1 + 10) * HOUR,
+                              tail_bars=FULL_TAIL, store_root=str(store)), clock=clock)
+    finally:
+        fx.stop()
+    pd.testing.assert_frame_equal(decisions(tmp_path / "paper"), decisions(fc_live).head(10))
+    pd.testing.assert_frame_equal(steps(tmp_path / "paper"), steps(fc_live).head(9))
