@@ -30,6 +30,7 @@ from envs.sim.simulation import Simulation
 
 if TYPE_CHECKING:
     from agents.paper.forecasts import PaperForecasts
+    from agents.paper.funding import SessionFunding
 
 
 def simulation_of(md: MarketData, config: EnvConfig, normalizer: FeatureNormalizer | None) -> Simulation:
@@ -48,10 +49,13 @@ class BarTail:
         features: the run's feature config.
         normalizer: the run's feature normaliser (its names select the run's feature columns).
         tail_bars: bars kept (this bar included), >= window_size + 1.
+        forecasts: the ``fc_*`` columns of a run with a forecaster.
+        funding: the funding events of a run with ``data.funding_path`` (joined before the features, as the loader does).
     """
 
     def __init__(self, env: EnvConfig, features: FeatureConfig, normalizer: FeatureNormalizer,
-                 tail_bars: int = DEFAULT_TAIL_BARS, forecasts: PaperForecasts | None = None) -> None:
+                 tail_bars: int = DEFAULT_TAIL_BARS, forecasts: PaperForecasts | None = None,
+                 funding: SessionFunding | None = None) -> None:
         if tail_bars < env.window_size + 1:
             raise ValueError(f"paper.tail_bars={tail_bars} is invalid: must be >= env.window_size + 1 = "
                              f"{env.window_size + 1} (4096 keeps features within 1e-9 of the batch features)")
@@ -62,6 +66,7 @@ class BarTail:
         self.n_seen = 0  # bars appended since the session's first bar (absolute index of the next bar)
         self._cached: tuple[int, Simulation] | None = None  # (n_seen, arrays) of the last `simulation()`
         self.forecasts = forecasts  # the fc_* columns of a run with a forecaster
+        self.funding = funding
 
     def seed(self, bars: Iterable[Bar], first_index: int) -> None:
         """History before the first bar the engine sees: ``bars`` are absolute bars ``first_index``, ...
@@ -103,6 +108,8 @@ class BarTail:
         if self._cached is not None and self._cached[0] == self.n_seen:
             return self._cached[1]
         frame = pd.DataFrame(list(self.bars), columns=list(OHLCV_COLUMNS))
+        if self.funding is not None:
+            frame = self.funding.join(frame)
         if self.features != FeatureConfig.none():
             frame = build_features(frame, self.features)
         first = self.n_seen - len(self.bars)

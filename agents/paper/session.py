@@ -28,11 +28,13 @@ from agents.paper.config import PaperConfig, PaperFeedConfig
 from agents.paper.engine import PaperEngine, PaperRun
 from agents.paper.feeds import FeedLag, LiveBars, live_source
 from agents.paper.forecasts import PaperForecasts
+from agents.paper.funding import SessionFunding, exchange_funding, file_funding
 from agents.paper.killswitch import StopSignals, stop_signals
 from agents.paper.ledger import Ledger
 from agents.paper.market import BarTail
 from agents.paper.monitor import SessionMonitor
 from agents.sb3 import load_model
+from envs.data.retry import RetryPolicy
 from envs.feeds.base import Bar, frame_to_bars, timeframe_ms
 from envs.feeds.clock import Clock, SimulatedClock
 from envs.feeds.historical import HistoricalFeed
@@ -63,19 +65,17 @@ def replay_bars(run: PaperRun, feed: PaperFeedConfig) -> pd.DataFrame:
 
     Raises:
         ValueError: when the file's bar interval differs from the run's ``data.timeframe``, or the
-            run needs columns paper mode cannot feed yet (funding events, extra columns).
+            file has columns paper mode cannot feed yet (``funding_rate`` or ``spread`` in the file itself,
+            extra columns; funding events come from the run's ``data.funding_path``, `agents.paper.funding`).
     """
     data = run.cfg.data
-    if data.funding_path is not None:
-        raise ValueError(f"the run uses data.funding_path={data.funding_path!r}: funding events are not fed to paper "
-                         "mode yet (see docs/paper.md); replay a run without them")
     path = feed_source(feed, run)
     try:
         frame = load_frame(dataclasses.replace(data, path=feed.path or data.path, store_root=feed.store_root,
                                                start=feed.start, end=feed.end))
     except ValueError as err:
         raise ValueError(f"feed ({path}): {err}") from err
-    extra = [c for c in frame.columns if c not in OHLCV_COLUMNS]
+    extra = [c for c in frame.columns if c not in OHLCV_COLUMNS and not (c == "funding_rate" and data.funding_path)]
     if extra:
         raise ValueError(f"the feed ({path}) has columns {extra}; paper feeds deliver OHLCV bars only for now "
                          "(see docs/paper.md): drop them or evaluate the file with scripts/evaluate.py")
@@ -141,13 +141,11 @@ def run_paper(cfg: PaperConfig, base_dir: str | None = None, broker_cls: type[Pa
         ledger.check_meta(session_meta(cfg, run))
         ts = frame["timestamp"].to_numpy(np.int64)
         start = _resume_index(ledger, ts)
-        forecasts = paper_forecasts(run, cfg, frame, start)
-        tail = BarTail(run.cfg.env, run.cfg.features, run.normalizer, cfg.tail_bars, forecasts)
-        first = max(0, start - cfg.tail_bars + 1)
-        seed = frame.iloc[first:start][list(OHLCV_COLUMNS)]
-        if forecasts is not None and first == 0:  # the run's bars before: the features' history, as in evaluation
-            seed = pd.concat([forecasts.history.iloc[-(cfg.tail_bars - start):], seed], ignore_index=True)
-        tail.seed(frame_to_bars(seed), first - (len(seed) - (start - first)))
+        forecasts = paper_forecasts(run, cfg, int(ts[0]), frame.iloc[:start])
+        funding = None if run.cfg.data.funding_path is None else file_funding(
+            run.cfg.data.funding_path, timeframe_ms(run.cfg.data.timeframe), run.cfg.env.funding_interval_h)
+        tail = BarTail(run.cfg.env, run.cfg.features, run.normalizer, cfg.tail_bars, forecasts, funding)
+        seed_tail(tail, frame.iloc[:start], forecasts, cfg.tail_bars)
         with stop_signals() as signals:
             engine = PaperEngine(run, ledger, tail, broker_cls(ledger), signals)
             if start:
@@ -170,22 +168,28 @@ def run_paper(cfg: PaperConfig, base_dir: str | None = None, broker_cls: type[Pa
 
 def _run_live(cfg: PaperConfig, run: PaperRun, broker_cls: type[PaperBroker], clock: Clock | None) -> dict[str, Any]:
     """A live session: backfill, resume from the ledger, then every closed bar with its lag (`agents.paper.feeds`)."""
-    if run.cfg.forecaster.enabled:
-        raise ValueError(f"the run has forecaster={run.cfg.forecaster.model}: live paper feeds do not continue its "
-                         "forecaster yet (replays do, see docs/paper.md); replay stored bars with feed.path=... or "
-                         "feed.store_root=..., or paper-trade a run trained with forecaster=none")
-    if run.cfg.data.funding_path is not None:
-        raise ValueError(f"the run uses data.funding_path={run.cfg.data.funding_path!r}: funding events are not fed "
-                         "to paper mode yet (see docs/paper.md)")
-    source = LiveBars(cfg.feed, run.cfg.data.timeframe, cfg.tail_bars, run.cfg.env.window_size, cfg.dir, clock)
+    if run.cfg.data.funding_path is not None and cfg.feed.market != "swap":
+        raise ValueError(f"the run uses data.funding_path={run.cfg.data.funding_path!r} (a perpetual's funding events) "
+                         f"but feed.market={cfg.feed.market!r}: paper-trade it on the perpetual's feed "
+                         "(paper_feed=binance_usdm or binance_usdm_ws), whose funding-rate history the session joins")
+    since_ms = forecast_start_ms(run, cfg.run_dir)
+    source = LiveBars(cfg.feed, run.cfg.data.timeframe, cfg.tail_bars, run.cfg.env.window_size, cfg.dir, clock,
+                      since_ms=since_ms)
     ledger = Ledger(cfg.dir)
     broker: PaperBroker | None = None
     try:
         ledger.check_meta(session_meta(cfg, run))
         resume = resume_point(ledger)
         history, first_index = source.open(resume)
-        tail = BarTail(run.cfg.env, run.cfg.features, run.normalizer, cfg.tail_bars)
-        tail.seed(history, first_index)
+        if since_ms is None:
+            tail = BarTail(run.cfg.env, run.cfg.features, run.normalizer, cfg.tail_bars)
+            tail.seed(frame_to_bars(history), first_index)
+        else:  # every bar since the run's end: the forecaster catches up over them (no decision on them)
+            forecasts = paper_forecasts(run, cfg, since_ms, history)
+            tail = BarTail(run.cfg.env, run.cfg.features, run.normalizer, cfg.tail_bars, forecasts)
+            seed_tail(tail, history, forecasts, cfg.tail_bars)
+        if run.cfg.data.funding_path is not None:
+            tail.funding = live_funding(cfg, run, source, int(tail.bars[0].timestamp) if tail.bars else source.first_ts)
         if cfg.broker.kind == "testnet":
             from agents.paper.brokers.testnet import TestnetBroker
 
@@ -211,6 +215,14 @@ def _run_live(cfg: PaperConfig, run: PaperRun, broker_cls: type[PaperBroker], cl
         if close is not None:
             close()
         ledger.close()
+
+
+def live_funding(cfg: PaperConfig, run: PaperRun, source: LiveBars, start_ms: int) -> SessionFunding:
+    """The exchange's funding events from the tail's first bar ``start_ms`` on, kept in the feed's store."""
+    f = cfg.feed
+    return exchange_funding(source.exchange, source.store, f.symbol, source.clock, start_ms,
+                            timeframe_ms(run.cfg.data.timeframe), run.cfg.env.funding_interval_h,
+                            RetryPolicy(max_retries=f.max_retries), f.max_retries, f.reconnect_delay_s)
 
 
 def _replay_events(feed: HistoricalFeed, clock: SimulatedClock,
@@ -260,8 +272,22 @@ def resume_point(ledger: Ledger) -> tuple[int, int] | None:
     return max(marks) if marks else None
 
 
-def paper_forecasts(run: PaperRun, cfg: PaperConfig, frame: pd.DataFrame, start: int) -> PaperForecasts | None:
-    """The run's forecaster continued at session bar ``start`` of ``frame`` (None without a forecaster).
+def forecast_start_ms(run: PaperRun, run_dir: str | Path) -> int | None:
+    """Open time (ms UTC) of the bar after a forecaster run's last bar: a live session's bar 0 (None without one)."""
+    if not run.cfg.forecaster.enabled:
+        return None
+    state = read_state(Path(run_dir) / STATE_DIR)
+    return int(state["last_bar_ms"]) + timeframe_ms(run.cfg.data.timeframe)
+
+
+def paper_forecasts(run: PaperRun, cfg: PaperConfig, first_ms: int, before: pd.DataFrame) -> PaperForecasts | None:
+    """The run's forecaster continued at the session bar after ``before`` (None without a forecaster).
+
+    Args:
+        run: the run.
+        cfg: the session config.
+        first_ms: open time of the session's bar 0 (ms UTC; after the run's last bar).
+        before: the session's bars before the first bar to feed (bar 0 first; may be empty).
 
     Like ``scripts/evaluate.py data_path=...``: the run's bars are reloaded through its loader (refused
     if they changed since training) and the feed must start after them.
@@ -270,9 +296,23 @@ def paper_forecasts(run: PaperRun, cfg: PaperConfig, frame: pd.DataFrame, start:
     if not rc.forecaster.enabled:
         return None
     forecasts = PaperForecasts(rc.forecaster, rc.features, Path(cfg.run_dir) / STATE_DIR, load_frame(rc.data),
-                               int(frame["timestamp"].iloc[0]), cfg.tail_bars)
-    forecasts.catch_up(frame.iloc[:start], rc.env.window_size)
+                               first_ms, cfg.tail_bars)
+    forecasts.catch_up(before, rc.env.window_size)
     return forecasts
+
+
+def seed_tail(tail: BarTail, before: pd.DataFrame, forecasts: PaperForecasts | None, tail_bars: int) -> None:
+    """Seed ``tail`` with the last ``tail_bars - 1`` session bars of ``before`` (bar 0 first).
+
+    With a forecaster, while the session holds fewer bars, the run's own bars come before them: the
+    features' history, as in evaluation (they never become kernel rows).
+    """
+    start = len(before)
+    first = max(0, start - tail_bars + 1)
+    seed = before.iloc[first:start][list(OHLCV_COLUMNS)]
+    if forecasts is not None and first == 0:
+        seed = pd.concat([forecasts.history.iloc[-(tail_bars - start):], seed], ignore_index=True)
+    tail.seed(frame_to_bars(seed), first - (len(seed) - (start - first)))
 
 
 def _resume_index(ledger: Ledger, ts: np.ndarray) -> int:

@@ -16,47 +16,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 
-from agents.config import register_configs, to_run_config
 from agents.evaluate_run import evaluate_run, load_run
 from agents.paper.ledger import read_steps, read_table
 from agents.paper.session import run_paper
-from agents.train import run
 from envs.sim.config import RiskConfig
 from envs.sim.simulation import INFO_KEYS
-from tests.agents.paper.conftest import CONF, REPO, SMOKE, ledger_rows, paper_config
-
-#: LightGBM forecaster small enough that the replay of 400 bars holds 4 refits and 4 updates
-FORECASTER = ["forecaster=gbm", "forecaster.min_train=200", "forecaster.train_window=300",
-              "forecaster.refit_every=100", "forecaster.update_every=50", "forecaster.params.n_estimators=20",
-              "forecaster.params.min_data_in_leaf=20", "data.start=2022-11-01",
-              "features.mtf_timeframes=[]"]
-
-#: a smaller SB3 budget than the paper tests' tiny run (the policy only has to trade)
-BUDGET = ["train.total_timesteps=512", "train.eval_freq=256", "train.checkpoint_freq=512"]
+from tests.agents.paper.conftest import REPO, ledger_rows, paper_config
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def fc_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished training run with forecaster=gbm (its bars + a replay fit in paper.tail_bars)."""
-    register_configs()
-    cache = tmp_path_factory.mktemp("fc_cache")
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[*SMOKE, *FORECASTER, f"paths.feature_cache={cache}", *BUDGET])
-    run_dir = tmp_path_factory.mktemp("fc_run")
-    run(to_run_config(cfg, base_dir=str(REPO)), run_dir, test_report=False)
-    return run_dir
-
-
-@pytest.fixture(scope="module")
-def fc_paper(fc_run: Path, replay_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One uninterrupted replay of ``replay_file`` with the forecaster run."""
-    paper_dir = tmp_path_factory.mktemp("fc_paper")
-    run_paper(paper_config(fc_run, replay_file, paper_dir))
-    return paper_dir
 
 
 def test_replay_with_forecasts_equals_evaluation_step_by_step(fc_run: Path, replay_file: Path, fc_paper: Path,

@@ -63,10 +63,11 @@ def exchange(hourly: pd.DataFrame, clock: SimulatedClock) -> Iterator[FakeExchan
         fx.stop()
 
 
-def live_config(run_dir: Path, paper_dir: Path, url: str, end_ms: int = END_MS, **feed: object) -> PaperConfig:
+def live_config(run_dir: Path, paper_dir: Path, url: str, end_ms: int = END_MS, tail_bars: int = TAIL,
+                **feed: object) -> PaperConfig:
     kw: dict = {"kind": "live", "api_url": url, "end": iso(end_ms), "settle_ms": 500, "poll_interval_s": 1.0,
                 "reconnect_delay_s": 60.0, "max_retries": 1, "timeout_ms": 3000, "rate_limit_ms": 2, **feed}
-    return PaperConfig(run_dir=str(run_dir), dir=str(paper_dir), tail_bars=TAIL, feed=PaperFeedConfig(**kw))
+    return PaperConfig(run_dir=str(run_dir), dir=str(paper_dir), tail_bars=tail_bars, feed=PaperFeedConfig(**kw))
 
 
 def decisions(paper_dir: Path) -> pd.DataFrame:
