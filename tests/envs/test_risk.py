@@ -311,3 +311,13 @@ def test_bad_model_age_is_refused_in_one_line(age: object) -> None:
     with pytest.raises(ValueError, match=r"env\.risk\.max_model_age=.*duration with a unit") as err:
         RiskConfig(max_model_age=age)  # type: ignore[arg-type]
     assert "\n" not in str(err.value)
+
+
+def test_limits_without_the_model_age_keys_keep_the_ledger_meta_of_earlier_sessions() -> None:
+    import json
+
+    old = {"max_exposure": 0.5, "max_order_notional": None, "daily_loss_limit": None, "max_drawdown": None,
+           "stale_after": None, "expires_at": None}  # a paper ledger's env.risk before max_model_age existed
+    assert RiskConfig(max_exposure=0.5).meta_json() == json.dumps(old, sort_keys=True)
+    aged = json.loads(RiskConfig(max_model_age="30d", trained_until="2023-01-01").meta_json())
+    assert aged["max_model_age"] == "30d" and aged["trained_until"] == "2023-01-01"
