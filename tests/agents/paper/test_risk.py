@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from agents.evaluate_run import evaluate_run, load_run
 from agents.model_age import training_end_ms
 from agents.paper.broker import PaperBroker, initial_state
+from agents.paper.dashboard_view import panel_html, prometheus_text, read_snapshot
 from agents.paper.engine import feed_lag_bars
 from agents.paper.killswitch import KILL_FILE, read_kill, request_kill
 from agents.paper.ledger import LEDGER_FILE, Decision, Ledger, read_steps
@@ -351,6 +352,11 @@ def test_model_age_engages_at_the_training_end_plus_age_and_survives_a_resume(
     bars, paper_dir = tmp_path / "bars.parquet", tmp_path / "paper"
     pd.read_parquet(long_replay).iloc[:AGE_BAR + 3].to_parquet(bars, index=False)
     run_paper(paper_config(risky_run, bars, paper_dir))
+    # the dashboard's view of the ledger names the regime and why, as for every control
+    snap = read_snapshot(paper_dir)
+    assert (snap.state()["risk_state"], snap.state()["risk_reason"]) == ("REDUCING", "model_age")
+    assert "model_age" in panel_html(snap)
+    assert 'quantgym_paper_risk_state{' in prometheus_text(snap)
     shutil.copy(long_replay, bars)
     summary = run_paper(paper_config(risky_run, bars, paper_dir))
     assert summary["resumed_at"] == AGE_BAR + 2
