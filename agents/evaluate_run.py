@@ -15,6 +15,7 @@ from agents.data import check_tradable, load_frame, load_splits, require_usable
 from agents.evaluation.steps import STEPS_FILE, evaluation_steps
 from agents.evaluation.suite import EvaluationResult, evaluate_policy
 from agents.forecasts import STATE_DIR, continue_on_new_bars, skill_config, skill_section, split_sections
+from agents.model_age import resolve_model_age
 from agents.sb3 import load_model
 from envs.features.pipeline import FeatureConfig, build_features
 from envs.market.market_data import FeatureNormalizer, MarketData
@@ -77,6 +78,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", data_path: str | None
     if risk is not None:
         cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, risk=risk))
         logger.info("risk limits replaced for this evaluation: %s", risk)
+    cfg = resolve_model_age(cfg, run)  # env.risk.max_model_age counts from the run's training end
     out = output_dir(run, split, data_path, out_dir)
     if data_path is not None:
         # the run's one loader: its cleaning policies, timeframe check and funding join apply to the file too

@@ -41,6 +41,7 @@ from agents.data import Splits, check_tradable, load_splits, prune_features
 from agents.evaluation.runner import evaluation_env, run_policy
 from agents.evaluation.suite import EvaluationResult, evaluate_policy
 from agents.forecasts import split_sections
+from agents.model_age import check_forecaster_age, resolve_model_age
 from agents.sb3 import algorithm_class, build_model, load_model
 from envs.features.collinearity import PruneResult
 from envs.market.market_data import FeatureNormalizer, MarketData
@@ -151,8 +152,9 @@ def _test_report(cfg: RunConfig, run_dir: Path, splits: Splits, normalizer: Feat
     """The best model (by validation) once on the test split: report.md, metrics.json, plots in ``run_dir``."""
     best_path = run_dir / "best_model.zip"
     best = load_model(cfg.agent.name, best_path, device=cfg.train.device)
+    test_env = resolve_model_age(cfg, run_dir).env  # env.risk.max_model_age counts from the training end
     return evaluate_policy(
-        sb3_policy(best), splits.get("test"), cfg.env, normalizer, cfg.evaluation, run_dir, cfg.data.calendar,
+        sb3_policy(best), splits.get("test"), test_env, normalizer, cfg.evaluation, run_dir, cfg.data.calendar,
         title=f"{cfg.agent.name.upper()} on {cfg.data.symbol} {cfg.data.timeframe}: test split",
         seed=cfg.train.seed,
         extra_sections={
@@ -183,6 +185,7 @@ def run(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
             trials) skips it and returns only the training summary, so the test split stays unseen.
         splits: explicit splits (walk-forward folds); default: the configured chronological split.
     """
+    check_forecaster_age(cfg)  # a max_model_age its forecaster cannot meet fails before training
     run_dir = Path(run_dir)
     torch.set_num_threads(cfg.train.torch_threads)
     splits, pruning, normalizer = _prepare_run(cfg, run_dir, splits)

@@ -26,7 +26,18 @@ unique: a second order with the same id is ``-2010 Duplicate order sent``), ``GE
 (by ``origClientOrderId`` or ``orderId``, ``-2013 Order does not exist``), ``GET /api/v3/myTrades``
 (an order's fill and fee); USDⓈ-M
 ``GET /fapi/v1/leverageBracket``, ``GET /fapi/v2|v3/positionRisk``, ``GET /fapi/v2|v3/account``, ``POST /fapi/v1/order``,
-``GET /fapi/v1/order``, ``GET /fapi/v1/userTrades`` (the fee of a futures order).
+``GET /fapi/v1/order``, ``GET /fapi/v1/userTrades`` (the fee of a futures order), and Binance's algo service
+for conditional orders as ccxt 4.5 calls it: ``POST /fapi/v1/algoOrder`` (``algoType=CONDITIONAL``, type
+``STOP_MARKET`` / ``TAKE_PROFIT_MARKET``, ``triggerPrice``, ``reduceOnly=true`` only, ``clientAlgoId``
+unique), ``GET /fapi/v1/algoOrder``, ``DELETE /fapi/v1/algoOrder`` (``-2011 Unknown order sent.`` once it is
+no longer open) and ``GET /fapi/v1/openAlgoOrders``. They trigger on the fake's bars: each bar from the one
+forming when the order was placed (its whole range: the session places them right after a bar opens) is
+checked once it has closed, before any signed request is answered; a sell stop triggers when the low
+reaches ``triggerPrice``, a sell take-profit when the high does (buys: the mirror image). The trigger sends a
+MARKET order (``actualOrderId``, readable with ``GET /fapi/v1/order`` / ``userTrades``) filled at
+``triggerPrice``, or at the open when the bar gapped through it, plus ``slippage_bps`` against it and the taker
+fee; the algo order becomes ``FINISHED``. A stop and a take-profit in one bar: the stop first. A triggered
+reduce-only order that would not reduce the position (flat, or on the other side) becomes ``EXPIRED``.
 
 Example:
     >>> fx = FakeExchange.from_samples(now_ms=1717804800000)
@@ -59,6 +70,8 @@ SAMPLE_1M = SAMPLE_DIR / "btcusdt_1m_2024-06-01_07.parquet"
 SAMPLE_FUNDING = SAMPLE_DIR / "btcusdt_perp_funding_8h.parquet"
 
 MINUTE_MS = 60_000
+#: the conditional order types the USDⓈ-M algo service takes (reduce-only)
+CONDITIONAL_TYPES = ("STOP_MARKET", "TAKE_PROFIT_MARKET")
 FAULT_KINDS = ("delay", "429", "500", "401", "truncate", "duplicate", "shuffle", "drop")
 SPOT_MAX_LIMIT = 1000
 FAPI_MAX_LIMIT = 1500
@@ -134,8 +147,10 @@ class _Trading:
     slippage_bps: float
     prefix: str
     position: float = 0.0  # USDⓈ-M BTCUSDT position, base units (signed)
+    entry_price: float = 0.0  # its average entry price (0 when flat; ccxt lists positions with one only)
     next_id: int = 1
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    algo_orders: dict[str, dict[str, Any]] = field(default_factory=dict)  # conditional orders by clientAlgoId
 
 
 def _num(x: float) -> str:
@@ -328,6 +343,9 @@ class FakeExchange:
         tr = self.trading
         assert tr is not None
         with self._state.lock:
+            self._trigger()
+            if path in ("/fapi/v1/algoOrder", "/fapi/v1/openAlgoOrders"):
+                return self._algo(method, path, params)
             if method == "GET" and path == "/api/v3/account":
                 return {"makerCommission": 10, "takerCommission": 10, "canTrade": True, "accountType": "SPOT",
                         "updateTime": self.server_now(), "permissions": ["SPOT"],
@@ -365,10 +383,12 @@ class FakeExchange:
     def _position_row(self) -> dict[str, Any]:
         tr = self.trading
         assert tr is not None
-        return {"symbol": "BTCUSDT", "positionAmt": _num(tr.position), "entryPrice": "0.0", "breakEvenPrice": "0.0",
-                "markPrice": _num(self.forming_open()), "unRealizedProfit": "0.0", "liquidationPrice": "0",
+        mark = self.forming_open()
+        return {"symbol": "BTCUSDT", "positionAmt": _num(tr.position), "entryPrice": _num(tr.entry_price),
+                "breakEvenPrice": _num(tr.entry_price),
+                "markPrice": _num(mark), "unRealizedProfit": "0.0", "liquidationPrice": "0",
                 "leverage": "1", "maxNotionalValue": "1000000", "marginType": "cross", "isolatedMargin": "0.0",
-                "isAutoAddMargin": "false", "positionSide": "BOTH", "notional": "0.0",
+                "isAutoAddMargin": "false", "positionSide": "BOTH", "notional": _num(tr.position * mark),
                 "isolatedWallet": "0", "updateTime": self.server_now()}
 
     def _new_order(self, params: dict[str, str], futures: bool) -> dict[str, Any]:
@@ -387,7 +407,7 @@ class FakeExchange:
         px = self.forming_open() * (1.0 + sign * tr.slippage_bps / 1e4)
         fee = qty * px * tr.fee_frac
         if futures:
-            tr.position += sign * qty
+            self._fill_position(sign * qty, px)
             tr.balances["USDT"] = tr.balances.get("USDT", 0.0) - fee
         else:
             tr.balances["BTC"] = tr.balances.get("BTC", 0.0) + sign * qty
@@ -397,6 +417,128 @@ class FakeExchange:
         tr.next_id += 1
         tr.orders[cid] = order
         return self._order_view(order, futures, full=True)
+
+    def algo_orders(self) -> list[dict[str, Any]]:
+        """Every conditional (algo) order accepted, oldest first (copies)."""
+        assert self.trading is not None
+        with self._state.lock:
+            self._trigger()
+            return [dict(o) for o in self.trading.algo_orders.values()]
+
+    def _fill_position(self, qty: float, px: float) -> None:
+        """The perpetual position after a fill of ``qty`` (signed) at ``px``, with its average entry price."""
+        tr = self.trading
+        assert tr is not None
+        new = tr.position + qty
+        if new == 0.0 or abs(new) < 1e-12:
+            tr.position, tr.entry_price = 0.0, 0.0
+            return
+        if tr.position == 0.0 or (tr.position > 0) != (new > 0):
+            tr.entry_price = px  # opened or flipped
+        elif abs(new) > abs(tr.position):
+            tr.entry_price = (tr.entry_price * abs(tr.position) + px * abs(qty)) / abs(new)
+        tr.position = new
+
+    def _bar_at(self, ms: int) -> int:
+        return int(np.searchsorted(self._ts, ms, side="right")) - 1
+
+    def _algo(self, method: str, path: str, params: dict[str, str]) -> Any:
+        tr = self.trading
+        assert tr is not None
+        if path == "/fapi/v1/openAlgoOrders":
+            return [self._algo_view(o) for o in tr.algo_orders.values() if o["algoStatus"] == "NEW"]
+        if method == "POST":
+            return self._new_algo(params)
+        cid = params.get("clientAlgoId")
+        order = tr.algo_orders.get(cid or "") if cid else next(
+            (o for o in tr.algo_orders.values() if str(o["algoId"]) == params.get("algoId")), None)
+        if method == "GET":
+            if order is None:
+                raise _ApiError(400, -2013, "Order does not exist.")
+            return self._algo_view(order)
+        if method == "DELETE":
+            if order is None or order["algoStatus"] != "NEW":
+                raise _ApiError(400, -2011, "Unknown order sent.")
+            order["algoStatus"] = "CANCELED"
+            order["updateTime"] = self.server_now()
+            return {"algoId": order["algoId"], "clientAlgoId": order["clientAlgoId"], "code": "200", "msg": "success"}
+        return None
+
+    def _new_algo(self, params: dict[str, str]) -> dict[str, Any]:
+        tr = self.trading
+        assert tr is not None
+        if params.get("symbol") != "BTCUSDT":
+            raise _ApiError(400, -1121, "Invalid symbol.")
+        if params.get("algoType") != "CONDITIONAL" or params.get("type") not in CONDITIONAL_TYPES:
+            raise _ApiError(400, -1116, f"Invalid orderType (this fake's algo service takes {CONDITIONAL_TYPES}).")
+        if params.get("reduceOnly") != "true" or "triggerPrice" not in params or "quantity" not in params:
+            raise _ApiError(400, -1106, "This fake takes conditional orders only with reduceOnly=true, a "
+                                        "triggerPrice and a quantity.")
+        cid = params.get("clientAlgoId") or f"fake-algo-{tr.next_id}"
+        if cid in tr.algo_orders:
+            raise _ApiError(400, -2010, "Duplicate order sent.")
+        now = self.server_now()
+        order = {"algoId": tr.next_id, "clientAlgoId": cid, "orderType": params["type"], "side": params["side"],
+                 "quantity": float(params["quantity"]), "triggerPrice": float(params["triggerPrice"]),
+                 "algoStatus": "NEW", "createTime": now, "updateTime": now, "triggerTime": 0, "actualOrderId": "",
+                 "actualPrice": 0.0, "bar": self._bar_at(now)}
+        tr.next_id += 1
+        tr.algo_orders[cid] = order
+        return self._algo_view(order)
+
+    @staticmethod
+    def _algo_view(o: dict[str, Any]) -> dict[str, Any]:
+        return {"algoId": o["algoId"], "clientAlgoId": o["clientAlgoId"], "algoType": "CONDITIONAL",
+                "orderType": o["orderType"], "symbol": "BTCUSDT", "side": o["side"], "positionSide": "BOTH",
+                "timeInForce": "GTC", "quantity": _num(o["quantity"]), "algoStatus": o["algoStatus"],
+                "triggerPrice": _num(o["triggerPrice"]), "price": "0.0", "workingType": "CONTRACT_PRICE",
+                "closePosition": False, "priceProtect": False, "reduceOnly": True, "createTime": o["createTime"],
+                "updateTime": o["updateTime"], "triggerTime": o["triggerTime"], "actualOrderId": str(o["actualOrderId"]),
+                "actualPrice": _num(o["actualPrice"]), "goodTillDate": 0}
+
+    def _trigger(self) -> None:
+        """Trigger the open conditional orders on every bar that closed since they were last checked."""
+        tr = self.trading
+        assert tr is not None
+        pending = [o for o in tr.algo_orders.values() if o["algoStatus"] == "NEW"]
+        if not pending:
+            return
+        last_closed = self._bar_at(self.server_now() - self.bar_ms)
+        for i in range(min(o["bar"] for o in pending), last_closed + 1):
+            due = [o for o in pending if o["algoStatus"] == "NEW" and o["bar"] <= i]
+            due.sort(key=lambda o: o["orderType"] != "STOP_MARKET")  # stop and take-profit in one bar: the stop first
+            for o in due:
+                o["bar"] = i + 1
+                self._trigger_on(o, i)
+
+    def _trigger_on(self, o: dict[str, Any], i: int) -> None:
+        tr = self.trading
+        assert tr is not None
+        open_, high, low = self._ohlcv[i, 0], self._ohlcv[i, 1], self._ohlcv[i, 2]
+        sell = o["side"] == "SELL"
+        level = o["triggerPrice"]
+        if (o["orderType"] == "STOP_MARKET") == sell:  # a sell stop / buy take-profit: the price falls to it
+            hit, gap = low <= level, open_ <= level
+        else:
+            hit, gap = high >= level, open_ >= level
+        if not hit:
+            return
+        at = int(self._ts[i]) + self.bar_ms - 1
+        o.update(triggerTime=at, updateTime=at)
+        sign = -1.0 if sell else 1.0
+        if tr.position == 0.0 or (tr.position > 0.0) == (sign > 0.0):
+            o["algoStatus"] = "EXPIRED"  # reduce-only with nothing to reduce
+            return
+        qty = min(o["quantity"], abs(tr.position))
+        px = (open_ if gap else level) * (1.0 + sign * tr.slippage_bps / 1e4)
+        fee = qty * px * tr.fee_frac
+        self._fill_position(sign * qty, px)
+        tr.balances["USDT"] = tr.balances.get("USDT", 0.0) - fee
+        order = {"orderId": tr.next_id, "clientOrderId": f"{o['clientAlgoId']}-fill", "side": o["side"], "qty": qty,
+                 "price": px, "fee": fee, "time": at}
+        tr.next_id += 1
+        tr.orders[order["clientOrderId"]] = order
+        o.update(algoStatus="FINISHED", actualOrderId=order["orderId"], actualPrice=px)
 
     def _find_order(self, params: dict[str, str]) -> dict[str, Any]:
         tr = self.trading
@@ -492,7 +634,8 @@ class FakeExchange:
                 {"filterType": "MARKET_LOT_SIZE", "minQty": "0.001", "maxQty": "120", "stepSize": "0.001"},
                 {"filterType": "MIN_NOTIONAL", "notional": "100"},
             ]
-            sym = {**common, "pair": "BTCUSDT", "contractType": "PERPETUAL", "deliveryDate": 4133404800000,
+            sym = {**common, "orderTypes": ["LIMIT", "MARKET", *CONDITIONAL_TYPES],
+                   "pair": "BTCUSDT", "contractType": "PERPETUAL", "deliveryDate": 4133404800000,
                    "onboardDate": 1569398400000, "marginAsset": "USDT", "pricePrecision": 2,
                    "quantityPrecision": 3, "underlyingType": "COIN", "triggerProtect": "0.0500",
                    "timeInForce": ["GTC", "IOC", "FOK", "GTX"], "filters": filters}

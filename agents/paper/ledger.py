@@ -247,7 +247,8 @@ def read_table(paper_dir: str | Path, table: str, after: int | None = None) -> p
     """
     order_by = {"meta": "key", "decisions": "bar_ts", "orders": "bar_ts", "steps": "step",
                 # broker=testnet (agents.paper.brokers.testnet)
-                "exchange_orders": "bar_ts", "fills_vs_model": "bar_ts", "reconciliations": "at_ms"}
+                "exchange_orders": "bar_ts", "fills_vs_model": "bar_ts", "reconciliations": "at_ms",
+                "protective_orders": "rowid", "exits_vs_model": "trigger_bar_ts"}
     if table not in order_by:
         raise ValueError(f"unknown ledger table {table!r}: one of {sorted(order_by)}")
     path = Path(paper_dir) / LEDGER_FILE

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -23,6 +22,7 @@ import pandas as pd
 from agents.data import load_frame
 from agents.evaluate_run import load_run
 from agents.forecasts import STATE_DIR
+from agents.model_age import resolve_model_age
 from agents.paper.broker import PaperBroker
 from agents.paper.config import PaperConfig, PaperFeedConfig
 from agents.paper.engine import PaperEngine, PaperRun
@@ -109,14 +109,15 @@ def session_meta(cfg: PaperConfig, run: PaperRun) -> dict[str, str]:
     return {"run_dir": str(Path(cfg.run_dir).resolve()), "model_id": run.model_id, "run_id": run.run_id,
             "feed.kind": cfg.feed.kind, "feed.source": feed_source(cfg.feed, run),
             "tail_bars": str(cfg.tail_bars), "timeframe": run.cfg.data.timeframe,
-            "env.risk": json.dumps(dataclasses.asdict(run.cfg.env.risk), sort_keys=True), "broker": cfg.broker.kind}
+            "env.risk": run.cfg.env.risk.meta_json(), "broker": cfg.broker.kind}
 
 
-def with_risk(run: PaperRun, risk: RiskConfig | None) -> PaperRun:
-    """``run`` with its ``env.risk`` replaced by ``risk`` (None: the run's own limits)."""
-    if risk is None:
-        return run
-    return dataclasses.replace(run, cfg=dataclasses.replace(run.cfg, env=dataclasses.replace(run.cfg.env, risk=risk)))
+def with_risk(run: PaperRun, risk: RiskConfig | None, run_dir: str | Path) -> PaperRun:
+    """``run`` with its ``env.risk`` replaced by ``risk`` (None: the run's own limits), the model age
+    limit resolved against the run folder (`agents.model_age`)."""
+    if risk is not None:
+        run = dataclasses.replace(run, cfg=dataclasses.replace(run.cfg, env=dataclasses.replace(run.cfg.env, risk=risk)))
+    return dataclasses.replace(run, cfg=resolve_model_age(run.cfg, run_dir))
 
 
 def run_paper(cfg: PaperConfig, base_dir: str | None = None, broker_cls: type[PaperBroker] = PaperBroker,
@@ -131,7 +132,7 @@ def run_paper(cfg: PaperConfig, base_dir: str | None = None, broker_cls: type[Pa
         clock: live feeds only: the feed's clock (None = ``feed.clock``); tests share a simulated one
             with a local fake exchange.
     """
-    run = with_risk(load_paper_run(cfg.run_dir, cfg.model, base_dir), cfg.risk)
+    run = with_risk(load_paper_run(cfg.run_dir, cfg.model, base_dir), cfg.risk, cfg.run_dir)
     logger.info("risk limits: %s", run.cfg.env.risk)
     if cfg.feed.kind == "live":
         return _run_live(cfg, run, broker_cls, clock)

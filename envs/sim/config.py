@@ -7,12 +7,15 @@ prices are quote currency per base unit, quantities base units (contracts for fu
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from dataclasses import dataclass, field, fields
 
 import pandas as pd
 
 from envs.market.bars import MAX_ABS_FUNDING_RATE
+from envs.market.times import parse_timeframe, to_ms
 from envs.sim.execution import SLIPPAGE_CODES
 from envs.sim.rewards import REWARD_CODES
 
@@ -67,6 +70,14 @@ class RiskConfig:
         expires_at: ISO date or time (UTC) from which the model counts as expired: decisions at bars
             opening at or after it may only reduce the position. E.g. the training end plus the
             horizon you trust the model (and its forecasters) for.
+        max_model_age: the age, from the end of the run's training data, from which the model counts
+            as expired: a duration ``"<n><unit>"`` with unit m/h/d/w (``"30d"``, ``"12h"``, ``"2w"``;
+            `envs.market.times.parse_timeframe`); decisions at bars opening at or after ``trained_until +
+            max_model_age`` may only reduce the position (reason ``model_age``). Evaluation of a
+            finished run and paper mode set ``trained_until`` from the run folder
+            (`agents.model_age`); while it is None (training) the age limit is inactive.
+        trained_until: ISO time (UTC) at which the model's training data ends (the close of the
+            training split's last bar), set from the run by `agents.model_age.resolve_model_age`.
     """
 
     max_exposure: float | None = None
@@ -75,6 +86,8 @@ class RiskConfig:
     max_drawdown: float | None = None
     stale_after: int | None = None
     expires_at: str | None = None
+    max_model_age: str | None = None
+    trained_until: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_exposure", "max_order_notional"):
@@ -90,6 +103,54 @@ class RiskConfig:
             _fail_risk("stale_after", self.stale_after, "must be None (off) or an integer >= 1 (bars)")
         if self.expires_at is not None:
             self.expires_ms  # noqa: B018 - parses and checks the date
+        if self.max_model_age is not None:
+            self.max_age_ms  # noqa: B018 - parses and checks the duration
+        if self.trained_until is not None:
+            self.trained_until_ms  # noqa: B018
+
+    @property
+    def max_age_ms(self) -> int | None:
+        """``max_model_age`` in ms, or None."""
+        age = self.max_model_age
+        if age is None:
+            return None
+        ms = None
+        if isinstance(age, str) and not age.strip().isdigit() and not age.strip().endswith("s"):
+            try:
+                ms = parse_timeframe(age)
+            except ValueError:
+                pass
+        if ms is None:
+            raise ValueError(f"env.risk.max_model_age={age!r} is invalid: must be None (off) or a duration with a "
+                             "unit, e.g. '30d', '12h', '2w' (unit m/h/d/w; a bare number is ambiguous), measured "
+                             "from the end of the run's training data (set it in conf/risk/*.yaml or with "
+                             "env.risk.max_model_age=...)")
+        return ms
+
+    @property
+    def trained_until_ms(self) -> int | None:
+        """``trained_until`` as int64 ms UTC, or None."""
+        if self.trained_until is None:
+            return None
+        try:
+            return to_ms(self.trained_until, "env.risk.trained_until")
+        except ValueError as err:
+            raise ValueError(f"{err} (set it in RiskConfig or leave it to the run folder)") from err
+
+    @property
+    def model_expires_ms(self) -> int | None:
+        """``trained_until + max_model_age`` in ms UTC; None when either is None (the age limit is off)."""
+        until, age = self.trained_until_ms, self.max_age_ms
+        return None if until is None or age is None else until + age
+
+    def meta_json(self) -> str:
+        """The limits as sorted JSON for a paper ledger's ``meta`` (keys added after the first ledgers,
+        ``max_model_age`` and ``trained_until``, appear only when set, so older folders still resume)."""
+        values = dataclasses.asdict(self)
+        for key in ("max_model_age", "trained_until"):
+            if values[key] is None:
+                del values[key]
+        return json.dumps(values, sort_keys=True)
 
     @property
     def expires_ms(self) -> int | None:

@@ -125,22 +125,23 @@ def _liquidate(S: np.ndarray, i: int, px: float, P: np.ndarray) -> float:
 
 
 @numba.njit(cache=True)
-def _exits(S: np.ndarray, i: int, bar: int, M: np.ndarray, P: np.ndarray, sigma: float) -> float:
-    """Rules 7–8 on bar ``bar``: liquidation, stop / trailing stop, take-profit. Returns notional."""
+def exit_levels(S: np.ndarray, i: int, bar: int, P: np.ndarray) -> tuple[float, float, float]:
+    """Env i's exit levels on bar ``bar`` (quote per base unit, NaN = none): ``(stop, take_profit,
+    liquidation)``.
+
+    The stop is the nearer of the fixed and the trailing stop (the trailing one from the best price
+    before ``bar``); stop and take-profit are live from the bar after the entry. Used by `_exits`, and
+    by paper mode's testnet broker to mirror them as exchange orders.
+    """
     pos = S[S_POS, i]
     if pos == 0.0:
-        return 0.0
-    o = M[bar, M_OPEN]
-    hi = M[bar, M_HIGH]
-    lo = M[bar, M_LOW]
+        return math.nan, math.nan, math.nan
     long = pos > 0.0
     entry = S[S_ENTRY_PX, i]
     best = S[S_BEST_PX, i]
-    stops_live = bar > S[S_ENTRY_T, i]
-    # adverse levels: stop (nearest of fixed and trailing) and liquidation
     stop_lvl = math.nan
     tp_lvl = math.nan
-    if stops_live:
+    if bar > S[S_ENTRY_T, i]:
         if not math.isnan(P[P_STOP]):
             stop_lvl = entry * (1.0 - P[P_STOP]) if long else entry * (1.0 + P[P_STOP])
         if not math.isnan(P[P_TRAIL]):
@@ -151,7 +152,21 @@ def _exits(S: np.ndarray, i: int, bar: int, M: np.ndarray, P: np.ndarray, sigma:
                 stop_lvl = max(stop_lvl, trail) if long else min(stop_lvl, trail)
         if not math.isnan(P[P_TP]):
             tp_lvl = entry * (1.0 + P[P_TP]) if long else entry * (1.0 - P[P_TP])
-    liq_lvl = liquidation_price(S[S_CASH, i], pos, P[P_MULT], P[P_MMR])
+    return stop_lvl, tp_lvl, liquidation_price(S[S_CASH, i], pos, P[P_MULT], P[P_MMR])
+
+
+@numba.njit(cache=True)
+def _exits(S: np.ndarray, i: int, bar: int, M: np.ndarray, P: np.ndarray, sigma: float) -> float:
+    """Rules 7–8 on bar ``bar``: liquidation, stop / trailing stop, take-profit. Returns notional."""
+    pos = S[S_POS, i]
+    if pos == 0.0:
+        return 0.0
+    o = M[bar, M_OPEN]
+    hi = M[bar, M_HIGH]
+    lo = M[bar, M_LOW]
+    long = pos > 0.0
+    best = S[S_BEST_PX, i]
+    stop_lvl, tp_lvl, liq_lvl = exit_levels(S, i, bar, P)
     if long:
         stop_hit = (not math.isnan(stop_lvl)) and lo <= stop_lvl
         liq_hit = (not math.isnan(liq_lvl)) and lo <= liq_lvl

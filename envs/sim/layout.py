@@ -48,8 +48,8 @@ S_ROWS = 43
  P_N_BARS,
  # risk controls (NaN = off)
  P_RISK_MAX_EXPOSURE, P_RISK_MAX_ORDER, P_RISK_DAILY_LOSS, P_RISK_MAX_DD, P_RISK_STALE_AFTER,
- P_RISK_EXPIRES_MS) = range(39)
-P_LEN = 39
+ P_RISK_EXPIRES_MS, P_RISK_AGE_EXPIRES_MS) = range(40)
+P_LEN = 40
 
 #: number of account-state values appended to each observation
 N_ACCOUNT_OBS = 4
@@ -61,9 +61,9 @@ RISK_ACTIVE, RISK_REDUCING, RISK_HALTED = 0, 1, 2
 #: why (``S_RISK_REASON``): the rule that set the regime, or (while ACTIVE) the limit that cut the
 #: decision's order; ``none`` = nothing limited it
 RISK_REASONS = ("none", "max_exposure", "max_order_notional", "daily_loss", "drawdown", "stale_feed", "expired",
-                "kill")
+                "kill", "model_age")
 (REASON_NONE, REASON_MAX_EXPOSURE, REASON_MAX_ORDER, REASON_DAILY_LOSS, REASON_DRAWDOWN, REASON_STALE,
- REASON_EXPIRED, REASON_KILL) = range(8)
+ REASON_EXPIRED, REASON_KILL, REASON_MODEL_AGE) = range(9)
 #: what a regime allows the decision's order to do
 MODE_FREE, MODE_REDUCE_ONLY, MODE_NO_ORDERS, MODE_FLATTEN = 0, 1, 2, 3
 
@@ -115,4 +115,5 @@ def make_params(config: EnvConfig, bars_per_year: float, n_bars: int) -> npt.NDA
     p[P_RISK_MAX_DD] = _opt(risk.max_drawdown)
     p[P_RISK_STALE_AFTER] = _opt(risk.stale_after)
     p[P_RISK_EXPIRES_MS] = _opt(risk.expires_ms)
+    p[P_RISK_AGE_EXPIRES_MS] = _opt(risk.model_expires_ms)
     return p

@@ -1,7 +1,7 @@
 """Risk controls as compiled rules over the kernel's state (`RiskConfig`, README "Risk controls").
 
 They limit the decision at close t with what is known at t: `risk_regime` (kill, drawdown halt,
-stale feed, daily loss, expiry) and `risk_cap_exposure` before sizing, `risk_order` on the order
+stale feed, daily loss, expiry, model age) and `risk_cap_exposure` before sizing, `risk_order` on the order
 quantity; `roll_day` after the mark. Called from `envs.sim.kernel.step_env`.
 """
 
@@ -31,7 +31,8 @@ def risk_regime(i: int, t: int, S: np.ndarray, M: np.ndarray, P: np.ndarray) -> 
     from the peak >= ``max_drawdown`` (latched for the episode) -> HALTED, flatten; feed lag >
     ``stale_after`` bars -> HALTED, no order; loss since the UTC day's start >=
     ``daily_loss_limit`` (latched until the next UTC day) -> REDUCING; bar t opening at or after
-    ``expires_at`` -> REDUCING; else ACTIVE.
+    ``expires_at`` -> REDUCING (expired); bar t opening at or after the training end plus
+    ``max_model_age`` -> REDUCING (model_age); else ACTIVE.
 
     Returns:
         MODE_FREE, MODE_REDUCE_ONLY, MODE_NO_ORDERS or MODE_FLATTEN.
@@ -52,6 +53,8 @@ def risk_regime(i: int, t: int, S: np.ndarray, M: np.ndarray, P: np.ndarray) -> 
         return _set_regime(S, i, RISK_REDUCING, REASON_DAILY_LOSS, MODE_REDUCE_ONLY)
     if not math.isnan(P[P_RISK_EXPIRES_MS]) and M[t, M_TIME] >= P[P_RISK_EXPIRES_MS]:
         return _set_regime(S, i, RISK_REDUCING, REASON_EXPIRED, MODE_REDUCE_ONLY)
+    if not math.isnan(P[P_RISK_AGE_EXPIRES_MS]) and M[t, M_TIME] >= P[P_RISK_AGE_EXPIRES_MS]:
+        return _set_regime(S, i, RISK_REDUCING, REASON_MODEL_AGE, MODE_REDUCE_ONLY)
     return _set_regime(S, i, RISK_ACTIVE, REASON_NONE, MODE_FREE)
 
 

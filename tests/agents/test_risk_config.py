@@ -8,7 +8,9 @@ import pytest
 from omegaconf import DictConfig, OmegaConf
 
 from agents.config import to_run_config
+from agents.model_age import check_forecaster_age
 from agents.paper.config import register_paper_configs, to_paper_config
+from agents.train import run as train
 from envs.sim.config import RiskConfig
 from tests.agents.conftest import CONF
 
@@ -49,3 +51,20 @@ def test_evaluation_and_paper_use_the_runs_limits_unless_a_preset_replaces_them(
     assert paper(["risk=conservative"]) == CONSERVATIVE
     assert paper(["risk=none"]) == RiskConfig()
     assert paper(["risk=conservative", "env.risk.stale_after=5"]) == RiskConfig(**{**PRESET, "stale_after": 5})  # type: ignore[arg-type]
+    assert paper(["risk=none", "env.risk.max_model_age=30d"]) == RiskConfig(max_model_age="30d")
+
+
+def test_model_age_composes_and_a_forecaster_older_between_fits_is_refused_before_training(
+        compose_cfg: Callable[..., DictConfig]) -> None:
+    assert to_run_config(compose_cfg(["env.risk.max_model_age=30d"])).env.risk == RiskConfig(max_model_age="30d")
+    with pytest.raises(ValueError, match=r"env.risk.max_model_age='30' is invalid"):
+        to_run_config(compose_cfg(["env.risk.max_model_age='30'"]))
+    # gbm is updated every 250 hourly bars (+ horizon 1: 10.5 days): a 7-day limit would expire it between fits
+    cfg = to_run_config(compose_cfg(["forecaster=gbm", "env.risk.max_model_age=7d"]))
+    with pytest.raises(ValueError, match=r"max_model_age='7d' is shorter than the forecaster's age between fits"):
+        check_forecaster_age(cfg)
+    with pytest.raises(ValueError, match=r"shorter than the forecaster's age between fits"):
+        train(cfg, "/nonexistent/never-created")  # refused before any data is loaded or folder written
+    check_forecaster_age(to_run_config(compose_cfg(["forecaster=gbm", "env.risk.max_model_age=11d"])))
+    check_forecaster_age(to_run_config(compose_cfg(["forecaster=gbm", "forecaster.update_every=100",
+                                                    "env.risk.max_model_age=7d"])))  # more frequent updates

@@ -292,3 +292,32 @@ def test_risk_decisions_never_see_later_bars(case: tuple[pd.DataFrame, EnvConfig
     later["timestamp"] = bars["timestamp"].where(bars.index <= cut, bars["timestamp"] + DAY_MS)
     # steps 0 .. cut-1 fill and mark in bars 1 .. cut: identical, risk state and reason included
     assert rollout(later, cfg, actions)[:cut] == rollout(bars, cfg, actions)[:cut]
+
+
+def test_model_age_allows_only_reductions_from_training_end_plus_age() -> None:
+    bars = make_bars([100, 100, 100, 100, 100, 100])
+    trained_until = pd.Timestamp(0, unit="ms", tz="UTC").isoformat()  # training data ended at bar 0's open
+    cfg = config(risk=RiskConfig(max_model_age="2h", trained_until=trained_until))
+    infos = both(bars, cfg, [0.5, 0.5, 1.0, 0.25, 0.75])
+    assert [regime(i) for i in infos] == [("ACTIVE", "none")] * 2 + [("REDUCING", "model_age")] * 3
+    assert [i["position"] for i in infos] == [approx(50.0), approx(50.0), approx(50.0), approx(25.0), approx(25.0)]
+    # without the run's training end (training itself) the age limit is inactive
+    free = both(bars, config(risk=RiskConfig(max_model_age="2h")), [0.5, 0.5, 1.0, 0.25, 0.75])
+    assert all(regime(i) == ("ACTIVE", "none") for i in free)
+
+
+@pytest.mark.parametrize("age", ["30", 30, "30x", "0d", "3 months", "5s", True])
+def test_bad_model_age_is_refused_in_one_line(age: object) -> None:
+    with pytest.raises(ValueError, match=r"env\.risk\.max_model_age=.*duration with a unit") as err:
+        RiskConfig(max_model_age=age)  # type: ignore[arg-type]
+    assert "\n" not in str(err.value)
+
+
+def test_limits_without_the_model_age_keys_keep_the_ledger_meta_of_earlier_sessions() -> None:
+    import json
+
+    old = {"max_exposure": 0.5, "max_order_notional": None, "daily_loss_limit": None, "max_drawdown": None,
+           "stale_after": None, "expires_at": None}  # a paper ledger's env.risk before max_model_age existed
+    assert RiskConfig(max_exposure=0.5).meta_json() == json.dumps(old, sort_keys=True)
+    aged = json.loads(RiskConfig(max_model_age="30d", trained_until="2023-01-01").meta_json())
+    assert aged["max_model_age"] == "30d" and aged["trained_until"] == "2023-01-01"

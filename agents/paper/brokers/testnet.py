@@ -42,6 +42,7 @@ import numpy as np
 
 from agents.paper.broker import PaperBroker, State, initial_state, to_rows
 from agents.paper.brokers.config import BrokerConfig, is_loopback
+from agents.paper.brokers.protective import ProtectiveOrders, exit_orders
 from agents.paper.config import PaperFeedConfig
 from agents.paper.ledger import Decision, Ledger
 from agents.paper.market import BarTail
@@ -158,6 +159,7 @@ class TestnetBroker(PaperBroker):
     """
 
     __test__ = False  # not a pytest class
+    protective_cls: type[ProtectiveOrders] = ProtectiveOrders
 
     def __init__(self, ledger: Ledger, tail: BarTail, exchange: ccxt.Exchange, symbol: str) -> None:
         verify_sandbox(exchange, allow_loopback=True)
@@ -169,6 +171,9 @@ class TestnetBroker(PaperBroker):
         with ledger.transaction() as c:
             for sql in _SCHEMA:
                 c.execute(sql)
+        # the model's stops / take-profit / liquidation as reduce-only conditional orders (perpetuals only)
+        self.protective = (self.protective_cls(ledger, exchange, symbol, self._fee) if self.market.get("contract")
+                           else None)
 
     @classmethod
     def start(cls, ledger: Ledger, tail: BarTail, feed: PaperFeedConfig, broker: BrokerConfig,
@@ -179,8 +184,21 @@ class TestnetBroker(PaperBroker):
         out = cls(ledger, tail, exchange, feed.symbol)
         now_ms = exchange.milliseconds()
         out.recover(now_ms)
+        if out.protective is not None:
+            out.protective.recover(now_ms, out.bar_ms)
+        else:
+            logger.info("testnet broker: %s is a spot market: the model's stops and take-profit are not mirrored "
+                        "on the exchange (perpetuals only)", feed.symbol)
         out.reconcile(now_ms)
         return out
+
+    @property
+    def bar_ms(self) -> int:
+        """The bar interval, ms (from the session's last two bars)."""
+        bars = self.tail.bars
+        if len(bars) < 2:
+            raise RuntimeError("the testnet broker needs the session's history (two bars) to know the bar interval")
+        return int(bars[-1].timestamp - bars[-2].timestamp)
 
     def recover(self, now_ms: int) -> int:
         """Record the orders of committed decisions that reached the exchange before a crash but not the ledger.
@@ -230,12 +248,17 @@ class TestnetBroker(PaperBroker):
         c = self.ledger.conn
         fills = float(c.execute("SELECT COALESCE(SUM(filled_qty), 0.0) FROM exchange_orders").fetchone()[0])
         first = c.execute("SELECT baseline FROM reconciliations ORDER BY at_ms LIMIT 1").fetchone()
-        baseline = exch - fills if first is None else float(first[0])
         last = self.ledger.last_settled()
         model = 0.0 if last is None else float(last.state[K.S_POS])
         unsettled = float(c.execute(
             "SELECT COALESCE(SUM(filled_qty), 0.0) FROM exchange_orders WHERE client_order_id NOT IN "
             "(SELECT client_order_id FROM steps)").fetchone()[0])
+        if self.protective is not None:  # exchange-triggered exits (after the last settled bar: not settled yet)
+            fills += float(c.execute("SELECT COALESCE(SUM(filled_qty), 0.0) FROM protective_orders").fetchone()[0])
+            unsettled += float(c.execute(
+                "SELECT COALESCE(SUM(filled_qty), 0.0) FROM protective_orders WHERE trigger_bar_ts > ?",
+                (-1 if last is None else last.bar_ts,)).fetchone()[0])
+        baseline = exch - fills if first is None else float(first[0])
         row = {"exchange_position": exch, "baseline": baseline, "ledger_position": model, "recorded_fills": fills,
                "unexplained": exch - baseline - fills, "model_minus_exchange": model - (fills - unsettled)}
         tol = float(self.market.get("precision", {}).get("amount") or 1e-8)
@@ -246,7 +269,7 @@ class TestnetBroker(PaperBroker):
         if abs(row["model_minus_exchange"]) > tol:
             notes.append(f"the model's position {model:.8g} differs from the settled sandbox fills "
                          f"{fills - unsettled:.8g} by {row['model_minus_exchange']:+.8g} (precision rounding, orders "
-                         "below the exchange minimum, the model's stops / liquidation the sandbox does not mirror)")
+                         "below the exchange minimum, a protective exit that triggered on one side only)")
         note = "; ".join(notes) or "ledger and exchange agree"
         with self.ledger.transaction() as tx:
             tx.execute("INSERT INTO reconciliations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -264,6 +287,10 @@ class TestnetBroker(PaperBroker):
         copy of the state at the decision bar against a next bar that opens, closes and ranges at
         close t with unlimited volume: the one implementation of the rules, no second sizing code.
         """
+        return float(self.intended_state(decision)[K.S_TRADED_QTY, 0])
+
+    def intended_state(self, decision: Decision) -> State:
+        """The (S_ROWS, 1) kernel state after `intended_qty`'s step (bar rows: 0 = decision bar, 1 = the next)."""
         sim = self.tail.simulation()
         row = decision.bar_index - self.tail.offset
         if not 0 <= row < sim.market.shape[0]:
@@ -282,16 +309,43 @@ class TestnetBroker(PaperBroker):
         market[1, K.M_VOLUME] = math.inf
         market[1, K.M_FUNDING] = 0.0
         K.step_env(0, decision.action, s, market, sim.params, sim.levels)
-        return float(s[K.S_TRADED_QTY, 0])
+        return s
 
     def submit(self, decision: Decision, now_ms: int) -> bool:
-        """Book the order (paper broker), then send it to the sandbox unless the exchange already has it."""
+        """Book the order (paper broker), then send it to the sandbox unless the exchange already has it,
+        then mirror the model's exit levels for the next bar (perpetuals)."""
         new = super().submit(decision, now_ms)
         cid = decision.client_order_id
-        if self.ledger.conn.execute("SELECT 1 FROM exchange_orders WHERE client_order_id = ?", (cid,)).fetchone():
-            return new
-        self._send(decision, self.intended_qty(decision), now_ms)
+        if self.protective is not None:
+            self.protective.refresh(now_ms, self.bar_ms)  # exits that triggered during the bar that just closed
+        state = None
+        if not self.ledger.conn.execute("SELECT 1 FROM exchange_orders WHERE client_order_id = ?", (cid,)).fetchone():
+            state = self.intended_state(decision)
+            self._send(decision, float(state[K.S_TRADED_QTY, 0]), now_ms)
+        if self.protective is not None:
+            self._protect(decision, state, now_ms)
         return new
+
+    def _protect(self, decision: Decision, state: State | None, now_ms: int) -> None:
+        """Mirror the kernel's exit levels on the next bar for the position the exchange now holds."""
+        assert self.protective is not None
+        if state is None:  # a resend after a restart: the same levels, unless the tail cannot size it
+            try:
+                state = self.intended_state(decision)
+            except RuntimeError as err:
+                logger.warning("protective orders of %s not re-checked (%s); the next bar does", decision.client_order_id,
+                               err)
+                return
+        model = float(state[K.S_POS, 0])
+        want = exit_orders(K.exit_levels(state, 0, 1, self.tail.simulation().params), model)
+        held = self.exchange_position() if want else 0.0
+        amount = 0.0
+        if held != 0.0 and (held > 0.0) == (model > 0.0):
+            amount = -math.copysign(float(self.exchange.amount_to_precision(self.symbol, abs(held))), held)
+        elif want:
+            logger.warning("the sandbox holds %.8g, the model %.8g: no protective order for %s", held, model,
+                           decision.client_order_id)
+        self.protective.sync(decision, want, amount, now_ms)
 
     def _lookup(self, cid: str) -> dict[str, Any] | None:
         try:

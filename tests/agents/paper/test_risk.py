@@ -19,7 +19,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from agents.evaluate_run import evaluate_run, load_run
+from agents.model_age import training_end_ms
 from agents.paper.broker import PaperBroker, initial_state
+from agents.paper.dashboard_view import panel_html, prometheus_text, read_snapshot
 from agents.paper.engine import feed_lag_bars
 from agents.paper.killswitch import KILL_FILE, read_kill, request_kill
 from agents.paper.ledger import LEDGER_FILE, Decision, Ledger, read_steps
@@ -46,10 +48,21 @@ def long_replay(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def risk_limits(bars: Path) -> dict[str, object]:
+#: replay bar from which the model is older than ``max_model_age`` (and the absolute ``expires_at``)
+AGE_BAR, EXPIRES_BAR = 230, 290
+
+
+def model_age_hours(run_dir: Path, bars: Path, bar: int) -> int:
+    """Whole hours from the run's training end (close of its last training bar) to replay bar ``bar``'s open."""
+    end = training_end_ms(run_dir, "1h")
+    return (int(pd.read_parquet(bars)["timestamp"].iloc[bar]) - end) // 3_600_000
+
+
+def risk_limits(bars: Path, run_dir: Path) -> dict[str, object]:
     ts = pd.read_parquet(bars)["timestamp"]
     return {"max_exposure": 0.6, "max_order_notional": 3000.0, "daily_loss_limit": 0.004,
-            "expires_at": pd.Timestamp(int(ts.iloc[290]), unit="ms", tz="UTC").isoformat()}
+            "expires_at": pd.Timestamp(int(ts.iloc[EXPIRES_BAR]), unit="ms", tz="UTC").isoformat(),
+            "max_model_age": f"{model_age_hours(run_dir, bars, AGE_BAR)}h"}
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +72,7 @@ def risky_run(tiny_run: Path, long_replay: Path, tmp_path_factory: pytest.TempPa
     shutil.copytree(tiny_run, run_dir)
     saved = run_dir / ".hydra" / "config.yaml"
     cfg = OmegaConf.load(saved)
-    cfg.env.risk = risk_limits(long_replay)
+    cfg.env.risk = risk_limits(long_replay, tiny_run)
     OmegaConf.save(cfg, saved)
     return run_dir
 
@@ -74,14 +87,14 @@ def risky_session(risky_run: Path, long_replay: Path, tmp_path_factory: pytest.T
 def test_replay_equals_evaluation_with_risk_limits_from_the_runs_config(risky_run: Path, long_replay: Path,
                                                                        risky_session: Path, tmp_path: Path) -> None:
     cfg, _ = load_run(risky_run)
-    assert cfg.env.risk == RiskConfig(**risk_limits(long_replay))  # type: ignore[arg-type]
+    assert cfg.env.risk == RiskConfig(**risk_limits(long_replay, risky_run))  # type: ignore[arg-type]
     evaluated = pd.read_parquet(evaluate_run(risky_run, data_path=str(long_replay), out_dir=tmp_path / "eval").steps)
     paper = read_steps(risky_session)
     assert len(paper) == len(evaluated) == N_BARS - cfg.env.window_size
     for key in INFO_KEYS:  # bit-identical, risk state and reason included
         assert np.array_equal(paper[key].to_numpy(), evaluated[key].to_numpy()), key
     reasons = {K.RISK_REASONS[r] for r in paper["risk_reason"]}
-    assert {"max_exposure", "max_order_notional", "daily_loss", "expired"} <= reasons, reasons
+    assert {"max_exposure", "max_order_notional", "daily_loss", "model_age", "expired"} <= reasons, reasons
     # the limits held: the agent's long/flat target 1.0 never reached the market
     assert (paper["exposure"] <= 0.6 * 1.05).all()
     # without the limits the same bars trade differently
@@ -93,7 +106,7 @@ def test_replay_equals_evaluation_with_risk_limits_from_the_runs_config(risky_ru
 
 def test_risk_overrides_in_paper_and_evaluation_equal_the_runs_saved_limits(
         tiny_run: Path, long_replay: Path, risky_session: Path, tmp_path: Path) -> None:
-    risk = RiskConfig(**risk_limits(long_replay))  # type: ignore[arg-type]
+    risk = RiskConfig(**risk_limits(long_replay, tiny_run))  # type: ignore[arg-type]
     ref = read_steps(risky_session)[list(INFO_KEYS)]
     evaluated = pd.read_parquet(evaluate_run(tiny_run, data_path=str(long_replay), out_dir=tmp_path / "eval",
                                              risk=risk).steps)
@@ -317,3 +330,47 @@ def test_a_decisions_risk_inputs_are_stored_and_applied_at_settlement(sample_1h:
                        ("HALTED", "kill", True), ("ACTIVE", "none", True)]
     assert ledger.last_settled_decision() == ledger.decision(int(sim.timestamps[7]))
     ledger.close()
+
+
+@pytest.mark.slow
+def test_model_age_engages_at_the_training_end_plus_age_and_survives_a_resume(
+        risky_run: Path, long_replay: Path, risky_session: Path, tmp_path: Path) -> None:
+    ref = read_steps(risky_session)
+    decided = ledger_rows(risky_session)["decisions"]["bar_index"].to_numpy()[:len(ref)]  # step k settles decision k
+    state, reason = ref["risk_state"].to_numpy(), ref["risk_reason"].to_numpy()
+    # the limit is hours from the close of the run's last training bar: the first bar opening that late is AGE_BAR
+    assert not (reason[decided < AGE_BAR] == REASON["model_age"]).any()
+    at = int(np.flatnonzero(decided == AGE_BAR)[0])
+    assert (state[at], reason[at]) == (REDUCING, REASON["model_age"])
+    after = slice(at, int(np.flatnonzero(decided == EXPIRES_BAR)[0]))
+    assert set(reason[after]) <= {REASON["model_age"], REASON["daily_loss"]} and (state[after] == REDUCING).all()
+    assert (np.diff(np.abs(ref["position"].to_numpy()[at - 1:])) <= 0).all()  # reduce-only from then on
+    # the session's limits name the age and the run's training end it was resolved against
+    meta = dict(sqlite3.connect(risky_session / LEDGER_FILE).execute("SELECT key, value FROM meta").fetchall())
+    assert '"max_model_age": "' in meta["env.risk"] and '"trained_until": "' in meta["env.risk"]
+    # stopped right after the limit engaged, resumed with the rest of the bars: the same ledger
+    bars, paper_dir = tmp_path / "bars.parquet", tmp_path / "paper"
+    pd.read_parquet(long_replay).iloc[:AGE_BAR + 3].to_parquet(bars, index=False)
+    run_paper(paper_config(risky_run, bars, paper_dir))
+    # the dashboard's view of the ledger names the regime and why, as for every control
+    snap = read_snapshot(paper_dir)
+    assert (snap.state()["risk_state"], snap.state()["risk_reason"]) == ("REDUCING", "model_age")
+    assert "model_age" in panel_html(snap)
+    assert 'quantgym_paper_risk_state{' in prometheus_text(snap)
+    shutil.copy(long_replay, bars)
+    summary = run_paper(paper_config(risky_run, bars, paper_dir))
+    assert summary["resumed_at"] == AGE_BAR + 2
+    cols = [*INFO_KEYS, "state"]
+    pd.testing.assert_frame_equal(read_steps(paper_dir)[cols], ref[cols])
+
+
+def test_model_age_without_the_runs_training_end_is_refused_at_start(tiny_run: Path, short_replay: Path,
+                                                                      tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    (run_dir / "splits.json").unlink()
+    with pytest.raises(ValueError, match=r"max_model_age needs the run's training end.*splits\.json"):
+        run_paper(paper_config(run_dir, short_replay, tmp_path / "paper", risk=RiskConfig(max_model_age="30d")))
+    with pytest.raises(ValueError, match=r"max_model_age needs the run's training end"):
+        evaluate_run(run_dir, data_path=str(short_replay), out_dir=tmp_path / "eval",
+                     risk=RiskConfig(max_model_age="30d"))
