@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -159,6 +161,30 @@ class Trail:
         self.trailing = trailing_of(config)
         self.size = self.trailing + config.horizon  # rows one combination reads, bar k included
         self.rows: dict[int, tuple[float, FloatArray]] = {}
+
+    @classmethod
+    def from_state(cls, config: ForecastConfig, state_dir: str | Path, state: dict[str, Any],
+                   history: pd.DataFrame) -> Trail:
+        """The trail at the end of a saved run: its saved trailing rows as bars ``-rows .. -1``.
+
+        ``history``: the run's bars the state was saved on (their closes give the rows' labels).
+        """
+        from envs.forecasting.state import read_trail
+
+        saved = read_trail(state_dir, config, state)
+        trail = cls(config, row0=-int(state["n_predicted"]))
+        members = list(saved)
+        rows = len(saved[members[0]])
+        ts = history["timestamp"].to_numpy(np.int64)[len(history) - rows:]
+        if not np.array_equal(saved[members[0]]["timestamp"].to_numpy(np.int64), ts):
+            raise ValueError("the saved trailing predictions are not of the run's last bars: the history bars differ "
+                             "from those the state was saved on")
+        close = history["close"].to_numpy(np.float64)[len(history) - rows:]
+        P = np.stack([np.column_stack([saved[m][FORECAST_PREFIX + t].to_numpy(np.float64) for m in members])
+                      for t in config.targets], axis=1)  # (rows, targets, members)
+        for i in range(rows):
+            trail.put(i - rows, close[i], P[i])
+        return trail
 
     def put(self, k: int, close: float, values: FloatArray) -> None:
         """Bar ``k``'s close and member predictions (``values[target_index, member_index]``)."""

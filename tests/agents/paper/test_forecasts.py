@@ -33,22 +33,30 @@ FORECASTER = ["forecaster=gbm", "forecaster.min_train=200", "forecaster.train_wi
               "forecaster.params.min_data_in_leaf=20", "data.start=2022-11-01",
               "features.mtf_timeframes=[]"]
 
+#: a cheap ensemble (ridge + the last return, weights over 30 trailing bars) on the same schedule
+ENSEMBLE = ["forecaster=ensemble", "forecaster.params.members=[ridge,last]", "forecaster.params.trailing=30",
+            *[o for o in FORECASTER if not o.startswith(("forecaster=", "forecaster.params."))]]
+
 #: a smaller SB3 budget than the paper tests' tiny run (the policy only has to trade)
 BUDGET = ["train.total_timesteps=512", "train.eval_freq=256", "train.checkpoint_freq=512"]
 
 pytestmark = pytest.mark.slow
 
 
+def _train(tmp_path_factory: pytest.TempPathFactory, forecaster: list[str], name: str) -> Path:
+    register_configs()
+    cache = tmp_path_factory.mktemp(f"{name}_cache")
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[*SMOKE, *forecaster, f"paths.feature_cache={cache}", *BUDGET])
+    run_dir = tmp_path_factory.mktemp(f"{name}_run")
+    run(to_run_config(cfg, base_dir=str(REPO)), run_dir, test_report=False)
+    return run_dir
+
+
 @pytest.fixture(scope="module")
 def fc_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished training run with forecaster=gbm (its bars + a replay fit in paper.tail_bars)."""
-    register_configs()
-    cache = tmp_path_factory.mktemp("fc_cache")
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[*SMOKE, *FORECASTER, f"paths.feature_cache={cache}", *BUDGET])
-    run_dir = tmp_path_factory.mktemp("fc_run")
-    run(to_run_config(cfg, base_dir=str(REPO)), run_dir, test_report=False)
-    return run_dir
+    return _train(tmp_path_factory, FORECASTER, "fc")
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +184,33 @@ def test_a_feed_that_does_not_start_after_the_runs_bars_is_refused(fc_run: Path,
     bars[bars["timestamp"] >= first - 50 * 3_600_000].iloc[:400].to_parquet(overlap, index=False)
     with pytest.raises(ValueError, match="not after the run's last bar"):
         run_paper(paper_config(fc_run, overlap, tmp_path / "paper"))
+
+
+def test_ensemble_replay_equals_evaluation_and_a_resume_rebuilds_its_weights(replay_file: Path, tmp_path: Path,
+                                                                            tmp_path_factory: pytest.TempPathFactory
+                                                                            ) -> None:
+    """forecaster=ensemble (ridge + last): a replay equals evaluation on the same file bit for bit; a session
+    stopped mid-replay and resumed equals the uninterrupted one. The resume rebuilds from bars
+    (`PaperForecasts.catch_up`) the members' models and their forecasts of the trailing bars the weights read."""
+    ens_run = _train(tmp_path_factory, ENSEMBLE, "ens")
+    ref = tmp_path / "ref"
+    run_paper(paper_config(ens_run, replay_file, ref))
+    evaluated = pd.read_parquet(evaluate_run(ens_run, data_path=str(replay_file), out_dir=tmp_path / "eval")["steps"])
+    paper = read_steps(ref)
+    assert len(paper) == len(evaluated) > 100
+    for key in INFO_KEYS:
+        assert np.array_equal(paper[key].to_numpy(), evaluated[key].to_numpy()), key
+    decisions = read_table(ref, "decisions")
+    ids = decisions["forecaster_id"]
+    assert ids.str.startswith("ensemble(ridge+last):fit").all() and ids.nunique() >= 7  # fits/updates inside
+    assert (decisions["forecast_label_end"] == decisions["bar_ts"] + 3_600_000).all()  # weights: labels known by then
+    # the feed ends after bar 250 (a stop), then the session resumes on the whole file
+    bars, feed = pd.read_parquet(replay_file), tmp_path / "feed.parquet"
+    bars.iloc[:250].to_parquet(feed, index=False)
+    run_paper(paper_config(ens_run, feed, tmp_path / "paper"))
+    bars.to_parquet(feed, index=False)
+    assert run_paper(paper_config(ens_run, feed, tmp_path / "paper"))["resumed_at"] == 249
+    got, want = ledger_rows(tmp_path / "paper"), ledger_rows(ref)
+    pd.testing.assert_frame_equal(got["steps"].drop(columns="settled_at_ms"), want["steps"].drop(columns="settled_at_ms"))
+    cols = ["bar_ts", "action", "target_exposure", "obs_hash", "forecaster_id", "forecast_label_end"]
+    pd.testing.assert_frame_equal(read_table(tmp_path / "paper", "decisions")[cols], decisions[cols])
