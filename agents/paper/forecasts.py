@@ -16,9 +16,14 @@ Per closed bar t (run-span index b):
   window row is within the tail bound of the batch features; ``window=expanding`` keeps every bar)
   and runs the event on them.
 
+An ensemble (``forecaster=ensemble``) runs each member so, and combines their forecasts of bar t
+with weights from their forecasts of the trailing bars (`envs.forecasting.ensemble.Trail`, seeded with
+the rows the run's state saved), the same arithmetic as evaluation's `combine`.
+
 Resume: the state is reconstructed, not stored. Fits start from scratch, so the models at bar t
 follow from the last fit before t and the updates since: `PaperForecasts.catch_up` reruns them
-(and the forecasts of the tail's bars) from the bars before the resume point. The result is the
+(and the forecasts of the tail's bars; for an ensemble also its members' forecasts of the trailing
+bars its weights read) from the bars before the resume point. The result is the
 same computation as the uninterrupted session's (bit for bit while the history fits in the tail).
 """
 
@@ -36,10 +41,12 @@ import pandas as pd
 from agents.forecasts import run_history
 from envs.features.pipeline import FeatureConfig, build_features
 from envs.forecasting.config import ForecastConfig
-from envs.forecasting.models import FORECASTERS, Forecaster, load_forecaster
-from envs.forecasting.state import continuable_state, continue_span
+from envs.forecasting.ensemble import Trail, ensemble_model_id, history_rows, member_configs
+from envs.forecasting.models import FORECASTERS, Forecaster
+from envs.forecasting.state import continuable_state, continue_span, load_models
 from envs.forecasting.targets import build_inputs, make_target
 from envs.forecasting.walk_forward import (
+    ENSEMBLE,
     FORECAST_PREFIX,
     Event,
     check_provenance,
@@ -52,11 +59,13 @@ logger = logging.getLogger(__name__)
 
 
 def context_rows(config: ForecastConfig) -> int:
-    """Rows of inputs one prediction reads: ``seq_len`` for sequence models, else 1."""
-    cls = FORECASTERS.get(config.model)
-    if cls is None or not cls.sequence:
-        return 1
-    return int({**cls.defaults, **config.params}["seq_len"])
+    """Rows of inputs one prediction reads: ``seq_len`` for sequence models (an ensemble's longest), else 1."""
+    rows = 1
+    for cfg in member_configs(config).values():
+        cls = FORECASTERS.get(cfg.model)
+        if cls is not None and cls.sequence:
+            rows = max(rows, int({**cls.defaults, **cfg.params}["seq_len"]))
+    return rows
 
 
 def _shift(ev: Event, s0: int) -> Event:
@@ -90,7 +99,10 @@ class PaperForecasts:
         self.names = [str(n) for n in state["input_names"]]
         self.interval = int(state["interval_ms"])
         self.n_hist = len(self.history)
-        self.models: dict[str, Forecaster] = {t: load_forecaster(Path(state_dir) / t) for t in config.targets}
+        self.members = member_configs(config)  # an ensemble's members, or the model itself
+        self.models: dict[str, dict[str, Forecaster]] = load_models(state_dir, config)
+        #: an ensemble's members' predictions of the last bars, which its weights read (None for one model)
+        self.trail = Trail.from_state(config, state_dir, state, self.history) if config.model == ENSEMBLE else None
         self.last = Event(**state["last_event"])  # run-span bar numbers
         ts = self.history["timestamp"].to_numpy(np.int64)
         self.model_id, self.label_end = event_provenance(config, self.last, ts, self.interval)
@@ -116,12 +128,14 @@ class PaperForecasts:
         """
         start = len(before)
         exact = max(0, start - window + 1)  # first session bar whose forecast an observation will read
-        fits = [ev for ev in grid_events(self.last, self.n_hist, self.n_hist + exact, self.config) if ev.kind == "fit"]
+        # an ensemble's weights there read its members' forecasts of the trailing bars too
+        first = max(0, exact - (history_rows(self.config) if self.trail is not None else 0))
+        fits = [ev for ev in grid_events(self.last, self.n_hist, self.n_hist + first, self.config) if ev.kind == "fit"]
         lo = fits[-1].bar - self.n_hist if fits else 0
         for k, bar in enumerate(before[list(OHLCV_COLUMNS)].itertuples(index=False, name=None)):
             self.bars.append(bar)
             b = self.n_hist + k
-            if k >= exact or (k >= lo and grid_events(self.last, b, b, self.config)):
+            if k >= first or (k >= lo and grid_events(self.last, b, b, self.config)):
                 self._step(k, None, record=k >= exact)
 
     def forecast(self, k: int, tail: pd.DataFrame, cols: list[str]) -> None:
@@ -167,18 +181,28 @@ class PaperForecasts:
         ts = span["timestamp"].to_numpy(np.int64)
         events = grid_events(self.last, b, b, self.config)
         local = [_shift(ev, s0) for ev in [self.last, *events]]
-        preds, self.models = continue_span(X, ys, np.asarray(np.isfinite(X).all(axis=1), dtype=np.bool_), local, self.config, self.names,
-                                           self.models, n - 1)
+        valid = np.asarray(np.isfinite(X).all(axis=1), dtype=np.bool_)
+        values = np.empty((len(self.config.targets), len(self.members)))  # (target, member)
+        for j, (m, cfg) in enumerate(self.members.items()):
+            preds, self.models[m] = continue_span(X, ys, valid, local, cfg, self.names, self.models[m], n - 1)
+            values[:, j] = [preds[t][n - 1] for t in self.config.targets]
         if events:
             self.model_id, self.label_end = event_provenance(self.config, local[-1], ts, self.interval)
             self.last = events[-1]
+        if self.trail is not None:
+            self.trail.put(k, float(span["close"].iloc[-1]), values)
         if record:
-            self._record(k, tuple(float(preds[t][n - 1]) for t in self.config.targets), int(ts[n - 1]))
+            combined = self.trail.combine(k) if self.trail is not None else tuple(float(v) for v in values[:, 0])
+            self._record(k, combined, int(ts[n - 1]))
 
     def _record(self, k: int, values: tuple[float, ...], bar_ms: int) -> None:
-        check_provenance(pd.DataFrame({"timestamp": [bar_ms], "train_label_end": [self.label_end],
-                                       "model_id": [self.model_id]}), self.interval)
-        self.values[k] = (values, self.model_id, self.label_end)
+        model_id, label_end = self.model_id, self.label_end
+        if self.trail is not None:  # the ensemble's id; its weights use the label known at this bar's close
+            model_id = ensemble_model_id(list(self.members), model_id)
+            label_end = self.trail.label_end(k, bar_ms + self.interval, label_end)
+        check_provenance(pd.DataFrame({"timestamp": [bar_ms], "train_label_end": [label_end],
+                                       "model_id": [model_id]}), self.interval)
+        self.values[k] = (values, model_id, label_end)
         self.values.pop(k - self.tail_bars, None)
 
     def join(self, frame: pd.DataFrame, first: int) -> pd.DataFrame:

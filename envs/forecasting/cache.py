@@ -25,7 +25,7 @@ from envs.forecasting.walk_forward import walk_forward_predictions
 logger = logging.getLogger(__name__)
 
 #: Bump when targets, models, the schedule or the prediction layout change.
-FORECAST_VERSION = "1"
+FORECAST_VERSION = "2"
 
 
 class PredictionCache:

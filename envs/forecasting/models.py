@@ -256,7 +256,8 @@ class RidgeForecaster(Forecaster):
     """Standardised inputs (scaler fitted on the training window) + ridge regression.
 
     For ``direction`` the same penalty drives an L2 logistic regression (``C = 1 / alpha``). An
-    online update refits on the current window. Params: ``alpha`` (L2 strength, > 0).
+    online update refits on the current window. Params: ``alpha`` (L2 strength, > 0). A row's
+    prediction does not depend on the rows predicted with it (bit for bit).
     """
 
     name = "ridge"
@@ -289,9 +290,20 @@ class RidgeForecaster(Forecaster):
             return np.full(X.shape[0], self.constant)
         if self.pipeline is None:
             raise RuntimeError("ridge forecaster used before fit")
+        # X @ coef summed one input at a time: a BLAS product's last bits depend on how many rows it gets,
+        # and a continuation (evaluation on new bars, paper mode bar by bar) predicts other batches
+        z = np.asarray(self.pipeline[0].transform(X), dtype=np.float64)
+        est = self.pipeline[-1]
+        coef = np.ravel(est.coef_).astype(np.float64)
+        out = z[:, 0] * coef[0]
+        for j in range(1, coef.size):
+            out += z[:, j] * coef[j]
+        out += float(np.ravel(est.intercept_)[0])
         if self.context.is_classifier:
-            return np.asarray(self.pipeline.predict_proba(X)[:, 1], dtype=np.float64)
-        return np.asarray(self.pipeline.predict(X), dtype=np.float64)
+            from scipy.special import expit
+
+            return np.asarray(expit(out), dtype=np.float64)  # P(class 1), as predict_proba of a binary model
+        return out
 
     def _save(self, directory: Path) -> None:
         with open(directory / "ridge.pkl", "wb") as fh:

@@ -21,22 +21,32 @@ from envs.forecasting.config import ForecastConfig
 from envs.forecasting.models import Forecaster, ModelContext
 from envs.forecasting.walk_forward import (  # the schedule's own steps, shared with the batch walk-forward
     ENSEMBLE,
+    FORECAST_PREFIX,
     Event,
     FloatArray,
     WalkForwardResult,
     _frame,
     _prepare,
     _run_target,
+    _Span,
+    check_provenance,
 )
+
+#: an ensemble state's file of the members' trailing predictions (the rows its next weights read)
+TRAIL_FILE = "trailing_predictions.parquet"
 
 
 def save_state(result: WalkForwardResult, config: ForecastConfig, directory: str | Path,
                extra: dict[str, object] | None = None) -> Path:
     """Save what continuing the schedule needs: the latest model of each target and the schedule position.
 
-    Layout: ``<directory>/<target>/`` (`Forecaster.save`) and ``schedule.json`` (config, bar
-    interval, input names, the last event, the open times of its bar, of the first fit and of the
-    span's last bar ``last_bar_ms``, plus ``extra``). `continue_walk_forward` reads it.
+    Layout: ``<directory>/<target>/`` (`Forecaster.save`; an ensemble's members in
+    ``<target>/<member>/``) and ``schedule.json`` (config, bar interval, input names, the last event,
+    the open times of its bar, of the first fit and of the span's last bar ``last_bar_ms``, the count
+    of predicted bars ``n_predicted``, plus ``extra``). An ensemble adds ``TRAIL_FILE``: each member's
+    prediction rows (``member``, ``timestamp``, ``fc_*``, ``model_id``, ``train_label_end``) of the last
+    ``trailing + horizon - 1`` predicted bars, the errors its next weights read (their labels are
+    recomputed from the bars). `continue_walk_forward` reads it.
     """
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
@@ -52,10 +62,42 @@ def save_state(result: WalkForwardResult, config: ForecastConfig, directory: str
         "last_event": asdict(last) if last else None,
         "last_event_ms": int(ts[last.bar - result.events[0].bar]) if last else None,
         "last_bar_ms": int(ts[-1]) if ts.size else None,
+        "n_predicted": int(ts.size),
         **(extra or {}),
     }
+    if config.model == ENSEMBLE:
+        _save_trail(result, config, d)
     (d / "schedule.json").write_text(json.dumps(state, indent=2, default=list) + "\n", encoding="utf-8")
     return d
+
+
+def _save_trail(result: WalkForwardResult, config: ForecastConfig, directory: Path) -> None:
+    from envs.forecasting.ensemble import history_rows
+
+    keep = ["timestamp", *(FORECAST_PREFIX + t for t in config.targets), "model_id", "train_label_end"]
+    rows = min(history_rows(config), len(result.predictions))
+    frames = [f.iloc[len(f) - rows:][keep].assign(member=m) for m, f in result.members.items()]
+    pd.concat(frames, ignore_index=True)[["member", *keep]].to_parquet(directory / TRAIL_FILE, index=False)
+
+
+def read_trail(directory: str | Path, config: ForecastConfig, state: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """An ensemble state's member -> its saved trailing prediction rows (checked: every member, no look-ahead)."""
+    from envs.forecasting.ensemble import history_rows, member_configs
+
+    path = Path(directory) / TRAIL_FILE
+    if not path.is_file():
+        raise ValueError(f"{path} not found: the ensemble state lacks its members' trailing predictions (saved by "
+                         "save_state since FORECAST_VERSION 2); retrain the run to continue it")
+    frame = pd.read_parquet(path)
+    rows = min(history_rows(config), int(state["n_predicted"]))
+    out: dict[str, pd.DataFrame] = {}
+    for m in member_configs(config):
+        part = frame[frame["member"] == m].drop(columns="member").reset_index(drop=True)
+        if len(part) != rows:
+            raise ValueError(f"{path} holds {len(part)} rows of member {m}, not {rows}: the file is damaged")
+        check_provenance(part, int(state["interval_ms"]))
+        out[m] = part
+    return out
 
 
 def read_state(directory: str | Path) -> dict[str, Any]:
@@ -73,18 +115,17 @@ def continuable_state(state_dir: str | Path, config: ForecastConfig) -> dict[str
 
     Raises:
         ValueError: the state was saved for another config, holds no model yet (its span was shorter
-            than ``min_train``), or is an ensemble's (its weights need the members' trailing predictions).
+            than ``min_train``), or an ensemble's lacks its members' trailing predictions.
     """
     state = read_state(state_dir)
     saved_cfg = ForecastConfig.from_mapping(state["config"])
     if saved_cfg != config:
         raise ValueError(f"the forecaster state in {state_dir} was saved for {saved_cfg}, not {config}")
-    if config.model == ENSEMBLE:
-        raise ValueError("continuing forecaster=ensemble from a saved state is not supported yet (its weights need "
-                         "the members' trailing predictions); evaluate or paper-trade a run with another forecaster")
     if state["last_event"] is None:
         raise ValueError(f"the forecaster state in {state_dir} holds no model (its span was shorter than "
                          f"forecaster.min_train={config.min_train}); nothing to continue")
+    if config.model == ENSEMBLE:
+        read_trail(state_dir, config, state)
     return state
 
 
@@ -105,8 +146,6 @@ def continue_walk_forward(
         ValueError: when the state does not belong to ``config`` or to these bars, or there are no
             new bars.
     """
-    from envs.forecasting.models import load_forecaster
-
     state = continuable_state(state_dir, config)
     span = _prepare(bars, features, config)
     start = int(np.searchsorted(span.ts, int(state["last_bar_ms"]), side="right"))
@@ -123,9 +162,45 @@ def continue_walk_forward(
         raise ValueError(f"the schedule over these bars does not reach the saved state's last event "
                          f"{state['last_event']} (got {asdict(old[-1]) if old else None}): the history bars differ "
                          "from those the state was saved on")
-    models = {target: load_forecaster(Path(state_dir) / target) for target in config.targets}
+    if config.model == ENSEMBLE:
+        return _continue_ensemble(span, config, state_dir, state, start)
+    models = load_models(state_dir, config)[config.model]
     preds, _ = continue_span(span.X, span.ys, span.valid_input, span.events, config, span.names, models, start)
     return _frame(span, preds, start, config)
+
+
+def load_models(state_dir: str | Path, config: ForecastConfig) -> dict[str, dict[str, Forecaster]]:
+    """Member -> target -> the saved latest model (a single model is its own one member)."""
+    from envs.forecasting.ensemble import member_configs
+    from envs.forecasting.models import load_forecaster
+
+    sub = config.model == ENSEMBLE
+    return {m: {t: load_forecaster(Path(state_dir) / t / m if sub else Path(state_dir) / t) for t in config.targets}
+            for m in member_configs(config)}
+
+
+def _continue_ensemble(span: _Span, config: ForecastConfig, state_dir: str | Path, state: dict[str, Any],
+                       start: int) -> pd.DataFrame:
+    """Each member continued from its saved models, then combined over the saved trailing rows + the new rows."""
+    from envs.forecasting.ensemble import combine, member_configs, trailing_of
+
+    trail = read_trail(state_dir, config, state)
+    models = load_models(state_dir, config)
+    frames: dict[str, pd.DataFrame] = {}
+    for m, cfg in member_configs(config).items():
+        preds, _ = continue_span(span.X, span.ys, span.valid_input, span.events, cfg, span.names, models[m], start)
+        new = _frame(span, preds, start, cfg)
+        old = trail[m]
+        rows = slice(start - len(old), start)
+        if not np.array_equal(old["timestamp"].to_numpy(dtype=np.int64), span.ts[rows]):
+            raise ValueError(f"the saved trailing predictions of member {m} are not of the bars before the state's "
+                             "last bar: the history bars differ from those the state was saved on")
+        for i, t in enumerate(config.targets):  # labels known now that the new bars are in
+            old["y_true" if i == 0 else f"y_{t}"] = span.ys[t][rows]
+        frames[m] = pd.concat([old[list(new.columns)], new], ignore_index=True)
+    out = combine(frames, config.targets, config.horizon, trailing_of(config), span.interval,
+                  first_row=int(state["n_predicted"]) - len(trail[next(iter(trail))]))
+    return out.iloc[len(out) - (len(span.ts) - start):].reset_index(drop=True)
 
 
 def continue_span(

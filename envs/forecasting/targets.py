@@ -58,9 +58,11 @@ def make_target(close: npt.ArrayLike, target: str, horizon: int) -> FloatArray:
     if n <= horizon:
         return y
     if target == "realized_vol":
-        r = log_returns(close)
-        sq = np.concatenate(([0.0], np.cumsum(np.nan_to_num(r[1:]) ** 2)))  # sq[i] = sum r[1..i]^2
-        y[: n - horizon] = np.sqrt(sq[horizon:] - sq[: n - horizon])
+        sq = np.nan_to_num(log_returns(close)) ** 2
+        acc = sq[1 : n - horizon + 1].copy()  # summed bar by bar, not as a difference of running sums:
+        for j in range(2, horizon + 1):  # a label's bits then depend on its own bars only (paper mode
+            acc += sq[j : n - horizon + j]  # computes labels on a recent tail, evaluation on the whole span)
+        y[: n - horizon] = np.sqrt(acc)
         return y
     fwd = logc[horizon:] - logc[:-horizon]
     y[: n - horizon] = fwd if target == "fwd_log_return" else (fwd > 0.0).astype(np.float64)

@@ -123,6 +123,7 @@ class WalkForwardResult:
             in order (an audit trail: tests check each label was known by the decision).
         input_names: names of the model inputs.
         interval_ms: bar interval.
+        members: an ensemble's member name -> that member's prediction frame (empty for one model).
     """
 
     predictions: pd.DataFrame
@@ -131,6 +132,7 @@ class WalkForwardResult:
     windows: dict[str, list[npt.NDArray[np.int64]]] = field(default_factory=dict)
     input_names: list[str] = field(default_factory=list)
     interval_ms: int = 0
+    members: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def _model_id(config: ForecastConfig, ev: Event, ts: npt.NDArray[np.int64]) -> str:
@@ -398,20 +400,14 @@ def _run_ensemble(bars: pd.DataFrame, features: pd.DataFrame | None, config: For
     Params: ``members`` (registered model names), ``trailing`` (bars of known errors behind the
     weights), ``member_params`` (member name -> its params).
     """
-    from envs.forecasting.ensemble import combine
+    from envs.forecasting.ensemble import combine, member_configs, trailing_of
 
-    unknown = sorted(set(config.params) - set(ENSEMBLE_DEFAULTS))
-    if unknown:
-        raise ValueError(f"forecaster.params has {unknown} for the ensemble: allowed {sorted(ENSEMBLE_DEFAULTS)}")
-    p = {**ENSEMBLE_DEFAULTS, **config.params}
-    members = [str(m) for m in p["members"]]  # type: ignore[attr-defined]
-    if len(members) < 2 or ENSEMBLE in members:
-        raise ValueError(f"forecaster.params.members={members} is invalid: give >= 2 registered models")
-    member_params = dict(p["member_params"])  # type: ignore[call-overload]
-    results = {m: run_walk_forward(bars, features, replace(config, model=m, params=member_params.get(m, {})))
-               for m in members}
-    first = results[members[0]]
-    preds = combine({m: r.predictions for m, r in results.items()}, config.targets, config.horizon,
-                    int(p["trailing"]), first.interval_ms)  # type: ignore[call-overload]
+    configs = member_configs(config)
+    trailing = trailing_of(config)
+    results = {m: run_walk_forward(bars, features, cfg) for m, cfg in configs.items()}
+    first = next(iter(results.values()))
+    preds = combine({m: r.predictions for m, r in results.items()}, config.targets, config.horizon, trailing,
+                    first.interval_ms)
     models = {f"{t}/{m}": r.models[t] for m, r in results.items() for t in r.models}
-    return WalkForwardResult(preds, models, first.events, {}, first.input_names, first.interval_ms)
+    return WalkForwardResult(preds, models, first.events, {}, first.input_names, first.interval_ms,
+                             {m: r.predictions for m, r in results.items()})

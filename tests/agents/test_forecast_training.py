@@ -31,6 +31,8 @@ FEATURES = FeatureConfig(
 #: small LightGBM walk-forward with online updates: first forecast after ~110 bars, events every 25
 GBM = ForecastConfig(model="gbm", min_train=100, train_window=200, refit_every=50, update_every=25,
                      params={"n_estimators": 20, "update_rounds": 3, "min_data_in_leaf": 10})
+#: a cheap ensemble on the same schedule (ridge + last return), weights over 30 trailing bars
+ENSEMBLE = dataclasses.replace(GBM, model="ensemble", params={"members": ["ridge", "last"], "trailing": 30})
 WINDOW = 16
 N = 600
 
@@ -104,19 +106,20 @@ def test_perturbing_bars_after_t_changes_no_forecast_or_observation_up_to_t(tmp_
     assert not np.array_equal(a.full.raw_features[t + 1 :, j], b.full.raw_features[t + 1 :, j])
 
 
+@pytest.mark.parametrize("forecast", [GBM, ENSEMBLE], ids=["gbm", "ensemble"])
 def test_evaluation_continuation_equals_the_batch_walk_forward_over_train_and_eval_bars(
-    tmp_path: Path, sample_1h: pd.DataFrame,
+    tmp_path: Path, sample_1h: pd.DataFrame, forecast: ForecastConfig,
 ) -> None:
     history, new = sample_1h.iloc[:N].reset_index(drop=True), sample_1h.iloc[N : N + 160].reset_index(drop=True)
-    splits = load_splits(_data(tmp_path, history), WINDOW, FEATURES, tmp_path / "cache", GBM)
+    splits = load_splits(_data(tmp_path, history), WINDOW, FEATURES, tmp_path / "cache", forecast)
     assert splits.forecasts is not None
     state = splits.forecasts.save_state(tmp_path / "run")
     saved = read_state(state)
     assert saved["last_bar_ms"] == int(history["timestamp"].iloc[-1]) and saved["n_bars"] == N
 
-    frame, cont = continue_on_new_bars(history, new, FEATURES, GBM, state)
+    frame, cont = continue_on_new_bars(history, new, FEATURES, forecast, state)
     both = pd.concat([history, new], ignore_index=True)
-    batch = walk_forward_predictions(both, _feature_frame(both), GBM)
+    batch = walk_forward_predictions(both, _feature_frame(both), forecast)
     batch = batch[batch["timestamp"] >= new["timestamp"].iloc[0]].reset_index(drop=True)
     pd.testing.assert_frame_equal(cont.predictions, batch, check_exact=True)
     np.testing.assert_array_equal(frame["fc_fwd_log_return"].to_numpy(), batch["fc_fwd_log_return"].to_numpy())

@@ -123,6 +123,35 @@ def test_ridge_scaler_is_fitted_inside_the_window_and_saved(bars: pd.DataFrame, 
     np.testing.assert_array_equal(loaded.pipeline[0].mean_, scaler.mean_)  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("target", ["fwd_log_return", "direction"])
+def test_ridge_predicts_a_row_the_same_whatever_rows_come_with_it(target: str) -> None:
+    """Continuations predict other batches than one run over the span (a bar alone in paper mode)."""
+    from envs.forecasting.models import ModelContext, make_forecaster
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 17))
+    y = X[:, 0] * 0.1 + rng.normal(size=400)
+    y = (y > 0).astype(np.float64) if target == "direction" else y
+    model = make_forecaster("ridge", ModelContext(target, 1, tuple(f"x{i}" for i in range(17)), 0), {"alpha": 10.0})
+    model.fit(X, y)
+    batch = model.predict(X)
+    np.testing.assert_array_equal(np.concatenate([model.predict(X[i : i + 1]) for i in range(400)]), batch)
+    np.testing.assert_array_equal(np.concatenate([model.predict(X[i : i + 7]) for i in range(0, 400, 7)]), batch)
+    sk = model.pipeline.predict_proba(X)[:, 1] if target == "direction" else model.pipeline.predict(X)  # type: ignore[attr-defined]
+    np.testing.assert_allclose(batch, sk, rtol=1e-12, atol=1e-15)  # still sklearn's model
+
+
+@pytest.mark.parametrize("target", ALL_TARGETS)
+def test_a_label_depends_only_on_its_own_bars_bit_for_bit(bars: pd.DataFrame, target: str) -> None:
+    """Paper mode computes labels on a recent tail of bars, evaluation on the whole span: same bits."""
+    from envs.forecasting.targets import make_target
+
+    close = bars["close"].to_numpy(np.float64)
+    full = make_target(close, target, 5)
+    for start in (1, 333, 1001):
+        np.testing.assert_array_equal(make_target(close[start:], target, 5), full[start:])
+
+
 def test_baselines_per_target_never_include_a_fifty_percent_guess() -> None:
     assert baselines_for("direction") == ["class_prior", "last"]
     assert set(baselines_for("fwd_log_return")) == {"zero", "rolling_mean", "last"}
@@ -160,7 +189,11 @@ def test_bad_configs_fail_with_the_key_to_fix() -> None:
                                  None, ForecastConfig(model="gbm", min_train=50, params={"n_trees": 3}))
 
 
-@pytest.mark.parametrize("model,params", [("ridge", {}), ("tcn", SMALL_NET)])
+#: a cheap ensemble: its weights read 40 + horizon - 1 trailing rows of ridge and last-return predictions
+SMALL_ENSEMBLE = {"members": ["ridge", "last"], "trailing": 40, "member_params": {"ridge": {"alpha": 10.0}}}
+
+
+@pytest.mark.parametrize("model,params", [("ridge", {}), ("tcn", SMALL_NET), ("ensemble", SMALL_ENSEMBLE)])
 def test_continuing_a_saved_state_equals_the_walk_forward_over_both_spans(tmp_path, model: str, params: dict) -> None:
     """save_state after a prefix, continue_walk_forward on prefix + new bars == one run over everything."""
     from envs.forecasting.state import continue_walk_forward, save_state
@@ -181,6 +214,33 @@ def test_continuing_a_saved_state_equals_the_walk_forward_over_both_spans(tmp_pa
                               tmp_path)
     with pytest.raises(ValueError, match="no bars after"):
         continue_walk_forward(bars.iloc[:cut], feature_frame(bars.iloc[:cut]), cfg, tmp_path)
+
+
+def test_ensemble_state_is_bounded_and_its_continuation_sees_no_later_bar(tmp_path) -> None:
+    """The saved state holds only the rows the next weights read; a continued ensemble forecast at bar t
+    is unchanged when the bars after t change (its weights use only labels known by t's close)."""
+    from envs.forecasting.state import TRAIL_FILE, continue_walk_forward, save_state
+    from tests.forecasting.conftest import synthetic_bars
+
+    bars = synthetic_bars(520, seed=4, phi=0.3)
+    cfg = ForecastConfig(model="ensemble", horizon=3, min_train=150, train_window=250, refit_every=80,
+                         update_every=30, params=SMALL_ENSEMBLE)
+    cut, t = 300, 400
+    result = run_walk_forward(bars.iloc[:cut], feature_frame(bars.iloc[:cut]), cfg)
+    save_state(result, cfg, tmp_path)
+    trail = pd.read_parquet(tmp_path / TRAIL_FILE)
+    assert len(result.predictions) > 100
+    assert sorted(trail.groupby("member").size().items()) == [("last", 42), ("ridge", 42)]  # 40 + 3 - 1
+    assert set(trail["timestamp"]) == set(result.predictions["timestamp"].iloc[-42:])
+    base = continue_walk_forward(bars, feature_frame(bars), cfg, tmp_path)
+    moved_bars = _perturb_after(bars, t)
+    moved = continue_walk_forward(moved_bars, feature_frame(moved_bars), cfg, tmp_path)
+    upto = base["timestamp"] <= bars["timestamp"].iloc[t]
+    keep = ["fc_fwd_log_return", "model_id", "train_label_end"]
+    pd.testing.assert_frame_equal(base.loc[upto, keep], moved.loc[upto, keep], check_exact=True)
+    assert not base.loc[~upto, "fc_fwd_log_return"].equals(moved.loc[~upto, "fc_fwd_log_return"])
+    decision = base["timestamp"].to_numpy() + 60_000
+    assert (base["train_label_end"].to_numpy() == decision).all()  # the weights use the label known at the close
 
 
 @pytest.mark.parametrize(("refit_every", "update_every", "horizon", "embargo"), [(7, 0, 1, 0), (10, 3, 2, 1), (9, 4, 3, 2)])
