@@ -174,7 +174,7 @@ def test_ensemble_replay_stopped_and_resumed_equals_evaluation(replay_file: Path
     run_paper(paper_config(ens_run, feed, paper_dir))
     bars.to_parquet(feed, index=False)
     assert run_paper(paper_config(ens_run, feed, paper_dir))["resumed_at"] == 249
-    evaluated = pd.read_parquet(evaluate_run(ens_run, data_path=str(feed), out_dir=tmp_path / "eval")["steps"])
+    evaluated = pd.read_parquet(evaluate_run(ens_run, data_path=str(feed), out_dir=tmp_path / "eval").steps)
     paper = read_steps(paper_dir)
     assert len(paper) == len(evaluated) > 100
     for key in INFO_KEYS:  # bit-identical: equity, position, fills, costs, timestamps
