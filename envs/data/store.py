@@ -351,6 +351,37 @@ class ParquetStore:
         out = pd.DataFrame({c: df[c].to_numpy(dtype=np.int64 if c == "timestamp" else np.float64) for c in cols})
         return out
 
+    def _merge_partitions(self, exchange: str, symbol: str, timeframe: str, new: pd.DataFrame,
+                          result: AppendResult) -> tuple[AppendResult, dict[str, dict[str, int]]]:
+        """Under the series lock: merge ``new`` (sorted, unique) into each month file it touches, write the
+        changed files atomically (manifest marked dirty first), then the manifest; counts and written parts."""
+        sdir = self.series_dir(exchange, symbol, timeframe)
+        written: dict[str, dict[str, int]] = {}
+        with self._lock(sdir):
+            self._remove_stale_temp_files(sdir)
+            manifest = self._load_manifest(exchange, symbol, timeframe) or self._manifest_from_parts(
+                exchange, symbol, timeframe, {}
+            )
+            keys = _month_keys(new["timestamp"].to_numpy())
+            marked_dirty = False
+            for key in np.unique(keys):
+                path = sdir / f"{key}.parquet"
+                old = pd.read_parquet(path) if path.is_file() else None
+                merged, res = self._merge(old, new[keys == key], exchange, symbol, timeframe)
+                result = result + res
+                if res.rows_added == 0:
+                    continue
+                if not marked_dirty:  # a crash from here on makes the next reader rebuild the manifest
+                    self._write_manifest(sdir, {**manifest, "dirty": True})
+                    marked_dirty = True
+                _atomic_write_parquet(path, merged)
+                ts = merged["timestamp"].to_numpy()
+                written[str(key)] = {"rows": int(len(ts)), "first": int(ts[0]), "last": int(ts[-1])}
+            if written or manifest.pop("rebuilt", False):  # also persist a manifest rebuilt after a crash
+                parts = {**manifest["partitions"], **written}
+                self._write_manifest(sdir, self._manifest_from_parts(exchange, symbol, timeframe, parts))
+        return result, written
+
     def append(self, exchange: str, symbol: str, timeframe: str, df: pd.DataFrame) -> AppendResult:
         """Merge ``df`` into the series, month partition by month partition, atomically.
 
@@ -384,33 +415,8 @@ class ParquetStore:
             for v in find_violations(new):
                 logger.warning("%s %s %s: appending bars that break a rule: %s", exchange, symbol, timeframe, v.message())
 
-        sdir = self.series_dir(exchange, symbol, timeframe)
-        result = AppendResult(incoming_duplicates=incoming_dups)
-        with self._lock(sdir):
-            self._remove_stale_temp_files(sdir)
-            manifest = self._load_manifest(exchange, symbol, timeframe) or self._manifest_from_parts(
-                exchange, symbol, timeframe, {}
-            )
-            keys = _month_keys(new["timestamp"].to_numpy())
-            written: dict[str, dict[str, int]] = {}
-            marked_dirty = False
-            for key in np.unique(keys):
-                chunk = new[keys == key]
-                path = sdir / f"{key}.parquet"
-                old = pd.read_parquet(path) if path.is_file() else None
-                merged, res = self._merge(old, chunk, exchange, symbol, timeframe)
-                result = result + res
-                if res.rows_added == 0:
-                    continue
-                if not marked_dirty:  # a crash from here on makes the next reader rebuild the manifest
-                    self._write_manifest(sdir, {**manifest, "dirty": True})
-                    marked_dirty = True
-                _atomic_write_parquet(path, merged)
-                ts = merged["timestamp"].to_numpy()
-                written[str(key)] = {"rows": int(len(ts)), "first": int(ts[0]), "last": int(ts[-1])}
-            if written or manifest.pop("rebuilt", False):  # also persist a manifest rebuilt after a crash
-                parts = {**manifest["partitions"], **written}
-                self._write_manifest(sdir, self._manifest_from_parts(exchange, symbol, timeframe, parts))
+        result, written = self._merge_partitions(exchange, symbol, timeframe, new,
+                                                 AppendResult(incoming_duplicates=incoming_dups))
         result = AppendResult(
             result.rows_added, result.duplicates, result.conflicts, result.incoming_duplicates, tuple(sorted(written))
         )
