@@ -207,8 +207,8 @@ def bar_arrays(df: pd.DataFrame | BarArrays) -> dict[str, np.ndarray]:
     return out
 
 
-def _family_columns(bars: BarArrays, cfg: FeatureConfig, families: set[str], dtype: str = "float64") -> Columns:
-    """``(name, column)`` pairs of the enabled ``families``, one column at a time.
+def family_columns(bars: BarArrays, cfg: FeatureConfig, families: set[str], dtype: str = "float64") -> Columns:
+    """``(name, column)`` pairs of the enabled ``families``, one column at a time (ATR from ``bars["atr"]`` if given).
 
     Columns come out as float64 (or already ``dtype`` for the levels kernel); each family's
     temporaries are freed before the next column is computed, so the caller can copy each column
@@ -216,7 +216,7 @@ def _family_columns(bars: BarArrays, cfg: FeatureConfig, families: set[str], dty
     """
     h, lo, c = bars["high"], bars["low"], bars["close"]
     need_atr = "indicators" in families or "levels" in families or "fibonacci" in families
-    a = atr(h, lo, c, cfg.atr_window) if need_atr else None
+    a = bars["atr"] if "atr" in bars else atr(h, lo, c, cfg.atr_window) if need_atr else None
     if "returns" in families:
         yield from iter_log_return_features(c, cfg.return_windows, cfg.return_lags, cfg.vol_windows)
     if "time" in families:
@@ -253,7 +253,7 @@ def mtf_families(config: FeatureConfig) -> set[str]:
 
 def htf_matrix(htf: BarArrays, config: FeatureConfig) -> tuple[list[str], np.ndarray]:
     """Column names and float64 ``(n_htf, F)`` matrix of the features ``config`` computes on resampled bars."""
-    cols = list(_family_columns(htf, config.htf_config(), mtf_families(config)))
+    cols = list(family_columns(htf, config.htf_config(), mtf_families(config)))
     matrix = np.empty((len(htf["close"]), len(cols)))
     for j, (_, values) in enumerate(cols):
         matrix[:, j] = values
@@ -266,7 +266,7 @@ def _family_builders(config: FeatureConfig) -> list[Callable[[BarArrays], Column
     for group in base_groups(config):
 
         def build(bars: BarArrays, fams: set[str] = group) -> Columns:
-            return _family_columns(bars, config, fams, config.dtype)
+            return family_columns(bars, config, fams, config.dtype)
 
         builders.append(build)
     for tf in config.mtf_timeframes:

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from envs.data.resample import parse_timeframe
+from envs.data.resample import parse_timeframe, resample_arrays
 from envs.features.indicators import (
     INDICATORS,
     IndicatorParams,
@@ -38,7 +38,17 @@ from envs.features.indicators import (
     iter_time_features,
 )
 from envs.features.levels import FIB_POS_CLIP, FIB_RATIOS, LEVEL_COLUMNS, levels_run, new_level_state
-from envs.features.pipeline import BAR_COLUMNS, FeatureConfig, base_groups, feature_columns, mtf_families
+from envs.features.mtf import iter_join_rows
+from envs.features.pipeline import (
+    BAR_COLUMNS,
+    BarArrays,
+    FeatureConfig,
+    bar_arrays,
+    base_groups,
+    family_columns,
+    feature_columns,
+    mtf_families,
+)
 
 
 def memory_bars(config: FeatureConfig, families: set[str] | None = None) -> int:
@@ -103,6 +113,20 @@ class _HigherTimeframe:
             self.bars = []
         self.bucket = bucket
         self.bars.append(bar)
+
+    def seed(self, b: BarArrays) -> Iterator[tuple[str, np.ndarray]]:
+        """Seed with base bars ``b`` (a fresh stream); yield the joined HTF columns of their rows."""
+        htf = resample_arrays(b["timestamp"], b, self.tf_ms)
+        closed = {k: v[:-1] for k, v in htf.items()}  # the last bucket is still open
+        matrix = self.stream.seed(closed)
+        if len(matrix):
+            self.row = matrix[-1]
+        self.bucket = int(b["timestamp"][-1] // self.tf_ms)
+        first = int(np.flatnonzero(b["timestamp"] // self.tf_ms == self.bucket)[0])
+        self.bars = [(float(b["open"][i]), float(b["high"][i]), float(b["low"][i]), float(b["close"][i]),
+                      float(b["volume"][i])) for i in range(first, b["close"].size)]
+        yield from iter_join_rows(b["timestamp"], list(self.stream.columns), matrix, closed["timestamp"], self.tf_ms,
+                                  self.prefix)
 
     def columns(self) -> Iterator[tuple[str, float]]:
         names = self.stream.columns
@@ -191,6 +215,46 @@ class FeatureStream:
         for j, name in enumerate(LEVEL_COLUMNS):
             if ("levels" in self.families and j < 4) or ("fibonacci" in self.families and j >= 4):
                 yield name, float(out[-1, j])
+
+    def seed(self, bars: BarArrays) -> np.ndarray:
+        """Start the stream with many bars at once (the batch code); return their ``(n, F)`` float64 rows.
+
+        The state afterwards is the state after appending them one by one: the carried levels state
+        and the HTF bars are the same numbers; the recomputed families' rows are the batch rows, equal
+        to the streamed ones to the `memory_bars` bound. Only on a fresh stream.
+        """
+        if self.n_seen:
+            raise RuntimeError("seed a FeatureStream before appending bars")
+        b = bar_arrays(bars)
+        n, cfg = b["close"].size, self.config
+        if n == 0:
+            return np.empty((0, len(self.columns)))
+        if n > 1 and not (b["timestamp"][1:] > b["timestamp"][:-1]).all():
+            raise ValueError("seed bars must have strictly increasing timestamps")
+        values: dict[str, np.ndarray] = {}
+        need_atr = {"indicators", "levels", "fibonacci"} & self.families
+        a = atr(b["high"], b["low"], b["close"], cfg.atr_window) if need_atr else np.empty(0)
+        recomputed = self.families - {"levels", "fibonacci"}
+        if recomputed:
+            values.update(family_columns({**b, "atr": a} if need_atr else b, cfg, recomputed))
+        if self.levels:
+            out = np.full((n, len(LEVEL_COLUMNS)), np.nan)
+            levels, counts, touched, scalars = self._lv_state
+            levels_run(b["high"], b["low"], b["close"], a, 0, 0, int(cfg.swing_k), float(cfg.cluster_atr),
+                       float(cfg.max_dist_atr), _FIB, FIB_POS_CLIP[0], FIB_POS_CLIP[1], levels, counts, touched,
+                       scalars, out)
+            values.update((name, out[:, j]) for j, name in enumerate(LEVEL_COLUMNS))
+        for h in self._htf:
+            values.update(h.seed(b))
+        matrix = np.empty((n, len(self.columns)))
+        for j, name in enumerate(self.columns):
+            matrix[:, j] = values[name]
+        for i in range(max(0, n - self._bars.capacity), n):
+            self._bars.append(tuple(float(b[c][i]) for c in BAR_COLUMNS))
+        for i in range(max(0, n - self.rows), n):
+            self._rows.append(matrix[i])
+        self.n_seen, self._last_ts = n, int(b["timestamp"][-1])
+        return matrix
 
     def latest(self, rows: int) -> np.ndarray:
         """The last ``rows`` feature rows (oldest first), ``config.dtype``; NaN rows before the first bar."""
