@@ -1,13 +1,13 @@
 """The bars a paper session has seen, and the kernel's arrays over a bounded tail of them.
 
-At every closed bar the features are recomputed on the last ``tail_bars`` bars with the training
-pipeline (`envs.features.pipeline.build_features` -> `MarketData` -> the run's feature selection
-and `FeatureNormalizer`), so one bar costs O(tail_bars), not O(history). Every feature is causal
-and its memory is bounded or decays geometrically (the longest is the env's EWM z-score, half-life
-`envs.market_data.NORM_HALFLIFE_BARS` = 64 bars: 4096 bars shrink an initial difference by 2^-64),
-so the tail's last row equals the batch features of the whole history; tests/agents/paper/
-test_market.py bounds the difference on the shipped sample (<= 1e-9). While the history is not
-longer than the tail, the two are the same computation and agree bit for bit.
+The feature columns come from a `envs.features.stream.FeatureStream` that has seen every bar of the
+session (and its seed history): each new bar costs a bounded amount of work, whatever the history's
+length, and its row equals the batch features (`envs.features.pipeline.build_features`) of the whole
+history (tests/features/test_stream.py). The env's own price features (`MarketData`: EWM z-scores,
+half-life `envs.market_data.NORM_HALFLIFE_BARS` = 64 bars), the run's feature selection and
+`FeatureNormalizer` and the kernel's market rows are then computed on the last ``tail_bars`` bars
+(4096 bars shrink an initial difference by 2^-64), so the tail's rows equal the batch rows; tests/
+agents/paper/test_market.py bounds the difference on the shipped sample (<= 1e-9).
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from agents.evaluate_run import run_features
 from agents.paper.config import DEFAULT_TAIL_BARS
 from envs.config import EnvConfig
-from envs.features.pipeline import FeatureConfig, build_features
+from envs.features.pipeline import FeatureConfig
+from envs.features.stream import FeatureStream, Ring
 from envs.feeds.base import Bar
 from envs.market_data import FeatureNormalizer, MarketData
 from envs.simulation import Simulation
@@ -59,6 +61,8 @@ class BarTail:
         self.features = features
         self.normalizer = normalizer
         self.bars: deque[Bar] = deque(maxlen=tail_bars)
+        self._arrays = Ring(len(OHLCV_COLUMNS), tail_bars)  # the same bars as columns, for the frame
+        self.stream = None if features == FeatureConfig.none() else FeatureStream(features, rows=tail_bars)
         self.n_seen = 0  # bars appended since the session's first bar (absolute index of the next bar)
         self._cached: tuple[int, Simulation] | None = None  # (n_seen, arrays) of the last `simulation()`
         self.forecasts = forecasts  # the fc_* columns of a run with a forecaster
@@ -69,19 +73,29 @@ class BarTail:
         A negative ``first_index`` seeds bars before the session's first bar (a forecaster run's own
         bars): they feed the features only and never become kernel rows.
         """
-        if self.n_seen:
+        if self.n_seen or self.bars:
             raise RuntimeError("seed the tail before appending bars")
-        self.n_seen = first_index
+        bars = list(bars)
         for bar in bars:
-            self.append(bar)
+            self._push(bar)
+        if self.stream is not None and bars:
+            cols = np.array(bars, dtype=np.float64).T
+            self.stream.seed({name: cols[j] for j, name in enumerate(OHLCV_COLUMNS)})
+        self.n_seen = first_index + len(bars)
 
     def append(self, bar: Bar) -> None:
         """Add the newest closed bar (must be later than the previous one)."""
+        self._push(bar)
+        if self.stream is not None:
+            self.stream.append(*bar)
+        self.n_seen += 1
+
+    def _push(self, bar: Bar) -> None:
         if self.bars and bar.timestamp <= self.bars[-1].timestamp:
             raise ValueError(f"bar {bar.timestamp} is not after the previous bar {self.bars[-1].timestamp}: "
                              "a feed must deliver strictly increasing bar times")
         self.bars.append(bar)
-        self.n_seen += 1
+        self._arrays.append(bar)
 
     @property
     def last_index(self) -> int:
@@ -102,11 +116,17 @@ class BarTail:
         (the engine and a testnet broker's order sizing share them)."""
         if self._cached is not None and self._cached[0] == self.n_seen:
             return self._cached[1]
-        frame = pd.DataFrame(list(self.bars), columns=list(OHLCV_COLUMNS))
-        if self.features != FeatureConfig.none():
-            frame = build_features(frame, self.features)
+        n = len(self.bars)
+        arr = self._arrays.view(n)
+        columns = {name: arr[j] for j, name in enumerate(OHLCV_COLUMNS)}
+        columns["timestamp"] = arr[0].astype(np.int64)  # ms, exact in float64
+        if self.stream is not None:
+            feats = self.stream.latest(n)
+            columns.update((name, feats[:, j]) for j, name in enumerate(self.stream.columns))
+        frame = pd.DataFrame(columns)
         first = self.n_seen - len(self.bars)
-        if self.forecasts is not None:
+        if self.forecasts is not None:  # (its contract: `build_features`' frame; set here only, pandas deep-copies attrs)
+            frame.attrs["feature_columns"] = [] if self.stream is None else list(self.stream.columns)
             frame = self.forecasts.join(frame, first)
         if first < 0:  # the run's bars before the session: history for the features only
             frame = frame.iloc[-first:].reset_index(drop=True)
