@@ -1,13 +1,20 @@
 """The bars a paper session has seen, and the kernel's arrays over a bounded tail of them.
 
-The feature columns come from a `envs.features.stream.FeatureStream` that has seen every bar of the
-session (and its seed history): each new bar costs a bounded amount of work, whatever the history's
-length, and its row equals the batch features (`envs.features.pipeline.build_features`) of the whole
-history (tests/features/test_stream.py). The env's own price features (`MarketData`: EWM z-scores,
-half-life `envs.market_data.NORM_HALFLIFE_BARS` = 64 bars), the run's feature selection and
-`FeatureNormalizer` and the kernel's market rows are then computed on the last ``tail_bars`` bars
-(4096 bars shrink an initial difference by 2^-64), so the tail's rows equal the batch rows; tests/
-agents/paper/test_market.py bounds the difference on the shipped sample (<= 1e-9).
+At every closed bar the features are recomputed on the last ``tail_bars`` bars with the training
+pipeline's array form (`envs.features.pipeline.feature_matrix`, the code `build_features` runs, without
+its pandas frame) -> `MarketData` -> the run's feature selection and `FeatureNormalizer`, so one bar
+costs O(tail_bars), not O(history), and every value is a function of those bars only: a resumed session
+(seeded with the same tail) computes bit for bit what an uninterrupted one did. Every feature is causal
+and its memory is bounded or decays geometrically (the longest is the env's EWM z-score, half-life
+`envs.market_data.NORM_HALFLIFE_BARS` = 64 bars: 4096 bars shrink an initial difference by 2^-64),
+so the tail's last row equals the batch features of the whole history; tests/agents/paper/
+test_market.py bounds the difference on the shipped sample (<= 1e-9). While the history is not
+longer than the tail, the two are the same computation and agree bit for bit.
+
+`envs.features.stream.FeatureStream` computes one new bar's features at a bounded cost per bar (the
+forecast benchmark's per-bar path), but its levels and higher-timeframe state depend on every bar since
+the stream started; paper mode does not use it yet because a resumed session, seeded with the last
+``tail_bars`` bars, could not rebuild that state (see docs/features.md).
 """
 
 from __future__ import annotations
@@ -23,8 +30,8 @@ import pandas as pd
 from agents.evaluate_run import run_features
 from agents.paper.config import DEFAULT_TAIL_BARS
 from envs.config import EnvConfig
-from envs.features.pipeline import FeatureConfig
-from envs.features.stream import FeatureStream, Ring
+from envs.features.pipeline import FeatureConfig, feature_matrix
+from envs.features.stream import Ring
 from envs.feeds.base import Bar
 from envs.market_data import FeatureNormalizer, MarketData
 from envs.simulation import Simulation
@@ -62,7 +69,6 @@ class BarTail:
         self.normalizer = normalizer
         self.bars: deque[Bar] = deque(maxlen=tail_bars)
         self._arrays = Ring(len(OHLCV_COLUMNS), tail_bars)  # the same bars as columns, for the frame
-        self.stream = None if features == FeatureConfig.none() else FeatureStream(features, rows=tail_bars)
         self.n_seen = 0  # bars appended since the session's first bar (absolute index of the next bar)
         self._cached: tuple[int, Simulation] | None = None  # (n_seen, arrays) of the last `simulation()`
         self.forecasts = forecasts  # the fc_* columns of a run with a forecaster
@@ -78,16 +84,11 @@ class BarTail:
         bars = list(bars)
         for bar in bars:
             self._push(bar)
-        if self.stream is not None and bars:
-            cols = np.array(bars, dtype=np.float64).T
-            self.stream.seed({name: cols[j] for j, name in enumerate(OHLCV_COLUMNS)})
         self.n_seen = first_index + len(bars)
 
     def append(self, bar: Bar) -> None:
         """Add the newest closed bar (must be later than the previous one)."""
         self._push(bar)
-        if self.stream is not None:
-            self.stream.append(*bar)
         self.n_seen += 1
 
     def _push(self, bar: Bar) -> None:
@@ -120,13 +121,14 @@ class BarTail:
         arr = self._arrays.view(n)
         columns = {name: arr[j] for j, name in enumerate(OHLCV_COLUMNS)}
         columns["timestamp"] = arr[0].astype(np.int64)  # ms, exact in float64
-        if self.stream is not None:
-            feats = self.stream.latest(n)
-            columns.update((name, feats[:, j]) for j, name in enumerate(self.stream.columns))
+        names: tuple[str, ...] = ()
+        if self.features != FeatureConfig.none():
+            names, feats = feature_matrix(columns, self.features)
+            columns.update((name, feats[:, j]) for j, name in enumerate(names))
         frame = pd.DataFrame(columns)
         first = self.n_seen - len(self.bars)
         if self.forecasts is not None:  # (its contract: `build_features`' frame; set here only, pandas deep-copies attrs)
-            frame.attrs["feature_columns"] = [] if self.stream is None else list(self.stream.columns)
+            frame.attrs["feature_columns"] = list(names)
             frame = self.forecasts.join(frame, first)
         if first < 0:  # the run's bars before the session: history for the features only
             frame = frame.iloc[-first:].reset_index(drop=True)
