@@ -70,6 +70,9 @@ def per_bar_latency_ms(bars: pd.DataFrame, feats: FeatureConfig, cfg: ForecastCo
         f_times.append(t1 - t0)
         p_times.append(t2 - t1)
     cpu_ms = 1000 * (time.process_time() - cpu0) / calls
+    batch = build_features(bars.iloc[seed_from:].reset_index(drop=True), feats)
+    diff = np.abs(stream.latest(1)[-1].astype(np.float64) - batch[list(stream.columns)].iloc[-1].to_numpy(np.float64))
+    print(f"streamed features of the last bar vs build_features on the same bars: max |diff| {np.nanmax(diff):.2g}")
     return 1000 * float(np.median(f_times)), 1000 * float(np.median(p_times)), cpu_ms
 
 
