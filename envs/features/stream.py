@@ -69,7 +69,7 @@ def _families(config: FeatureConfig, families: set[str] | None) -> set[str]:
     return {f for g in base_groups(config) for f in g} if families is None else set(families)
 
 
-class _Ring:
+class Ring:
     """The last ``capacity`` values of ``width`` columns, each a contiguous view (amortised O(1) append)."""
 
     def __init__(self, width: int, capacity: int) -> None:
@@ -156,12 +156,12 @@ class FeatureStream:
         self.families = _families(config, families)
         self.memory = memory_bars(config, self.families)
         self.levels = bool({"levels", "fibonacci"} & self.families)
-        self._bars = _Ring(len(BAR_COLUMNS), max(self.memory, 2 * int(config.swing_k) + 1))
+        self._bars = Ring(len(BAR_COLUMNS), max(self.memory, 2 * int(config.swing_k) + 1))
         self._htf = [_HigherTimeframe(tf, config) for tf in config.mtf_timeframes] if families is None else []
         base = _stream_columns(config, self.families) if self.families else ()
         self.columns: tuple[str, ...] = base + tuple(f"{h.prefix}{c}" for h in self._htf for c in h.stream.columns)
         self.rows = rows
-        self._rows = _Ring(len(self.columns), rows)
+        self._rows = Ring(len(self.columns), rows)
         self._lv_state = new_level_state(int(config.max_levels))
         self.n_seen = 0
         self._last_ts = 0
