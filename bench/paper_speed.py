@@ -75,16 +75,17 @@ def main() -> None:
     paper_dir = work / "paper"
     cfg = PaperConfig(run_dir=str(run_dir), dir=str(paper_dir), tail_bars=args.tail_bars,
                       feed=PaperFeedConfig(path=str(bars)), tensorboard=False, report_on_stop=False)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     summary = run_paper(cfg, base_dir=str(REPO))
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 
     with sqlite3.connect(paper_dir / LEDGER_FILE) as conn:
         dec = pd.read_sql_query("SELECT * FROM decisions ORDER BY bar_ts", conn)
     lat = dec["latency_ms"].dropna().to_numpy(np.float64)
     size = sum(p.stat().st_size for p in paper_dir.glob(LEDGER_FILE + "*"))
     steps = int(summary["steps"])
-    print(f"replayed {summary['bars']} bars in {wall:.1f} s: {summary['bars'] / wall:.1f} bars/s")
+    print(f"replayed {summary['bars']} bars in {wall:.1f} s: {summary['bars'] / wall:.1f} bars/s "
+          f"(process CPU {1000 * cpu / max(summary['bars'], 1):.1f} ms per bar)")
     print(f"decision latency (ms): median {np.median(lat):.1f}, p99 {np.percentile(lat, 99):.1f}, "
           f"max {lat.max():.1f} over {len(lat)} decisions (target: p99 <= 50)")
     if "forecaster_id" in dec:

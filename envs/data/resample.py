@@ -13,6 +13,7 @@ emitted. When the input has a ``filled`` column (see ``envs.data.cleaning``), th
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,31 @@ def bucket_starts(timestamp_ms: np.ndarray, timeframe_ms: int) -> np.ndarray:
     bucket = timestamp_ms // timeframe_ms
     starts = np.empty(0, dtype=np.int64) if bucket.size == 0 else np.flatnonzero(np.diff(bucket, prepend=bucket[0] - 1))
     return starts
+
+
+def resample_arrays(timestamp_ms: np.ndarray, bars: Mapping[str, np.ndarray], timeframe_ms: int) -> dict[str, np.ndarray]:
+    """`resample` on arrays (no checks): ``timestamp``, OHLCV (float64) and ``n_bars`` of each bucket.
+
+    Args:
+        timestamp_ms: strictly increasing int64 open times.
+        bars: float64 ``open``, ``high``, ``low``, ``close``, ``volume`` arrays of the same length.
+        timeframe_ms: bucket length, ms.
+    """
+    ts, tf = timestamp_ms, int(timeframe_ms)
+    if ts.size == 0:
+        empty = {c: np.empty(0) for c in ("open", "high", "low", "close", "volume")}
+        return {"timestamp": np.empty(0, dtype=np.int64), **empty, "n_bars": np.empty(0, dtype=np.int64)}
+    starts = bucket_starts(ts, tf)
+    ends = np.append(starts[1:], ts.size) - 1
+    return {
+        "timestamp": (ts[starts] // tf) * tf,
+        "open": bars["open"][starts],
+        "high": np.maximum.reduceat(bars["high"], starts),
+        "low": np.minimum.reduceat(bars["low"], starts),
+        "close": bars["close"][ends],
+        "volume": np.add.reduceat(bars["volume"], starts),
+        "n_bars": (ends - starts + 1).astype(np.int64),
+    }
 
 
 def resample(df: pd.DataFrame, timeframe: str | int) -> pd.DataFrame:
@@ -57,22 +83,9 @@ def resample(df: pd.DataFrame, timeframe: str | int) -> pd.DataFrame:
             f"resample needs strictly increasing timestamps; row {first} breaks it "
             "(run envs.data.cleaning.clean first)"
         )
-    starts = bucket_starts(ts, tf)
-    if ts.size == 0:
-        out = {c: np.empty(0) for c in ("open", "high", "low", "close", "volume")}
-        return pd.DataFrame({"timestamp": np.empty(0, dtype=np.int64), **out, "n_bars": np.empty(0, dtype=np.int64)})
-    ends = np.append(starts[1:], ts.size) - 1
-    out = pd.DataFrame(
-        {
-            "timestamp": (ts[starts] // tf) * tf,
-            "open": df["open"].to_numpy(dtype=np.float64)[starts],
-            "high": np.maximum.reduceat(df["high"].to_numpy(dtype=np.float64), starts),
-            "low": np.minimum.reduceat(df["low"].to_numpy(dtype=np.float64), starts),
-            "close": df["close"].to_numpy(dtype=np.float64)[ends],
-            "volume": np.add.reduceat(df["volume"].to_numpy(dtype=np.float64), starts),
-            "n_bars": (ends - starts + 1).astype(np.int64),
-        }
-    )
-    if "filled" in df.columns:
+    cols = {c: df[c].to_numpy(dtype=np.float64) for c in ("open", "high", "low", "close", "volume")}
+    out = pd.DataFrame(resample_arrays(ts, cols, tf))
+    if "filled" in df.columns and ts.size:
+        starts = bucket_starts(ts, tf)
         out["n_filled"] = np.add.reduceat(df["filled"].to_numpy(dtype=np.int64), starts)
     return out

@@ -22,8 +22,10 @@ Warm-up (rows that are NaN at the start), with the defaults in brackets:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
-from typing import Any
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -155,58 +157,67 @@ def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, window: int = 14) 
     Like ta, the value at row t uses the directional index up to row t - 1.
 
     Returns:
-        float64 array; NaN for the first ``2 * window - 1`` rows (warm-up; ta returns 0 there) or
-        when the series is too short.
+        float64 array; NaN for the first ``2 * window - 1`` rows (warm-up; ta returns 0 there). The
+        value of a row never depends on how many rows follow it (a series of 2 * window rows has its
+        last value, as the stream of ``envs.features.stream`` computes it).
     """
     _check_window("adx_window", window, 2)
     n = len(close)
-    if n < 2 * window + 1:
+    if n < 2 * window:
         return np.full(n, np.nan)
     h, lo, c = _arrays(high, low, close)
     return kernels.adx(h, lo, c, int(window)) / 100.0
 
 
-def iter_indicator_features(
-    df: pd.DataFrame,
-    *,
-    rsi_window: int = 14,
-    macd_fast: int = 12,
-    macd_slow: int = 26,
-    macd_signal: int = 9,
-    bb_window: int = 20,
-    bb_dev: float = 2.0,
-    squeeze_window: int = 120,
-    atr_window: int = 14,
-    adx_window: int = 14,
-    obv_window: int = 60,
-    vwap_window: int = 60,
-    atr_values: np.ndarray | None = None,
-) -> Iterator[tuple[str, np.ndarray]]:
-    """``(name, float64 column)`` pairs of ``indicator_features``, one at a time (low peak memory).
+@dataclass(frozen=True, slots=True)
+class IndicatorParams:
+    """Windows of the indicators family (the same names and defaults as in ``FeatureConfig``).
 
-    Temporaries of one indicator are freed before the next one is computed; arguments as in
-    ``indicator_features``.
+    Attributes: as the keyword arguments of `indicator_features`.
     """
-    for name, w, m in (
-        ("rsi_window", rsi_window, 1),
-        ("macd_fast", macd_fast, 1),
-        ("macd_signal", macd_signal, 1),
-        ("bb_window", bb_window, 2),
-        ("squeeze_window", squeeze_window, 1),
-        ("obv_window", obv_window, 1),
-        ("vwap_window", vwap_window, 1),
-    ):
-        _check_window(name, w, m)
-    if macd_fast >= macd_slow:
-        raise ValueError(f"features.macd_fast={macd_fast} must be < features.macd_slow={macd_slow}")
-    if not bb_dev > 0:
-        raise ValueError(f"features.bb_dev={bb_dev} is invalid: must be > 0 standard deviations")
-    h, lo, c, v = _arrays(df["high"], df["low"], df["close"], df["volume"])
-    r = kernels.rsi(c, int(rsi_window))
+
+    rsi_window: int = 14
+    macd_fast: int = 12
+    macd_slow: int = 26
+    macd_signal: int = 9
+    bb_window: int = 20
+    bb_dev: float = 2.0
+    squeeze_window: int = 120
+    atr_window: int = 14
+    adx_window: int = 14
+    obv_window: int = 60
+    vwap_window: int = 60
+
+    def __post_init__(self) -> None:
+        for name, m in (("rsi_window", 1), ("macd_fast", 1), ("macd_signal", 1), ("bb_window", 2),
+                        ("squeeze_window", 1), ("obv_window", 1), ("vwap_window", 1)):
+            _check_window(name, getattr(self, name), m)
+        if self.macd_fast >= self.macd_slow:
+            raise ValueError(f"features.macd_fast={self.macd_fast} must be < features.macd_slow={self.macd_slow}")
+        if not self.bb_dev > 0:
+            raise ValueError(f"features.bb_dev={self.bb_dev} is invalid: must be > 0 standard deviations")
+
+    @classmethod
+    def of(cls, config: Any) -> IndicatorParams:
+        """The indicator fields of ``config`` (a ``FeatureConfig`` or anything with those attributes)."""
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
+
+
+#: Bars of one frame as float64 arrays: ``high``, ``low``, ``close``, ``volume`` (and ``atr`` when
+#: the pipeline computed it once for several families).
+Bars: TypeAlias = Mapping[str, np.ndarray]
+Columns: TypeAlias = Iterator[tuple[str, np.ndarray]]
+
+
+def _rsi(b: Bars, p: IndicatorParams) -> Columns:
+    r = kernels.rsi(b["close"], int(p.rsi_window))
     r /= 100.0
     yield "rsi", r
-    del r
-    line, signal = kernels.macd_lines(c, int(macd_fast), int(macd_slow), int(macd_signal))
+
+
+def _macd(b: Bars, p: IndicatorParams) -> Columns:
+    c = b["close"]
+    line, signal = kernels.macd_lines(c, int(p.macd_fast), int(p.macd_slow), int(p.macd_signal))
     yield "macd_frac", line / c
     yield "macd_signal_frac", signal / c
     line -= signal  # the MACD histogram (ta's macd_diff), in place
@@ -217,19 +228,116 @@ def iter_indicator_features(
     slope[1:] = line[1:] - line[:-1]
     del line
     yield "macd_hist_slope", slope
-    del slope
-    width = kernels.bollinger_width(c, int(bb_window), float(bb_dev))
+
+
+def _bollinger(b: Bars, p: IndicatorParams) -> Columns:
+    width = kernels.bollinger_width(b["close"], int(p.bb_window), float(p.bb_dev))
     yield "bb_width", width
-    squeeze = kernels.is_rolling_min(width, int(squeeze_window))
-    del width
-    yield "bb_squeeze", squeeze
-    del squeeze
-    a = atr(h, lo, c, atr_window) if atr_values is None else atr_values
-    yield "atr_frac", a / c
-    del a
-    yield "adx", adx(h, lo, c, adx_window)
-    yield "obv_roc", kernels.obv_roc(c, v, int(obv_window))
-    yield "vwap_dist", kernels.vwap_dist(h, lo, c, v, int(vwap_window))
+    yield "bb_squeeze", kernels.is_rolling_min(width, int(p.squeeze_window))
+
+
+def _atr_frac(b: Bars, p: IndicatorParams) -> Columns:
+    a = b["atr"] if "atr" in b else atr(b["high"], b["low"], b["close"], p.atr_window)
+    yield "atr_frac", a / b["close"]
+
+
+def _adx(b: Bars, p: IndicatorParams) -> Columns:
+    yield "adx", adx(b["high"], b["low"], b["close"], p.adx_window)
+
+
+def _obv_roc(b: Bars, p: IndicatorParams) -> Columns:
+    yield "obv_roc", kernels.obv_roc(b["close"], b["volume"], int(p.obv_window))
+
+
+def _vwap_dist(b: Bars, p: IndicatorParams) -> Columns:
+    yield "vwap_dist", kernels.vwap_dist(b["high"], b["low"], b["close"], b["volume"], int(p.vwap_window))
+
+
+@dataclass(frozen=True, slots=True)
+class Indicator:
+    """One entry of the indicator registry.
+
+    Attributes:
+        columns: the output columns, in the order ``compute`` yields them.
+        compute: ``compute(bars, params)`` yields ``(column, float64 array)`` pairs, strictly causal.
+        warmup: ``warmup(params)`` = rows that may be NaN at the start of the longest column.
+        memory: ``memory(params)`` = bars of history a value depends on: the per-bar path
+            (``envs.features.stream``) recomputes the value on that many bars. A finite window: its
+            length; an EWM or Wilder average: its window plus `ewm_memory` (the bars after which its
+            start weighs <= `EWM_FORGET`).
+    """
+
+    columns: tuple[str, ...]
+    compute: Callable[[Bars, IndicatorParams], Columns]
+    warmup: Callable[[IndicatorParams], int]
+    memory: Callable[[IndicatorParams], int]
+
+
+#: Relative weight below which an EWM's start no longer shows in float64 (``(1 - alpha)^bars``).
+EWM_FORGET = 1e-16
+
+
+def ewm_memory(alpha: float) -> int:
+    """Bars after which an EWM of smoothing ``alpha`` weighs its start by <= `EWM_FORGET`."""
+    return math.ceil(math.log(EWM_FORGET) / math.log(1.0 - alpha))
+
+
+def _span(window: int) -> float:
+    return 2.0 / (window + 1.0)
+
+
+#: The indicators family. A new indicator = its function (a kernel in ``envs.features.kernels`` when it
+#: loops) + one entry here; ``FeatureConfig.indicator_columns`` selects columns by name, the per-bar path
+#: (``envs.features.tail``) and the tests (tests/features/test_tail.py) pick every entry up from here.
+INDICATORS: tuple[Indicator, ...] = (
+    Indicator(("rsi",), _rsi, lambda p: p.rsi_window - 1, lambda p: p.rsi_window + ewm_memory(1 / p.rsi_window)),
+    Indicator(("macd_frac", "macd_signal_frac", "macd_hist_frac", "macd_hist_slope"), _macd,
+              lambda p: p.macd_slow + p.macd_signal - 1,
+              lambda p: p.macd_slow + p.macd_signal + 1 + ewm_memory(_span(p.macd_slow)) + ewm_memory(_span(p.macd_signal))),
+    Indicator(("bb_width", "bb_squeeze"), _bollinger, lambda p: p.bb_window + p.squeeze_window - 2,
+              lambda p: p.bb_window + p.squeeze_window),
+    Indicator(("atr_frac",), _atr_frac, lambda p: p.atr_window - 1, lambda p: p.atr_window + ewm_memory(1 / p.atr_window)),
+    Indicator(("adx",), _adx, lambda p: 2 * p.adx_window - 1,
+              lambda p: 2 * p.adx_window + 2 * ewm_memory(1 / p.adx_window)),  # two Wilder stages
+    Indicator(("obv_roc",), _obv_roc, lambda p: p.obv_window, lambda p: p.obv_window + 1),
+    Indicator(("vwap_dist",), _vwap_dist, lambda p: p.vwap_window - 1, lambda p: p.vwap_window),
+)
+INDICATOR_COLUMNS: tuple[str, ...] = tuple(c for ind in INDICATORS for c in ind.columns)
+
+
+def indicator_warmup(params: IndicatorParams, columns: Iterable[str] = INDICATOR_COLUMNS) -> int:
+    """Warm-up rows of the registry entries that produce any of ``columns`` (0 if none)."""
+    keep = set(columns)
+    return max((ind.warmup(params) for ind in INDICATORS if keep & set(ind.columns)), default=0)
+
+
+def indicator_columns_of(bars: Bars, params: IndicatorParams, columns: Iterable[str] = INDICATOR_COLUMNS) -> Columns:
+    """``(name, float64 column)`` of the registry's ``columns`` (in registry order) over float64 ``bars``.
+
+    Entries with no wanted column are not computed; temporaries of one entry are freed before the next.
+    """
+    keep = set(columns)
+    for ind in INDICATORS:
+        if keep & set(ind.columns):
+            for name, values in ind.compute(bars, params):
+                if name in keep:
+                    yield name, values
+                del values
+
+
+def iter_indicator_features(df: pd.DataFrame | Bars, *, atr_values: np.ndarray | None = None,
+                            **params: Any) -> Columns:
+    """``(name, float64 column)`` pairs of ``indicator_features``, one at a time (low peak memory).
+
+    Temporaries of one indicator are freed before the next one is computed; arguments as in
+    ``indicator_features``.
+    """
+    p = IndicatorParams(**params)
+    h, lo, c, v = _arrays(df["high"], df["low"], df["close"], df["volume"])
+    bars = {"high": h, "low": lo, "close": c, "volume": v}
+    if atr_values is not None:
+        bars["atr"] = atr_values
+    yield from indicator_columns_of(bars, p)
 
 
 def indicator_features(df: pd.DataFrame, *, dtype: str = "float64", **params: Any) -> pd.DataFrame:

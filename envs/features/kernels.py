@@ -237,7 +237,7 @@ def _dx(trs: float, dip: float, din: float) -> float:  # pragma: no cover - numb
 
 @numba.njit(cache=True)
 def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, window: int) -> np.ndarray:  # pragma: no cover - numba
-    """``ta.trend.ADXIndicator.adx`` (0..100); NaN for the first 2·window - 1 rows; needs n > 2·window.
+    """``ta.trend.ADXIndicator.adx`` (0..100); NaN for the first 2·window - 1 rows; needs n >= 2·window.
 
     ta's Wilder sums (start: the sum of rows 1..window; then s -= s / window, s += x) and its
     smoothing of DX, streamed: no full-length temporaries. Like ta, the value at row t uses DX up

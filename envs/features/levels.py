@@ -29,7 +29,7 @@ Fibonacci features until both a swing high and a swing low are confirmed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numba
@@ -102,6 +102,10 @@ def _add_level(levels: np.ndarray, counts: np.ndarray, touched: np.ndarray, n_lv
     return n_lv
 
 
+#: Slots of the levels kernel's scalar state: level count, last swing high/low price and bar.
+N_LV, HI_PX, LO_PX, HI_AT, LO_AT = 0, 1, 2, 3, 4
+
+
 @numba.njit(cache=True)
 def _levels_kernel(
     high: np.ndarray,
@@ -119,32 +123,70 @@ def _levels_kernel(
 ) -> np.ndarray:  # pragma: no cover - numba
     """Fill ``out`` (n x 6, NaN-initialised, float64 or float32: values are computed in float64) and return it.
 
-    Swings are detected as they confirm (the rule of ``swing_confirmations``, inline: no
-    full-length swing arrays).
+    `levels_run` over every row from a fresh state (the batch form of the per-bar stream).
+    """
+    levels, counts, touched, scalars = new_level_state(max_levels)
+    levels_run(high, low, close, atr, 0, 0, k, cluster_atr, max_dist, ratios, pos_lo, pos_hi,
+               levels, counts, touched, scalars, out)
+    return out
+
+
+@numba.njit(cache=True)
+def new_level_state(max_levels: int):  # pragma: no cover - numba
+    """Fresh state of `levels_run`: levels, touch counts, last-touch bars, scalars (`N_LV`, ...)."""
+    scalars = np.array([0.0, np.nan, np.nan, -1.0, -1.0])
+    return np.zeros(max_levels), np.zeros(max_levels), np.zeros(max_levels, dtype=np.int64), scalars
+
+
+@numba.njit(cache=True)
+def levels_run(
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    atr: np.ndarray,
+    start: int,
+    t0: int,
+    k: int,
+    cluster_atr: float,
+    max_dist: float,
+    ratios: np.ndarray,
+    pos_lo: float,
+    pos_hi: float,
+    levels: np.ndarray,
+    counts: np.ndarray,
+    touched: np.ndarray,
+    scalars: np.ndarray,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - numba
+    """Advance the level state over rows ``start ..`` of the arrays and write their rows of ``out``.
+
+    Row i of the arrays is bar ``t0 + i`` of the whole history; rows before ``start`` (at least 2k
+    of them, or all bars since the first) are there for the swing test only. The state (``levels``,
+    ``counts``, ``touched``, ``scalars``) carries everything older, so running the rows in one call or
+    one bar per call gives the same numbers. Swings are detected as they confirm (the rule of
+    ``swing_confirmations``, inline: no full-length swing arrays).
     """
     n = close.shape[0]
-    levels = np.zeros(max_levels)
-    counts = np.zeros(max_levels)
-    touched = np.zeros(max_levels, dtype=np.int64)
-    n_lv = 0
-    hi_px = np.nan
-    lo_px = np.nan
-    hi_at = -1
-    lo_at = -1
-    for t in range(n):
-        a = atr[t]
+    n_lv = int(scalars[N_LV])
+    hi_px = scalars[HI_PX]
+    lo_px = scalars[LO_PX]
+    hi_at = int(scalars[HI_AT])
+    lo_at = int(scalars[LO_AT])
+    for i in range(start, n):
+        t = t0 + i
+        a = atr[i]
         tol = cluster_atr * a if a == a else 0.0
-        if t >= 2 * k and _is_swing(high, t - k, k, 1.0):
-            n_lv = _add_level(levels, counts, touched, n_lv, high[t - k], tol, t)
-            hi_px = high[t - k]
+        if t >= 2 * k and _is_swing(high, i - k, k, 1.0):
+            n_lv = _add_level(levels, counts, touched, n_lv, high[i - k], tol, t)
+            hi_px = high[i - k]
             hi_at = t - k
-        if t >= 2 * k and _is_swing(low, t - k, k, -1.0):
-            n_lv = _add_level(levels, counts, touched, n_lv, low[t - k], tol, t)
-            lo_px = low[t - k]
+        if t >= 2 * k and _is_swing(low, i - k, k, -1.0):
+            n_lv = _add_level(levels, counts, touched, n_lv, low[i - k], tol, t)
+            lo_px = low[i - k]
             lo_at = t - k
         if not (a == a and a > 0.0):
             continue
-        c = close[t]
+        c = close[i]
         if n_lv > 0:
             sup = -np.inf
             sup_n = 0.0
@@ -157,10 +199,10 @@ def _levels_kernel(
                         sup, sup_n = lv, counts[j]
                 elif lv < res:
                     res, res_n = lv, counts[j]
-            out[t, 0] = max((sup - c) / a, -max_dist) if sup > -np.inf else -max_dist
-            out[t, 1] = min((res - c) / a, max_dist) if res < np.inf else max_dist
-            out[t, 2] = sup_n
-            out[t, 3] = res_n
+            out[i, 0] = max((sup - c) / a, -max_dist) if sup > -np.inf else -max_dist
+            out[i, 1] = min((res - c) / a, max_dist) if res < np.inf else max_dist
+            out[i, 2] = sup_n
+            out[i, 3] = res_n
         if hi_at >= 0 and lo_at >= 0:
             top = max(hi_px, lo_px)
             bot = min(hi_px, lo_px)
@@ -171,9 +213,13 @@ def _levels_kernel(
                 d = c - lv
                 if abs(d) < abs(best):
                     best = d
-            out[t, 4] = min(max(best / a, -max_dist), max_dist)
-            out[t, 5] = min(max((c - bot) / rng, pos_lo), pos_hi) if rng > 0.0 else 0.5
-    return out
+            out[i, 4] = min(max(best / a, -max_dist), max_dist)
+            out[i, 5] = min(max((c - bot) / rng, pos_lo), pos_hi) if rng > 0.0 else 0.5
+    scalars[N_LV] = n_lv
+    scalars[HI_PX] = hi_px
+    scalars[LO_PX] = lo_px
+    scalars[HI_AT] = hi_at
+    scalars[LO_AT] = lo_at
 
 
 LEVEL_COLUMNS: tuple[str, ...] = (
@@ -182,7 +228,7 @@ LEVEL_COLUMNS: tuple[str, ...] = (
 
 
 def iter_level_features(
-    df: pd.DataFrame,
+    df: pd.DataFrame | Mapping[str, np.ndarray],
     *,
     swing_k: int = 5,
     max_levels: int = 20,
@@ -208,9 +254,9 @@ def iter_level_features(
         raise ValueError(f"features.cluster_atr={cluster_atr} is invalid: must be >= 0 (ATR units)")
     if not max_dist_atr > 0:
         raise ValueError(f"features.max_dist_atr={max_dist_atr} is invalid: must be > 0 (ATR units)")
-    h = np.ascontiguousarray(df["high"].to_numpy(dtype=np.float64))
-    lo = np.ascontiguousarray(df["low"].to_numpy(dtype=np.float64))
-    c = np.ascontiguousarray(df["close"].to_numpy(dtype=np.float64))
+    h = np.ascontiguousarray(np.asarray(df["high"], dtype=np.float64))
+    lo = np.ascontiguousarray(np.asarray(df["low"], dtype=np.float64))
+    c = np.ascontiguousarray(np.asarray(df["close"], dtype=np.float64))
     a = atr_indicator(h, lo, c, atr_window) if atr_values is None else np.asarray(atr_values, dtype=np.float64)
     res = np.full((c.size, len(LEVEL_COLUMNS)), np.nan, dtype=dtype, order="F")
     _levels_kernel(

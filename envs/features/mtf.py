@@ -72,12 +72,29 @@ def iter_join_higher_timeframe(
     dtype: str = "float64",
 ) -> Iterator[tuple[str, np.ndarray]]:
     """``(name, column)`` pairs of ``join_higher_timeframe`` (same arguments), one column at a time."""
+    yield from iter_join_rows(base_timestamp_ms, [str(c) for c in htf_features.columns],
+                              htf_features.to_numpy(dtype=dtype), htf_timestamp_ms, timeframe_ms, "", dtype)
+
+
+def iter_join_rows(
+    base_timestamp_ms: np.ndarray,
+    names: list[str],
+    htf_values: np.ndarray,
+    htf_timestamp_ms: np.ndarray,
+    timeframe_ms: int,
+    prefix: str = "",
+    dtype: str = "float64",
+) -> Iterator[tuple[str, np.ndarray]]:
+    """``(prefix + name, column)`` of the HTF matrix ``htf_values`` (one row per HTF bar) joined to base bars.
+
+    Same rule as `join_higher_timeframe`: base row t gets the row of the latest HTF bar closed by its open.
+    """
     j = visible_index(base_timestamp_ms, htf_timestamp_ms, timeframe_ms)
     # one NaN row appended at the end of the HTF values: rows with nothing visible point at it
-    vals = np.vstack([htf_features.to_numpy(dtype=dtype), np.full((1, htf_features.shape[1]), np.nan, dtype=dtype)])
+    vals = np.vstack([htf_values.astype(dtype, copy=False), np.full((1, len(names)), np.nan, dtype=dtype)])
     j = np.where(j >= 0, j, vals.shape[0] - 1)
-    for col, name in enumerate(htf_features.columns):
-        yield str(name), vals[j, col]
+    for col, name in enumerate(names):
+        yield f"{prefix}{name}", vals[j, col]
 
 
 def mtf_features(

@@ -25,15 +25,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from envs.data.resample import parse_timeframe
+from envs.data.resample import parse_timeframe, resample_arrays
 from envs.features.indicators import (
+    INDICATOR_COLUMNS,
+    IndicatorParams,
     atr,
-    iter_indicator_features,
+    indicator_columns_of,
+    indicator_warmup,
     iter_log_return_features,
     iter_time_features,
 )
 from envs.features.levels import iter_level_features
-from envs.features.mtf import iter_mtf_features
+from envs.features.mtf import iter_join_rows
 from envs.typed_config import from_mapping as typed_from_mapping
 
 logger = logging.getLogger(__name__)
@@ -45,11 +48,6 @@ MTF_FAMILIES: tuple[str, ...] = ("returns", "indicators", "levels")
 CACHE_META_KEY = "quantgym.feature_cache"
 #: FeatureConfig fields that select columns after computation (not part of the feature cache key).
 PRUNING_FIELDS: tuple[str, ...] = ("prune_vif", "prune_corr")
-#: Outputs of the indicators family, in the order they are computed.
-INDICATOR_COLUMNS: tuple[str, ...] = (
-    "rsi", "macd_frac", "macd_signal_frac", "macd_hist_frac", "macd_hist_slope", "bb_width", "bb_squeeze",
-    "atr_frac", "adx", "obv_roc", "vwap_dist",
-)
 #: The default keeps one MACD line: macd_frac = macd_signal_frac + macd_hist_frac exactly (VIF inf),
 #: and macd_hist_slope is the 1-bar change of macd_hist_frac, already in the observation window.
 DEFAULT_INDICATOR_COLUMNS: tuple[str, ...] = (
@@ -197,44 +195,35 @@ class FeatureConfig:
 
 
 Columns: TypeAlias = Iterator[tuple[str, np.ndarray]]
+#: Bars as arrays: ``timestamp`` (int64 ms) and float64 ``open``, ``high``, ``low``, ``close``, ``volume``.
+BarArrays: TypeAlias = Mapping[str, np.ndarray]
 
 
-def _family_columns(bars: pd.DataFrame, cfg: FeatureConfig, families: set[str], dtype: str = "float64") -> Columns:
-    """``(name, column)`` pairs of the enabled ``families``, one column at a time.
+def bar_arrays(df: pd.DataFrame | BarArrays) -> dict[str, np.ndarray]:
+    """The bar columns of ``df`` as contiguous arrays (int64 ``timestamp``, float64 OHLCV)."""
+    out = {"timestamp": np.ascontiguousarray(np.asarray(df["timestamp"], dtype=np.int64))}
+    for col in BAR_COLUMNS[1:]:
+        out[col] = np.ascontiguousarray(np.asarray(df[col], dtype=np.float64))
+    return out
+
+
+def family_columns(bars: BarArrays, cfg: FeatureConfig, families: set[str], dtype: str = "float64") -> Columns:
+    """``(name, column)`` pairs of the enabled ``families``, one column at a time (ATR from ``bars["atr"]`` if given).
 
     Columns come out as float64 (or already ``dtype`` for the levels kernel); each family's
     temporaries are freed before the next column is computed, so the caller can copy each column
     into its result and keep the working memory to one indicator's temporaries.
     """
-    h = bars["high"].to_numpy(dtype=np.float64)
-    lo = bars["low"].to_numpy(dtype=np.float64)
-    c = bars["close"].to_numpy(dtype=np.float64)
+    h, lo, c = bars["high"], bars["low"], bars["close"]
     need_atr = "indicators" in families or "levels" in families or "fibonacci" in families
-    a = atr(h, lo, c, cfg.atr_window) if need_atr else None
+    a = bars["atr"] if "atr" in bars else atr(h, lo, c, cfg.atr_window) if need_atr else None
     if "returns" in families:
         yield from iter_log_return_features(c, cfg.return_windows, cfg.return_lags, cfg.vol_windows)
     if "time" in families:
-        yield from iter_time_features(bars["timestamp"].to_numpy(dtype=np.int64))
+        yield from iter_time_features(bars["timestamp"])
     if "indicators" in families:
-        keep = set(cfg.indicator_columns)
-        for name, values in iter_indicator_features(
-            bars,
-            rsi_window=cfg.rsi_window,
-            macd_fast=cfg.macd_fast,
-            macd_slow=cfg.macd_slow,
-            macd_signal=cfg.macd_signal,
-            bb_window=cfg.bb_window,
-            bb_dev=cfg.bb_dev,
-            squeeze_window=cfg.squeeze_window,
-            atr_window=cfg.atr_window,
-            adx_window=cfg.adx_window,
-            obv_window=cfg.obv_window,
-            vwap_window=cfg.vwap_window,
-            atr_values=a,
-        ):
-            if name in keep:
-                yield name, values
-            del values
+        with_atr = {**bars, "atr": a} if a is not None else bars
+        yield from indicator_columns_of(with_atr, IndicatorParams.of(cfg), cfg.indicator_columns)
     sr, fib = "levels" in families, "fibonacci" in families
     if sr or fib:
         yield from iter_level_features(
@@ -250,54 +239,81 @@ def _family_columns(bars: pd.DataFrame, cfg: FeatureConfig, families: set[str], 
         )
 
 
-def _family_frame(bars: pd.DataFrame, cfg: FeatureConfig, families: set[str]) -> pd.DataFrame:
-    """All columns of ``families`` as one float64 frame (used on the short higher-timeframe series)."""
-    return pd.DataFrame(dict(_family_columns(bars, cfg, families)), index=pd.RangeIndex(len(bars)))
-
-
 def _enabled(cfg: FeatureConfig) -> set[str]:
     return {f for f in ("returns", "time", "indicators", "levels", "fibonacci") if getattr(cfg, f)}
 
 
-def _family_builders(config: FeatureConfig) -> list[Callable[[pd.DataFrame], Columns]]:
-    """One callable per family (and per MTF timeframe), each yielding ``(name, column)`` pairs."""
-    builders: list[Callable[[pd.DataFrame], Columns]] = []
-    enabled = _enabled(config)
-    groups = [{"returns"}, {"time"}, {"indicators"}, {"levels", "fibonacci"}]
-    for group in groups:
-        fams = group & enabled
-        if fams:
+def mtf_families(config: FeatureConfig) -> set[str]:
+    """The families computed on the higher timeframes (``mtf_families``, Fibonacci with levels)."""
+    fams = set(config.mtf_families)
+    if "levels" in fams:
+        fams.add("fibonacci")
+    return fams
 
-            def build(bars: pd.DataFrame, fams: set[str] = fams) -> Columns:
-                return _family_columns(bars, config, fams, config.dtype)
 
-            builders.append(build)
-    mtf_fams = set(config.mtf_families)
-    if "levels" in mtf_fams:
-        mtf_fams.add("fibonacci")
-    htf_cfg = config.htf_config()
+def htf_matrix(htf: BarArrays, config: FeatureConfig) -> tuple[list[str], np.ndarray]:
+    """Column names and float64 ``(n_htf, F)`` matrix of the features ``config`` computes on resampled bars."""
+    cols = list(family_columns(htf, config.htf_config(), mtf_families(config)))
+    matrix = np.empty((len(htf["close"]), len(cols)))
+    for j, (_, values) in enumerate(cols):
+        matrix[:, j] = values
+    return [name for name, _ in cols], matrix
+
+
+def _family_builders(config: FeatureConfig) -> list[Callable[[BarArrays], Columns]]:
+    """One callable per family group (and per MTF timeframe), each yielding ``(name, column)`` pairs."""
+    builders: list[Callable[[BarArrays], Columns]] = []
+    for group in base_groups(config):
+
+        def build(bars: BarArrays, fams: set[str] = group) -> Columns:
+            return family_columns(bars, config, fams, config.dtype)
+
+        builders.append(build)
     for tf in config.mtf_timeframes:
 
-        def build_mtf(bars: pd.DataFrame, tf: str = tf) -> Columns:
-            return iter_mtf_features(bars, tf, lambda htf: _family_frame(htf, htf_cfg, mtf_fams), dtype=config.dtype)
+        def build_mtf(bars: BarArrays, tf: str = tf) -> Columns:
+            tf_ms = parse_timeframe(tf)
+            htf = resample_arrays(bars["timestamp"], bars, tf_ms)
+            names, matrix = htf_matrix(htf, config)
+            yield from iter_join_rows(bars["timestamp"], names, matrix, htf["timestamp"], tf_ms, f"mtf_{tf}_",
+                                      config.dtype)
 
         builders.append(build_mtf)
     return builders
 
 
-def compute_features(df: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
-    """Feature columns only (no caching), one row per bar of ``df``, RangeIndex, ``config.dtype``.
+def base_groups(config: FeatureConfig) -> list[set[str]]:
+    """The enabled families computed on the base bars, in column order (levels and Fibonacci together)."""
+    enabled = _enabled(config)
+    groups = [{"returns"}, {"time"}, {"indicators"}, {"levels", "fibonacci"}]
+    return [g & enabled for g in groups if g & enabled]
 
-    The column list is found on a short prefix first, so the full result is written into one
-    preallocated ``config.dtype`` matrix column by column, each column cast as it is copied in
-    (values identical to ``astype``). Peak memory: the result plus one indicator's float64
-    temporaries (see docs/features.md for the measured numbers).
+
+_COLUMNS: dict[FeatureConfig, tuple[str, ...]] = {}
+
+
+def feature_columns(config: FeatureConfig, bars: BarArrays) -> tuple[str, ...]:
+    """The feature column names of ``config``, found once per config on a short prefix of ``bars``."""
+    cols = _COLUMNS.get(config)
+    if cols is None:
+        probe = {k: v[: min(len(v), 300)] for k, v in bars.items()}
+        cols = tuple(name for b in _family_builders(config) for name, _ in b(probe))
+        if len(_COLUMNS) > 64:
+            _COLUMNS.clear()
+        _COLUMNS[config] = cols
+    return cols
+
+
+def feature_matrix(bars: BarArrays, config: FeatureConfig) -> tuple[tuple[str, ...], np.ndarray]:
+    """Column names and ``(n, F)`` ``config.dtype`` matrix (Fortran order) of the features of ``bars``.
+
+    ``bars`` as `bar_arrays` returns. Each column is written into one preallocated matrix as it is
+    computed, cast as it is copied in (values identical to ``astype``). Peak memory: the result plus one
+    indicator's float64 temporaries (see docs/features.md for the measured numbers).
     """
-    bars = df.reset_index(drop=True)
     builders = _family_builders(config)
-    probe = bars.iloc[: min(len(bars), 300)]
-    columns = [name for b in builders for name, _ in b(probe)]
-    matrix = np.empty((len(bars), len(columns)), dtype=config.dtype, order="F")
+    columns = feature_columns(config, bars)
+    matrix = np.empty((len(bars["close"]), len(columns)), dtype=config.dtype, order="F")
     j = 0
     for b in builders:
         for name, values in b(bars):
@@ -308,7 +324,13 @@ def compute_features(df: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
             j += 1
     if j != len(columns):
         raise RuntimeError(f"feature columns changed between probe and run: {j} of {len(columns)} computed")
-    return pd.DataFrame(matrix, columns=columns, copy=False)
+    return columns, matrix
+
+
+def compute_features(df: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
+    """Feature columns only (no caching), one row per bar of ``df``, RangeIndex, ``config.dtype``."""
+    columns, matrix = feature_matrix(bar_arrays(df), config)
+    return pd.DataFrame(matrix, columns=list(columns), copy=False)
 
 
 def warmup_rows(features: pd.DataFrame) -> int:
@@ -332,14 +354,7 @@ def nominal_warmup_bars(config: FeatureConfig, base_interval_ms: int = 60_000) -
         if "returns" in fams:
             w += [max(cfg.return_windows, default=0), 1 + max(cfg.return_lags, default=0), max(cfg.vol_windows, default=0)]
         if "indicators" in fams:
-            w += [
-                cfg.rsi_window - 1,
-                cfg.macd_slow + cfg.macd_signal - 1,
-                cfg.bb_window + cfg.squeeze_window - 2,
-                2 * cfg.adx_window - 1,
-                cfg.obv_window,
-                cfg.vwap_window - 1,
-            ]
+            w.append(indicator_warmup(IndicatorParams.of(cfg)))  # every entry, selected or not
         return max(w)
 
     out = single(config, _enabled(config))
