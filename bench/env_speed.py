@@ -45,7 +45,7 @@ REALISM = dict(
     funding_rate=0.0001, maintenance_margin_rate=0.005, stop_loss=0.02, take_profit=0.04, trailing_stop=0.015,
 )
 #: the compact observation (envs.observation) measured beside the wide one
-COMPACT = dict(observation="compact", compact_bars=8, summary_windows=(8, 32))
+COMPACT = dict(observation="compact")  # the main job's: 8 bars + means over 8 and 32 bars (window_size)
 
 
 def load_bars(n: int, path: str | Path = SHARED_1M) -> tuple[pd.DataFrame, str]:

@@ -173,7 +173,8 @@ class EnvConfig:
             floats). See `envs.observation`.
         compact_bars: bars of the compact observation's short window, in [1, window_size].
         summary_windows: look-backs (bars) of the compact observation's means, each in [2, window_size],
-            increasing; may be empty.
+            increasing; may be empty. None (the default) = ``compact_bars`` and ``window_size`` (those >= 2):
+            the means over the short window and over the whole history (`summaries`).
         risk: risk controls (`RiskConfig`); every limit off by default.
     """
 
@@ -214,12 +215,13 @@ class EnvConfig:
     obs_clip: float = 10.0
     observation: str = "window"
     compact_bars: int = 8
-    summary_windows: tuple[int, ...] = (8, 32)
+    summary_windows: tuple[int, ...] | None = None
     risk: RiskConfig = field(default_factory=RiskConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exposure_levels", tuple(float(x) for x in self.exposure_levels))
-        object.__setattr__(self, "summary_windows", tuple(self.summary_windows))
+        if self.summary_windows is not None:
+            object.__setattr__(self, "summary_windows", tuple(self.summary_windows))
         if isinstance(self.risk, dict):
             object.__setattr__(self, "risk", RiskConfig.from_dict(self.risk))
         if not isinstance(self.risk, RiskConfig):
@@ -307,10 +309,18 @@ class EnvConfig:
         w = self.window_size
         if not isinstance(self.compact_bars, int) or not 1 <= self.compact_bars <= w:
             _fail("compact_bars", self.compact_bars, f"must be an integer in [1, window_size={w}] (bars)")
-        sw = self.summary_windows
+        sw = self.summaries
         if any(not isinstance(s, int) or isinstance(s, bool) or not 2 <= s <= w for s in sw) or list(sw) != sorted(set(sw)):
             _fail("summary_windows", list(sw), f"must be increasing integers in [2, window_size={w}] (bars; "
                   "window_size is the history an observation reads: raise it to the longest look-back)")
+
+    @property
+    def summaries(self) -> tuple[int, ...]:
+        """Look-backs (bars) of the compact observation's means: ``summary_windows``, or by default
+        ``compact_bars`` and ``window_size`` (those >= 2, without repeats)."""
+        if self.summary_windows is not None:
+            return self.summary_windows
+        return tuple(s for s in sorted({self.compact_bars, self.window_size}) if s >= 2)
 
     @classmethod
     def from_dict(cls, values: dict[str, object]) -> EnvConfig:
@@ -322,7 +332,7 @@ class EnvConfig:
         kwargs = dict(values)
         if "exposure_levels" in kwargs:
             kwargs["exposure_levels"] = tuple(kwargs["exposure_levels"])  # type: ignore[arg-type]
-        if "summary_windows" in kwargs:
+        if kwargs.get("summary_windows") is not None:
             kwargs["summary_windows"] = tuple(kwargs["summary_windows"])  # type: ignore[arg-type]
         if not isinstance(kwargs.get("risk"), RiskConfig):
             kwargs["risk"] = RiskConfig.from_dict(kwargs.get("risk"))  # type: ignore[arg-type]

@@ -6,8 +6,9 @@ Two kinds (`EnvConfig.observation`), one kernel routine for both (`envs.kernels.
 - ``"window"``: the observation of decision bar t is every feature of bars t-W+1..t (W =
   ``window_size``), then the account values. The matrix is the (T, F) feature matrix itself.
 - ``"compact"``: every feature of the last ``compact_bars`` bars, then for each look-back ``s`` in
-  ``summary_windows`` the mean of every feature over bars t-s+1..t, then the account values. The
-  matrix is (T, F x (1 + len(summary_windows))): row t holds bar t's features, then its means. A
+  `EnvConfig.summaries` (``summary_windows``; by default ``compact_bars`` and ``window_size``) the mean
+  of every feature over bars t-s+1..t, then the account values. The matrix is
+  (T, F x (1 + len(summaries))): row t holds bar t's features, then its means. A
   learner's cost grows with the observation; this keeps the long history as a few numbers per feature.
 
 Causality: row t of the means reads bars t-s+1..t only (s <= window_size, so every decision bar has
@@ -63,9 +64,9 @@ def observation_matrix(feats: npt.NDArray[np.float32], config: EnvConfig) -> npt
         feats: (T, F) observation features (normalised, clipped, finite), see `MarketData.observation_features`.
         config: the validated env config.
     """
-    if config.observation == "window" or not config.summary_windows:
+    if config.observation == "window" or not config.summaries:
         return np.ascontiguousarray(feats, dtype=np.float32)
-    return np.ascontiguousarray(np.hstack([feats, summary_means(feats, config.summary_windows)]))
+    return np.ascontiguousarray(np.hstack([feats, summary_means(feats, config.summaries)]))
 
 
 def observation_bars(config: EnvConfig) -> int:
@@ -75,5 +76,5 @@ def observation_bars(config: EnvConfig) -> int:
 
 def observation_size(config: EnvConfig, n_features: int) -> int:
     """Floats in one observation with ``n_features`` features per bar (account values included)."""
-    n_means = len(config.summary_windows) if config.observation == "compact" else 0
+    n_means = len(config.summaries) if config.observation == "compact" else 0
     return (observation_bars(config) + n_means) * n_features + N_ACCOUNT_OBS

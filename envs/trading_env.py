@@ -104,8 +104,8 @@ class TradingEnv(gym.Env):
 
     ## Observation Space
     ``Box(-obs_clip, obs_clip, (window_size * F + 4,), float32)`` with ``observation="window"`` (the
-    default, W = ``window_size``, K = 0), ``((compact_bars + len(summary_windows)) * F + 4,)`` with
-    ``observation="compact"`` (W = ``compact_bars``, K = ``len(summary_windows)``, see `envs.observation`):
+    default, W = ``window_size``, K = 0), ``((compact_bars + len(config.summaries)) * F + 4,)`` with
+    ``observation="compact"`` (W = ``compact_bars``, K = ``len(config.summaries)``, see `envs.observation`):
 
     | index | observation |
     |---|---|

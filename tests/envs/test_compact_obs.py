@@ -101,9 +101,17 @@ def test_vec_env_writes_the_same_compact_observations(bars: pd.DataFrame) -> Non
     assert normed.obs_rms.mean.shape == (single.observation_space.shape[0],)
 
 
+def test_default_summaries_are_the_short_window_and_the_whole_history() -> None:
+    assert EnvConfig(observation="compact").summaries == (8, 32)
+    assert EnvConfig(window_size=8, observation="compact").summaries == (8,)
+    assert EnvConfig(window_size=16, observation="compact", compact_bars=1).summaries == (16,)
+    assert EnvConfig(window_size=64, observation="compact", summary_windows=[4, 64]).summaries == (4, 64)
+
+
 @pytest.mark.parametrize(("overrides", "message"), [
     ({"observation": "short"}, "env.observation='short' is invalid: must be one of"),
     ({"observation": "compact", "compact_bars": 17}, "env.compact_bars=17 is invalid"),
+    ({"observation": "compact", "window_size": 4}, "env.compact_bars=8 is invalid"),
     ({"observation": "compact", "compact_bars": 0}, "env.compact_bars=0 is invalid"),
     ({"observation": "compact", "summary_windows": (8, 32)}, "env.summary_windows=[8, 32] is invalid"),
     ({"observation": "compact", "summary_windows": (8, 4)}, "env.summary_windows=[8, 4] is invalid"),
@@ -111,5 +119,5 @@ def test_vec_env_writes_the_same_compact_observations(bars: pd.DataFrame) -> Non
 ])
 def test_bad_observation_settings_fail_at_construction(overrides: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")) as err:
-        EnvConfig(window_size=16, **overrides)
+        EnvConfig(**{"window_size": 16, **overrides})
     assert "\n" not in str(err.value)
