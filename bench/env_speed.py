@@ -11,9 +11,12 @@ tiled with continuing timestamps, and says so):
      ``step_info=False``);
   2. VecTradingEnv aggregate steps/s at n_envs 1, 16, 256 (default infos), and at 256 with the main
      job's observation (conf/features/default.yaml: 32 x 31 + 4 floats), copied and double-buffered,
-     against the gather-only copy ceiling (a step that only copied its observation windows);
-  3. PPO ``learn`` frames/s of the main job (conf/agent/ppo.yaml, 8 envs) with SB3's VecMonitor +
-     VecNormalize and with the statistics inside VecTradingEnv; PPO rollout collection: our VecTradingEnv vs. a do-nothing VecEnv with the same spaces;
+     against the gather-only copy ceiling (a step that only copied its observation windows), and with
+     the compact observation of the same features (`COMPACT`: 8 bars + means over 8 and 32 bars);
+  3. PPO and SAC ``learn`` frames/s of the main job (conf/agent/ppo.yaml / sac.yaml, 8 envs) with SB3's
+     VecMonitor + VecNormalize and with the statistics inside VecTradingEnv (agents/train.py uses the
+     latter for PPO; SAC keeps SB3's wrappers, whose VecNormalize hands the replay buffer the original
+     rewards); PPO rollout collection: our VecTradingEnv vs. a do-nothing VecEnv with the same spaces;
   4. memory per bar beyond the feature matrix;
   5. gym-anytrading and Gym-Trading-Env on the same bars, each in its own subprocess of a separate
      venv (`make bench` builds .venv-peers: gym-trading-env pins ccxt 3.0.59; importing it turns every
@@ -41,6 +44,8 @@ REALISM = dict(
     window_size=32, taker_fee=0.0005, slippage_model="volatility", slippage_coef=0.1, max_leverage=3.0,
     funding_rate=0.0001, maintenance_margin_rate=0.005, stop_loss=0.02, take_profit=0.04, trailing_stop=0.015,
 )
+#: the compact observation (envs.sim.observation) measured beside the wide one
+COMPACT = dict(observation="compact")  # the main job's: 8 bars + means over 8 and 32 bars (window_size)
 
 
 def load_bars(n: int, path: str | Path = SHARED_1M) -> tuple[pd.DataFrame, str]:
@@ -87,10 +92,11 @@ def main_job_bars(df: pd.DataFrame) -> pd.DataFrame:
     return build_features(df, cfg)
 
 
-def bench_vec(df: pd.DataFrame, n_envs: int, seconds: float = 3.0, double_buffer_obs: bool = False) -> float:
+def bench_vec(df: pd.DataFrame, n_envs: int, seconds: float = 3.0, double_buffer_obs: bool = False,
+              **overrides: object) -> float:
     from envs import EnvConfig, VecTradingEnv
 
-    vec = VecTradingEnv(df, EnvConfig(**REALISM, episode_length=10_000), n_envs=n_envs, seed=0,
+    vec = VecTradingEnv(df, EnvConfig(**{**REALISM, **overrides}, episode_length=10_000), n_envs=n_envs, seed=0,
                         double_buffer_obs=double_buffer_obs)
     vec.reset()
     rng = np.random.default_rng(0)
@@ -104,6 +110,15 @@ def bench_vec(df: pd.DataFrame, n_envs: int, seconds: float = 3.0, double_buffer
             vec.step(a)
         n += len(actions)
     return n * n_envs / (time.process_time() - t0)
+
+
+def compact_obs_dim(df: pd.DataFrame) -> int:
+    """Floats in the compact observation (`COMPACT`) of ``df``'s features."""
+    from envs import EnvConfig
+    from envs.market.market_data import MarketData
+    from envs.sim.observation import observation_size
+
+    return observation_size(EnvConfig(**{**REALISM, **COMPACT}), len(MarketData.load(df.iloc[:64]).feature_names))
 
 
 def copy_ceiling(df: pd.DataFrame, n_envs: int, seconds: float = 3.0) -> tuple[float, int]:
@@ -232,6 +247,50 @@ def bench_ppo_main_job(wide: pd.DataFrame, steps: int = 8192, repeats: int = 3) 
     return best[0], best[1]
 
 
+def bench_sac_main_job(wide: pd.DataFrame, steps: int = 4096, repeats: int = 3,
+                       learning_starts: int | None = None) -> tuple[float, float]:
+    """SAC frames/s (``learn``: env steps and gradient steps) with conf/agent/sac.yaml, 8 envs, the main job's
+    observation (continuous actions).
+
+    Returns (SB3's VecNormalize(VecMonitor(VecTradingEnv)), the statistics inside VecTradingEnv), both
+    with double-buffered observations. agents/train.py keeps SB3's wrappers for SAC: SB3 hands the
+    replay buffer the original rewards only through a ``VecNormalize`` instance. ``learning_starts``
+    replaces the preset's (a shorter warm-up for a smoke run).
+    """
+    import torch
+    from omegaconf import OmegaConf
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
+
+    from agents.config import AgentConfig
+    from agents.sb3 import policy_kwargs
+    from envs import EnvConfig, VecTradingEnv
+    from envs.sim.vec_env import NormalizeConfig
+
+    torch.set_num_threads(1)
+    agent = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "agent" / "sac.yaml"))
+    assert isinstance(agent, dict)
+    kwargs = dict(agent["algo_kwargs"])
+    if learning_starts is not None:
+        kwargs["learning_starts"] = learning_starts
+    pk = policy_kwargs(AgentConfig(name="sac", policy_kwargs=agent["policy_kwargs"]))
+    cfg = EnvConfig(**REALISM, episode_length=10_000)
+    sb3 = VecNormalize(VecMonitor(VecTradingEnv(wide, cfg, n_envs=8, seed=0, double_buffer_obs=True)),
+                       norm_obs=False, gamma=kwargs["gamma"])
+    ours = VecTradingEnv(wide, cfg, n_envs=8, seed=0, double_buffer_obs=True, episode_stats=True,
+                         normalize=NormalizeConfig(gamma=kwargs["gamma"]))
+    models = [SAC("MlpPolicy", venv, seed=0, device="cpu", policy_kwargs=pk, **kwargs) for venv in (sb3, ours)]
+    for m in models:
+        m.learn(kwargs["learning_starts"] + 512)  # warm-up: past the random-action start, updates running
+    best = [0.0, 0.0]
+    for _ in range(repeats):
+        for k, m in enumerate(models):
+            t0 = time.process_time()
+            m.learn(steps, reset_num_timesteps=False)
+            best[k] = max(best[k], steps / (time.process_time() - t0))
+    return best[0], best[1]
+
+
 def memory_per_bar(df: pd.DataFrame) -> tuple[float, float]:
     """(bytes per bar beyond the observation feature matrix, feature matrix bytes per bar)."""
     from envs import EnvConfig, TradingEnv
@@ -314,11 +373,17 @@ def main() -> None:
     wide_rates = [bench_vec(wide, 256, secs, double) for double in (False, True)]
     rows.append(("VecTradingEnv n_envs=256, main job's observation", wide_rates[0]))
     rows.append(("VecTradingEnv n_envs=256, main job's observation, double_buffer_obs=True", wide_rates[1]))
+    compact_rate = bench_vec(wide, 256, secs, True, **COMPACT)
+    rows.append((f"VecTradingEnv n_envs=256, main job's features, compact observation ({compact_obs_dim(wide)} floats), "
+                 "double_buffer_obs=True", compact_rate))
     ceiling, obs_dim = copy_ceiling(wide, 256, secs)
     rows.append((f"copy ceiling: gather only, 256 windows of the main job's observation ({obs_dim} floats)", ceiling))
     ppo_sb3, ppo_ours = bench_ppo_main_job(wide, 2048, 1) if args.quick else bench_ppo_main_job(wide)
     rows.append(("PPO learn, main job (8 envs, 996-float obs), SB3 VecMonitor + VecNormalize [frames/s]", ppo_sb3))
     rows.append(("PPO learn, main job, statistics inside VecTradingEnv [frames/s]", ppo_ours))
+    sac_sb3, sac_ours = bench_sac_main_job(wide, 512, 1, 256) if args.quick else bench_sac_main_job(wide)
+    rows.append(("SAC learn, main job (8 envs, 996-float obs), SB3 VecMonitor + VecNormalize [frames/s]", sac_sb3))
+    rows.append(("SAC learn, main job, statistics inside VecTradingEnv [frames/s]", sac_ours))
     ours, null = bench_ppo_rollout(df)
     rows.append(("PPO collect_rollouts, VecTradingEnv x16", ours))
     rows.append(("PPO collect_rollouts, do-nothing VecEnv x16", null))
@@ -340,6 +405,8 @@ def main() -> None:
     for what, sps in rows:
         print(f"| {what} | {sps:,.0f} |")
     print(f"\nPPO main job with the statistics inside the env vs SB3's wrappers: {ppo_ours / ppo_sb3:.3f}x")
+    print(f"SAC main job with the statistics inside the env vs SB3's wrappers: {sac_ours / sac_sb3:.3f}x")
+    print(f"256 envs, compact vs main job's observation (double-buffered): {compact_rate / wide_rates[1]:.2f}x")
     print(f"256 envs, main job's observation: {wide_rates[0]:,.0f} (copy) / {wide_rates[1]:,.0f} (double-buffered) "
           f"steps/s = {wide_rates[0] / ceiling:.0%} / {wide_rates[1] / ceiling:.0%} of the gather-only ceiling "
           f"{ceiling:,.0f}")

@@ -28,6 +28,9 @@ SIZING_CODES = {"fixed": SIZING_FIXED, "vol_target": SIZING_VOL_TARGET, "risk_pe
 SIZING_MODES = tuple(SIZING_CODES)
 SLIPPAGE_MODELS = tuple(SLIPPAGE_CODES)
 REWARDS = tuple(REWARD_CODES)
+#: observation kinds (`envs.sim.observation`): every feature of the last ``window_size`` bars, or the
+#: last ``compact_bars`` bars plus per-feature means over ``summary_windows``
+OBSERVATIONS = ("window", "compact")
 #: Upper bounds of the cost settings (values beyond them are unit errors, e.g. percent for bps).
 MAX_SLIPPAGE_BPS = 1000.0
 MAX_SLIPPAGE_COEF = 10.0
@@ -183,7 +186,9 @@ class EnvConfig:
     """Configuration of `TradingEnv` / `VecTradingEnv`.
 
     Attributes:
-        window_size: bars in the observation window, >= 1.
+        window_size: bars of history each observation reads, >= 1: the observation window
+            (``observation="window"``) or the longest look-back of the compact observation. The
+            first decision is at bar ``window_size - 1``.
         initial_cash: starting cash in quote currency, > 0.
         episode_length: None = one sequential pass from bar ``window_size - 1`` to the end
             (evaluation); an int L >= 1 = random start in [W-1, n-1-L] drawn by the env's
@@ -229,6 +234,15 @@ class EnvConfig:
         turnover_penalty: reward penalty per unit of turnover (traded notional / equity), >= 0.
         drawdown_penalty: reward penalty per unit of current drawdown (fraction), >= 0.
         obs_clip: bound on every observation value, > 0.
+        observation: "window" (every feature of the last ``window_size`` bars, then the account
+            values: ``window_size x F + 4`` floats) or "compact" (every feature of the last
+            ``compact_bars`` bars, then per feature its mean over the last ``s`` bars for each ``s`` in
+            ``summary_windows``, then the account values: ``(compact_bars + len(summary_windows)) x F + 4``
+            floats). See `envs.sim.observation`.
+        compact_bars: bars of the compact observation's short window, in [1, window_size].
+        summary_windows: look-backs (bars) of the compact observation's means, each in [2, window_size],
+            increasing; may be empty. None (the default) = ``compact_bars`` and ``window_size`` (those >= 2):
+            the means over the short window and over the whole history (`summaries`).
         risk: risk controls (`RiskConfig`); every limit off by default.
     """
 
@@ -267,10 +281,15 @@ class EnvConfig:
     turnover_penalty: float = 0.0
     drawdown_penalty: float = 0.0
     obs_clip: float = 10.0
+    observation: str = "window"
+    compact_bars: int = 8
+    summary_windows: tuple[int, ...] | None = None
     risk: RiskConfig = field(default_factory=RiskConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exposure_levels", tuple(float(x) for x in self.exposure_levels))
+        if self.summary_windows is not None:
+            object.__setattr__(self, "summary_windows", tuple(self.summary_windows))
         if isinstance(self.risk, dict):
             object.__setattr__(self, "risk", RiskConfig.from_dict(self.risk))
         if not isinstance(self.risk, RiskConfig):
@@ -348,6 +367,28 @@ class EnvConfig:
             _fail("reward_eta", self.reward_eta, "must be in (0, 1)")
         if self.obs_clip <= 0:
             _fail("obs_clip", self.obs_clip, "must be > 0")
+        self._check_observation()
+
+    def _check_observation(self) -> None:
+        if self.observation not in OBSERVATIONS:
+            _fail("observation", self.observation, f"must be one of {OBSERVATIONS}")
+        if self.observation != "compact":
+            return
+        w = self.window_size
+        if not isinstance(self.compact_bars, int) or not 1 <= self.compact_bars <= w:
+            _fail("compact_bars", self.compact_bars, f"must be an integer in [1, window_size={w}] (bars)")
+        sw = self.summaries
+        if any(not isinstance(s, int) or isinstance(s, bool) or not 2 <= s <= w for s in sw) or list(sw) != sorted(set(sw)):
+            _fail("summary_windows", list(sw), f"must be increasing integers in [2, window_size={w}] (bars; "
+                  "window_size is the history an observation reads: raise it to the longest look-back)")
+
+    @property
+    def summaries(self) -> tuple[int, ...]:
+        """Look-backs (bars) of the compact observation's means: ``summary_windows``, or by default
+        ``compact_bars`` and ``window_size`` (those >= 2, without repeats)."""
+        if self.summary_windows is not None:
+            return self.summary_windows
+        return tuple(s for s in sorted({self.compact_bars, self.window_size}) if s >= 2)
 
     @classmethod
     def from_dict(cls, values: dict[str, object]) -> EnvConfig:
@@ -359,6 +400,8 @@ class EnvConfig:
         kwargs = dict(values)
         if "exposure_levels" in kwargs:
             kwargs["exposure_levels"] = tuple(kwargs["exposure_levels"])  # type: ignore[arg-type]
+        if kwargs.get("summary_windows") is not None:
+            kwargs["summary_windows"] = tuple(kwargs["summary_windows"])  # type: ignore[arg-type]
         if not isinstance(kwargs.get("risk"), RiskConfig):
             kwargs["risk"] = RiskConfig.from_dict(kwargs.get("risk"))  # type: ignore[arg-type]
         return cls(**kwargs)  # type: ignore[arg-type]

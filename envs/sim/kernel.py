@@ -315,18 +315,28 @@ def reset_env(i: int, start: int, S: np.ndarray, M: np.ndarray, P: np.ndarray) -
 
 @numba.njit(cache=True)
 def write_obs(i: int, S: np.ndarray, M: np.ndarray, F: np.ndarray, P: np.ndarray, out: np.ndarray) -> None:
-    """Observation of env i into ``out[i]``: features of bars t-W+1..t, then 4 account values.
+    """Observation of env i into ``out[i]``: features of bars t-B+1..t, bar t's summaries, 4 account values.
 
-    Account values: exposure, unrealised P&L / equity, bars since entry / W, drawdown — all
-    clipped to ±obs_clip (features were clipped when the matrix was built). ``F`` must be
-    C-contiguous: the window's rows are one contiguous block, copied as such.
+    ``F`` is the observation matrix (`envs.sim.observation`): its first ``P[P_OBS_FEATURES]`` columns are
+    a bar's features, copied for the last B = ``P[P_OBS_BARS]`` bars; any further columns are summaries
+    of the history, copied from row t only (none for the "window" observation). Account values:
+    exposure, unrealised P&L / equity, bars since entry / window_size, drawdown — all clipped to
+    ±obs_clip (features were clipped when the matrix was built). ``F`` must be C-contiguous: without
+    summaries the window's rows are one contiguous block, copied as such.
     """
     t = int(S[S_T, i])
-    w = int(P[P_WINDOW])
-    nf = F.shape[1]
+    w = int(P[P_OBS_BARS])
+    nf = int(P[P_OBS_FEATURES])
+    nc = F.shape[1]
     k = w * nf
-    first = (t - w + 1) * nf
-    out[i, :k] = F.reshape(F.shape[0] * nf)[first:first + k]
+    if nc == nf:
+        first = (t - w + 1) * nf
+        out[i, :k] = F.reshape(F.shape[0] * nf)[first:first + k]
+    else:
+        for r in range(w):
+            out[i, r * nf:(r + 1) * nf] = F[t - w + 1 + r, :nf]
+        out[i, k:k + nc - nf] = F[t, nf:]
+        k += nc - nf
     clip = P[P_OBS_CLIP]
     eq = S[S_EQUITY, i]
     pos = S[S_POS, i]
@@ -334,7 +344,7 @@ def write_obs(i: int, S: np.ndarray, M: np.ndarray, F: np.ndarray, P: np.ndarray
     since = 0.0
     if pos != 0.0 and eq > 0.0:
         upnl = pos * (M[t, M_CLOSE] - S[S_ENTRY_PX, i]) * P[P_MULT] / eq
-        since = (t - S[S_ENTRY_T, i]) / w
+        since = (t - S[S_ENTRY_T, i]) / P[P_WINDOW]
     vals = (S[S_EXPOSURE, i], upnl, since, S[S_DRAWDOWN, i])
     for v in vals:
         out[i, k] = min(max(v, -clip), clip)

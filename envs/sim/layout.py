@@ -48,8 +48,11 @@ S_ROWS = 43
  P_N_BARS,
  # risk controls (NaN = off)
  P_RISK_MAX_EXPOSURE, P_RISK_MAX_ORDER, P_RISK_DAILY_LOSS, P_RISK_MAX_DD, P_RISK_STALE_AFTER,
- P_RISK_EXPIRES_MS, P_RISK_AGE_EXPIRES_MS) = range(40)
-P_LEN = 40
+ P_RISK_EXPIRES_MS, P_RISK_AGE_EXPIRES_MS,
+ # observation: bars whose every feature it holds, features per bar (the feature matrix's first
+ # columns; any further columns are bar t's summaries, see envs.sim.observation)
+ P_OBS_BARS, P_OBS_FEATURES) = range(42)
+P_LEN = 42
 
 #: number of account-state values appended to each observation
 N_ACCOUNT_OBS = 4
@@ -72,8 +75,8 @@ def _opt(x: float | None) -> float:
     return math.nan if x is None else float(x)
 
 
-def make_params(config: EnvConfig, bars_per_year: float, n_bars: int) -> npt.NDArray[np.float64]:
-    """Flatten a validated `EnvConfig` into the kernel's parameter vector."""
+def make_params(config: EnvConfig, bars_per_year: float, n_bars: int, n_features: int) -> npt.NDArray[np.float64]:
+    """Flatten a validated `EnvConfig` into the kernel's parameter vector (``n_features``: per bar)."""
     p = np.zeros(P_LEN)
     p[P_DISCRETE] = 1.0 if config.action_mode == "discrete" else 0.0
     p[P_LONG_ONLY] = float(config.long_only)
@@ -108,6 +111,8 @@ def make_params(config: EnvConfig, bars_per_year: float, n_bars: int) -> npt.NDA
     p[P_WINDOW] = config.window_size
     p[P_EP_LEN] = 0.0 if config.episode_length is None else float(config.episode_length)
     p[P_N_BARS] = n_bars
+    p[P_OBS_BARS] = config.compact_bars if config.observation == "compact" else config.window_size
+    p[P_OBS_FEATURES] = n_features
     risk = config.risk
     p[P_RISK_MAX_EXPOSURE] = _opt(risk.max_exposure)
     p[P_RISK_MAX_ORDER] = _opt(risk.max_order_notional)

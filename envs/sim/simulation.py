@@ -16,6 +16,7 @@ from envs import metrics
 from envs.market.market_data import FeatureNormalizer, MarketData
 from envs.sim import kernel as K
 from envs.sim.config import EnvConfig
+from envs.sim.observation import observation_matrix, observation_size
 
 #: info keys of every reset()/step(), in order (see the README's info table)
 INFO_KEYS = (
@@ -110,12 +111,13 @@ class Simulation:
         config: the validated env config.
         data: the market data.
         market: (T, kernels.M_COLS) float64 market matrix.
-        features: (T, F) float32 observation features (normalised, clipped, finite).
+        features: (T, C) float32 observation matrix (`envs.sim.observation`): the features (normalised,
+            clipped, finite), then for the compact observation their summaries; C-contiguous.
         params: kernel parameter vector.
         levels: discrete exposure levels (float64).
         timestamps: int64 bar open times, ms UTC.
         bars_per_year: annualisation factor from the median bar spacing (24/7 calendar).
-        obs_dim: observation length W x F + 4.
+        obs_dim: observation length (`envs.sim.observation.observation_size`; W x F + 4 for "window").
     """
 
     config: EnvConfig
@@ -165,16 +167,17 @@ class Simulation:
         market = K.build_market_matrix(md.open, md.high, md.low, md.close, md.volume, md.spread, sigma, mu, funding,
                                        md.timestamp)
         bpy = metrics.bars_per_year(md.timestamp)
+        nf = md.raw_features.shape[1]
         return cls(
             config=config,
             data=md,
             market=market,
-            features=md.observation_features(config.obs_clip, normalizer),
-            params=K.make_params(config, bpy, len(md)),
+            features=observation_matrix(md.observation_features(config.obs_clip, normalizer), config),
+            params=K.make_params(config, bpy, len(md), nf),
             levels=np.asarray(config.exposure_levels, dtype=np.float64),
             timestamps=md.timestamp,
             bars_per_year=bpy,
-            obs_dim=config.window_size * md.raw_features.shape[1] + K.N_ACCOUNT_OBS,
+            obs_dim=observation_size(config, nf),
         )
 
     @property

@@ -110,15 +110,18 @@ class TradingEnv(gym.Env):
     Sizing (fixed / vol_target / risk_per_trade / kelly) then scales it, capped at ±max_leverage.
 
     ## Observation Space
-    ``Box(-obs_clip, obs_clip, (window_size * F + 4,), float32)``:
+    ``Box(-obs_clip, obs_clip, (window_size * F + 4,), float32)`` with ``observation="window"`` (the
+    default, W = ``window_size``, K = 0), ``((compact_bars + len(config.summaries)) * F + 4,)`` with
+    ``observation="compact"`` (W = ``compact_bars``, K = ``len(config.summaries)``, see `envs.sim.observation`):
 
     | index | observation |
     |---|---|
     | 0 .. W*F-1 | features of bars t-W+1 .. t, row-major (bar, feature); names in ``feature_names`` |
-    | W*F | exposure (signed position value / equity) |
-    | W*F+1 | unrealised P&L / equity |
-    | W*F+2 | bars since entry / window_size |
-    | W*F+3 | drawdown from the equity peak (fraction) |
+    | W*F .. (W+K)*F-1 | compact only: per summary window s, per feature, its mean over bars t-s+1 .. t |
+    | (W+K)*F | exposure (signed position value / equity) |
+    | (W+K)*F+1 | unrealised P&L / equity |
+    | (W+K)*F+2 | bars since entry / window_size |
+    | (W+K)*F+3 | drawdown from the equity peak (fraction) |
 
     ## Costs
     Taker fee on every fill (fraction of notional); slippage by model (none, fixed_bps, spread,

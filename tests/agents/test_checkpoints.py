@@ -64,8 +64,9 @@ def test_resume_with_a_checkpoint_that_does_not_fit_the_config_names_the_shapes(
     """Any load error other than a truncated file fails with the error and the file, no silent fallback."""
     cfg = to_run_config(compose_cfg([*SMOKE, "train.checkpoint_freq=1024"]), base_dir=str(REPO))
     run(cfg, tmp_path, test_report=False)
-    edited = to_run_config(compose_cfg([*SMOKE, "train.checkpoint_freq=1024", "env.window_size=16"]),
-                           base_dir=str(REPO))
+    # a different observation size with either observation kind (window: 16 bars; compact: 4 bars)
+    edited = to_run_config(compose_cfg([*SMOKE, "train.checkpoint_freq=1024", "env.window_size=16",
+                                        "env.compact_bars=4"]), base_dir=str(REPO))
     with pytest.raises(ValueError, match=r"model_2048_steps\.zip does not fit this run's config: its observation "
                                          r"space .*shape \(\d+,\)\) but the config gives .*shape \(\d+,\)"):
         run(edited, tmp_path, resume=True, test_report=False)
