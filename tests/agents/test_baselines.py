@@ -27,7 +27,7 @@ def test_buy_and_hold_returns_price_ratio_minus_costs_and_flat_returns_zero() ->
     w, fee, slip_bps = 8, 0.001, 5.0
     cfg = EnvConfig(window_size=w, taker_fee=fee, slippage_model="fixed_bps", slippage_bps=slip_bps)
     recs = run_baselines(MarketData.load(df), cfg, None, n_random_seeds=2, ma_fast=3, ma_slow=10)
-    bh, flat = recs["buy_and_hold"], recs["flat"]
+    bh, flat = recs.buy_and_hold, recs.flat
     # decision at close of bar w-1, one fill at the open of bar w, held to the last close
     qty = 10_000.0 / df.close.iloc[w - 1]
     px = df.open.iloc[w] * (1 + slip_bps / 1e4)
@@ -58,8 +58,8 @@ def test_bootstrap_calls_random_policy_luck_on_sample_data(sample_1h: pd.DataFra
     recs = run_baselines(data, cfg, None, n_random_seeds=3, ma_fast=24, ma_slow=96, seed=11)
     ecfg = EvaluationConfig(n_boot=500)
     ppy = metrics.bars_per_year(data.timestamp)
-    for rec in recs["random"]:
-        j = judge(rec.returns, recs["buy_and_hold"].returns, ppy, ecfg, seed=3)
+    for rec in recs.random:
+        j = judge(rec.returns, recs.buy_and_hold.returns, ppy, ecfg, seed=3)
         assert j.sharpe_ci[1] < 0.0 < j.sharpe_ci[2], j.sharpe_ci
         assert "not distinguishable from luck" in j.text
 
