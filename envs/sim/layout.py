@@ -22,13 +22,19 @@ from envs.sim.config import (  # noqa: F401  (the sizing codes are part of the k
 from envs.sim.execution import SLIPPAGE_CODES
 from envs.sim.rewards import REWARD_CODES
 
+# Each layout is declared once: a name's index is its position in the unpacking, and the count is stated
+# once (Python refuses to import the module when the names and the count disagree). Append new names
+# at the end and raise the count; nothing else is numbered.
+
 # market matrix columns
-M_OPEN, M_HIGH, M_LOW, M_CLOSE, M_VOLUME, M_SPREAD, M_SIGMA, M_MU, M_FUNDING, M_TIME = range(10)
-M_COLS = 10
+_MARKET = range(10)
+M_OPEN, M_HIGH, M_LOW, M_CLOSE, M_VOLUME, M_SPREAD, M_SIGMA, M_MU, M_FUNDING, M_TIME = _MARKET
+M_COLS = len(_MARKET)
 #: milliseconds per UTC day (the daily loss limit's day is floor(open time / DAY_MS))
 DAY_MS = 86_400_000.0
 
 # state rows
+_STATE = range(43)
 (S_T, S_STEPS, S_CASH, S_POS, S_ENTRY_PX, S_BEST_PX, S_ENTRY_T, S_EQUITY, S_PEAK, S_DRAWDOWN,
  S_EXPOSURE, S_PRICE, S_FILL_PX, S_TRADED_QTY, S_CLIPPED_QTY, S_FEES, S_SLIPPAGE, S_FUNDING,
  S_N_TRADES, S_LIQUIDATED, S_REWARD, S_TERMINATED, S_TRUNCATED, S_EMA_A, S_EMA_B, S_EMA_DD2,
@@ -37,10 +43,11 @@ DAY_MS = 86_400_000.0
  # risk controls: regime and reason of the last decision, the UTC day and its starting equity,
  # latches, and the two caller-set inputs (feed lag in bars, kill switch)
  S_RISK_STATE, S_RISK_REASON, S_DAY, S_DAY_START_EQ, S_DAY_LOSS_HIT, S_DD_HALT, S_FEED_LAG,
- S_KILL) = range(43)
-S_ROWS = 43
+ S_KILL) = _STATE
+S_ROWS = len(_STATE)
 
 # params
+_PARAMS = range(42)
 (P_DISCRETE, P_LONG_ONLY, P_MAX_LEV, P_SIZING, P_TARGET_VOL, P_BARS_PER_YEAR, P_RISK_PER_TRADE,
  P_KELLY_FRACTION, P_LOT, P_MIN_NOTIONAL, P_REBALANCE, P_TAKER_FEE, P_SLIP_MODEL, P_SLIP_BPS,
  P_SLIP_COEF, P_MAX_PART, P_MULT, P_TICK, P_MMR, P_LIQ_FEE, P_STOP, P_TP, P_TRAIL, P_REWARD,
@@ -51,8 +58,8 @@ S_ROWS = 43
  P_RISK_EXPIRES_MS, P_RISK_AGE_EXPIRES_MS,
  # observation: bars whose every feature it holds, features per bar (the feature matrix's first
  # columns; any further columns are bar t's summaries, see envs.sim.observation)
- P_OBS_BARS, P_OBS_FEATURES) = range(42)
-P_LEN = 42
+ P_OBS_BARS, P_OBS_FEATURES) = _PARAMS
+P_LEN = len(_PARAMS)
 
 #: number of account-state values appended to each observation
 N_ACCOUNT_OBS = 4
@@ -60,13 +67,13 @@ N_ACCOUNT_OBS = 4
 #: risk regimes (``S_RISK_STATE``): trading freely / orders may only reduce the position / no
 #: order except a forced flatten
 RISK_STATES = ("ACTIVE", "REDUCING", "HALTED")
-RISK_ACTIVE, RISK_REDUCING, RISK_HALTED = 0, 1, 2
+RISK_ACTIVE, RISK_REDUCING, RISK_HALTED = range(len(RISK_STATES))
 #: why (``S_RISK_REASON``): the rule that set the regime, or (while ACTIVE) the limit that cut the
 #: decision's order; ``none`` = nothing limited it
 RISK_REASONS = ("none", "max_exposure", "max_order_notional", "daily_loss", "drawdown", "stale_feed", "expired",
                 "kill", "model_age")
 (REASON_NONE, REASON_MAX_EXPOSURE, REASON_MAX_ORDER, REASON_DAILY_LOSS, REASON_DRAWDOWN, REASON_STALE,
- REASON_EXPIRED, REASON_KILL, REASON_MODEL_AGE) = range(9)
+ REASON_EXPIRED, REASON_KILL, REASON_MODEL_AGE) = range(len(RISK_REASONS))
 #: what a regime allows the decision's order to do
 MODE_FREE, MODE_REDUCE_ONLY, MODE_NO_ORDERS, MODE_FLATTEN = 0, 1, 2, 3
 
