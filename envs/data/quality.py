@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from envs.data.policy import ALLOWED_POLICIES, CleaningConfig
 from envs.market.bars import (
     OHLC_RULES,
     OHLCV_COLUMNS,
@@ -24,23 +24,8 @@ from envs.market.bars import (
     row_rule_masks,
 )
 
-if TYPE_CHECKING:
-    from envs.data.cleaning import CleaningConfig
-
-
 #: Problem kinds in report order; each is also the key of its policy in ``CleaningConfig``.
-PROBLEM_KINDS: tuple[str, ...] = (
-    "out_of_order",
-    "duplicates",
-    "non_finite",
-    "non_positive",
-    "negative_volume",
-    "ohlc_inconsistent",
-    "misaligned",
-    "gaps",
-    "zero_volume_runs",
-    "return_outliers",
-)
+PROBLEM_KINDS: tuple[str, ...] = tuple(ALLOWED_POLICIES)
 
 _DESCRIPTIONS: dict[str, str] = {
     "out_of_order": "rows whose timestamp is earlier than a previous row's",
@@ -332,8 +317,6 @@ def validate(
             or outside 1970..2100, see `timestamp_unit_error`), or an invalid threshold.
     """
     if policy is None:
-        from envs.data.cleaning import CleaningConfig  # local import: cleaning imports this module
-
         policy = CleaningConfig(zero_volume_min_run=zero_volume_min_run, outlier_z=outlier_z)
     zero_volume_min_run, outlier_z = policy.zero_volume_min_run, policy.outlier_z
     if timeframe_ms is not None and int(timeframe_ms) <= 0:

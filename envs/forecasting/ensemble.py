@@ -23,9 +23,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from envs.forecasting.columns import ENSEMBLE, ENSEMBLE_DEFAULTS, FORECAST_PREFIX, check_provenance
 from envs.forecasting.config import ForecastConfig
 from envs.forecasting.targets import make_target
-from envs.forecasting.walk_forward import ENSEMBLE, ENSEMBLE_DEFAULTS, FORECAST_PREFIX
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -169,8 +169,6 @@ class Trail:
 
         ``history``: the run's bars the state was saved on (their closes give the rows' labels).
         """
-        from envs.forecasting.state import read_trail
-
         saved = read_trail(state_dir, config, state)
         trail = cls(config, row0=-int(state["n_predicted"]))
         members = list(saved)
@@ -207,3 +205,25 @@ class Trail:
     def label_end(self, k: int, bar_close_ms: int, member_label_end: int) -> int:
         """``train_label_end`` of bar ``k``: the members' or, once weights use labels, bar k's close."""
         return max(member_label_end, bar_close_ms if k - self.row0 >= self.config.horizon else -1)
+
+
+#: the ensemble state's file of each member's trailing predictions (`envs.forecasting.state.save_state`)
+TRAIL_FILE = "trailing_predictions.parquet"
+
+
+def read_trail(directory: str | Path, config: ForecastConfig, state: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """An ensemble state's member -> its saved trailing prediction rows (checked: every member, no look-ahead)."""
+    path = Path(directory) / TRAIL_FILE
+    if not path.is_file():
+        raise ValueError(f"{path} not found: the ensemble state lacks its members' trailing predictions (saved by "
+                         "save_state since FORECAST_VERSION 2); retrain the run to continue it")
+    frame = pd.read_parquet(path)
+    rows = min(history_rows(config), int(state["n_predicted"]))
+    out: dict[str, pd.DataFrame] = {}
+    for m in member_configs(config):
+        part = frame[frame["member"] == m].drop(columns="member").reset_index(drop=True)
+        if len(part) != rows:
+            raise ValueError(f"{path} holds {len(part)} rows of member {m}, not {rows}: the file is damaged")
+        check_provenance(part, int(state["interval_ms"]))
+        out[m] = part
+    return out

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from envs.forecasting.models import FloatArray, Forecaster, ModelContext, register
+from envs.forecasting.base import FloatArray, Forecaster, ModelContext, register
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,15 @@ import numpy.typing as npt
 import pandas as pd
 
 from envs.forecasting.config import ForecastConfig
-from envs.forecasting.models import Forecaster, ModelContext
+from envs.forecasting.ensemble import (
+    TRAIL_FILE,
+    combine,
+    history_rows,
+    member_configs,
+    read_trail,
+    trailing_of,
+)
+from envs.forecasting.models import Forecaster, ModelContext, load_forecaster
 from envs.forecasting.walk_forward import (  # the schedule's own steps, shared with the batch walk-forward
     ENSEMBLE,
     FORECAST_PREFIX,
@@ -29,11 +37,9 @@ from envs.forecasting.walk_forward import (  # the schedule's own steps, shared 
     _prepare,
     _run_target,
     _Span,
-    check_provenance,
 )
 
 #: an ensemble state's file of the members' trailing predictions (the rows its next weights read)
-TRAIL_FILE = "trailing_predictions.parquet"
 
 
 def save_state(result: WalkForwardResult, config: ForecastConfig, directory: str | Path,
@@ -72,32 +78,11 @@ def save_state(result: WalkForwardResult, config: ForecastConfig, directory: str
 
 
 def _save_trail(result: WalkForwardResult, config: ForecastConfig, directory: Path) -> None:
-    from envs.forecasting.ensemble import history_rows
 
     keep = ["timestamp", *(FORECAST_PREFIX + t for t in config.targets), "model_id", "train_label_end"]
     rows = min(history_rows(config), len(result.predictions))
     frames = [f.iloc[len(f) - rows:][keep].assign(member=m) for m, f in result.members.items()]
     pd.concat(frames, ignore_index=True)[["member", *keep]].to_parquet(directory / TRAIL_FILE, index=False)
-
-
-def read_trail(directory: str | Path, config: ForecastConfig, state: dict[str, Any]) -> dict[str, pd.DataFrame]:
-    """An ensemble state's member -> its saved trailing prediction rows (checked: every member, no look-ahead)."""
-    from envs.forecasting.ensemble import history_rows, member_configs
-
-    path = Path(directory) / TRAIL_FILE
-    if not path.is_file():
-        raise ValueError(f"{path} not found: the ensemble state lacks its members' trailing predictions (saved by "
-                         "save_state since FORECAST_VERSION 2); retrain the run to continue it")
-    frame = pd.read_parquet(path)
-    rows = min(history_rows(config), int(state["n_predicted"]))
-    out: dict[str, pd.DataFrame] = {}
-    for m in member_configs(config):
-        part = frame[frame["member"] == m].drop(columns="member").reset_index(drop=True)
-        if len(part) != rows:
-            raise ValueError(f"{path} holds {len(part)} rows of member {m}, not {rows}: the file is damaged")
-        check_provenance(part, int(state["interval_ms"]))
-        out[m] = part
-    return out
 
 
 def read_state(directory: str | Path) -> dict[str, Any]:
@@ -171,8 +156,6 @@ def continue_walk_forward(
 
 def load_models(state_dir: str | Path, config: ForecastConfig) -> dict[str, dict[str, Forecaster]]:
     """Member -> target -> the saved latest model (a single model is its own one member)."""
-    from envs.forecasting.ensemble import member_configs
-    from envs.forecasting.models import load_forecaster
 
     sub = config.model == ENSEMBLE
     return {m: {t: load_forecaster(Path(state_dir) / t / m if sub else Path(state_dir) / t) for t in config.targets}
@@ -182,7 +165,6 @@ def load_models(state_dir: str | Path, config: ForecastConfig) -> dict[str, dict
 def _continue_ensemble(span: _Span, config: ForecastConfig, state_dir: str | Path, state: dict[str, Any],
                        start: int) -> pd.DataFrame:
     """Each member continued from its saved models, then combined over the saved trailing rows + the new rows."""
-    from envs.forecasting.ensemble import combine, member_configs, trailing_of
 
     trail = read_trail(state_dir, config, state)
     models = load_models(state_dir, config)

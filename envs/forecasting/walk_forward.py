@@ -18,17 +18,15 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from envs.forecasting.columns import ENSEMBLE, FORECAST_PREFIX, check_provenance
 from envs.forecasting.config import ForecastConfig
+from envs.forecasting.ensemble import combine, member_configs, trailing_of
 from envs.forecasting.models import Forecaster, ModelContext, make_forecaster
 from envs.forecasting.targets import build_inputs, make_target
 
 logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
-FORECAST_PREFIX = "fc_"
-#: model name of the inverse-error ensemble (not a `Forecaster`: it combines members' walk-forward outputs)
-ENSEMBLE = "ensemble"
-ENSEMBLE_DEFAULTS: dict[str, object] = {"members": ["ridge", "gbm"], "trailing": 500, "member_params": {}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,24 +332,6 @@ def forecast_columns(predictions: pd.DataFrame) -> list[str]:
     return [c for c in predictions.columns if str(c).startswith(FORECAST_PREFIX)]
 
 
-def check_provenance(predictions: pd.DataFrame, interval_ms: int) -> None:
-    """Raise ``ValueError`` if any row's model used a label known after that row's decision time.
-
-    The decision time of a row is the close of its bar: ``timestamp + interval_ms``.
-    """
-    decision = predictions["timestamp"].to_numpy(dtype=np.int64) + int(interval_ms)
-    end = predictions["train_label_end"].to_numpy(dtype=np.int64)
-    bad = np.flatnonzero(end > decision)
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(
-            f"look-ahead: {bad.size} forecast row(s) come from a model trained on labels known after the "
-            f"decision (first: timestamp={int(predictions['timestamp'].iloc[i])}, train_label_end={int(end[i])} > "
-            f"decision time {int(decision[i])}, model_id={predictions['model_id'].iloc[i]!r}); regenerate the "
-            "predictions with envs.forecasting.walk_forward"
-        )
-
-
 def join_predictions(observations: pd.DataFrame, predictions: pd.DataFrame,
                      interval_ms: int | None = None) -> pd.DataFrame:
     """``observations`` with the ``fc_*`` columns of ``predictions`` appended (matched on ``timestamp``).
@@ -400,7 +380,6 @@ def _run_ensemble(bars: pd.DataFrame, features: pd.DataFrame | None, config: For
     Params: ``members`` (registered model names), ``trailing`` (bars of known errors behind the
     weights), ``member_params`` (member name -> its params).
     """
-    from envs.forecasting.ensemble import combine, member_configs, trailing_of
 
     configs = member_configs(config)
     trailing = trailing_of(config)
