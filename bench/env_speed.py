@@ -32,6 +32,7 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -210,6 +211,17 @@ def bench_ppo_rollout(df: pd.DataFrame, n_envs: int = 16, n_steps: int = 512, re
     return best[0], best[1]
 
 
+def _best_learn_rates(models: list[Any], steps: int, repeats: int) -> tuple[float, float]:
+    """Best ``learn`` frames/s (process CPU time) of each of two models over ``repeats`` alternating rounds."""
+    best = [0.0, 0.0]
+    for _ in range(repeats):
+        for k, m in enumerate(models):
+            t0 = time.process_time()
+            m.learn(steps, reset_num_timesteps=False)
+            best[k] = max(best[k], steps / (time.process_time() - t0))
+    return best[0], best[1]
+
+
 def bench_ppo_main_job(wide: pd.DataFrame, steps: int = 8192, repeats: int = 3) -> tuple[float, float]:
     """PPO frames/s (``learn``: rollouts and updates) with the main job's agent, envs and observation.
 
@@ -238,13 +250,7 @@ def bench_ppo_main_job(wide: pd.DataFrame, steps: int = 8192, repeats: int = 3) 
     models = [PPO("MlpPolicy", venv, seed=0, device="cpu", policy_kwargs=pk, **kwargs) for venv in (sb3, ours)]
     for m in models:
         m.learn(kwargs["n_steps"] * 8)  # warm-up
-    best = [0.0, 0.0]
-    for _ in range(repeats):
-        for k, m in enumerate(models):
-            t0 = time.process_time()
-            m.learn(steps, reset_num_timesteps=False)
-            best[k] = max(best[k], steps / (time.process_time() - t0))
-    return best[0], best[1]
+    return _best_learn_rates(models, steps, repeats)
 
 
 def bench_sac_main_job(wide: pd.DataFrame, steps: int = 4096, repeats: int = 3,
@@ -282,13 +288,7 @@ def bench_sac_main_job(wide: pd.DataFrame, steps: int = 4096, repeats: int = 3,
     models = [SAC("MlpPolicy", venv, seed=0, device="cpu", policy_kwargs=pk, **kwargs) for venv in (sb3, ours)]
     for m in models:
         m.learn(kwargs["learning_starts"] + 512)  # warm-up: past the random-action start, updates running
-    best = [0.0, 0.0]
-    for _ in range(repeats):
-        for k, m in enumerate(models):
-            t0 = time.process_time()
-            m.learn(steps, reset_num_timesteps=False)
-            best[k] = max(best[k], steps / (time.process_time() - t0))
-    return best[0], best[1]
+    return _best_learn_rates(models, steps, repeats)
 
 
 def memory_per_bar(df: pd.DataFrame) -> tuple[float, float]:

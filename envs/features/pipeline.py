@@ -10,6 +10,7 @@ deterministic families (levels/Fibonacci warm-up depends on when the first swing
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -18,7 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -56,6 +57,10 @@ DEFAULT_INDICATOR_COLUMNS: tuple[str, ...] = (
 #: On the hourly bars the default keeps the slow regime indicators: trend strength and momentum.
 DEFAULT_MTF_INDICATOR_COLUMNS: tuple[str, ...] = ("rsi", "adx")
 BAR_COLUMNS: tuple[str, ...] = ("timestamp", "open", "high", "low", "close", "volume")
+
+
+#: `IndicatorParams`' defaults by name (FeatureConfig's indicator windows take theirs from here)
+_IND: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(IndicatorParams)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,17 +114,18 @@ class FeatureConfig:
     vol_windows: tuple[int, ...] = (120,)
     time: bool = True
     indicators: bool = True
-    rsi_window: int = 14
-    macd_fast: int = 12
-    macd_slow: int = 26
-    macd_signal: int = 9
-    bb_window: int = 20
-    bb_dev: float = 2.0
-    squeeze_window: int = 120
-    atr_window: int = 14
-    adx_window: int = 14
-    obv_window: int = 60
-    vwap_window: int = 60
+    # the indicator windows: defaults from `IndicatorParams`, their one home
+    rsi_window: int = _IND["rsi_window"]
+    macd_fast: int = _IND["macd_fast"]
+    macd_slow: int = _IND["macd_slow"]
+    macd_signal: int = _IND["macd_signal"]
+    bb_window: int = _IND["bb_window"]
+    bb_dev: float = _IND["bb_dev"]
+    squeeze_window: int = _IND["squeeze_window"]
+    atr_window: int = _IND["atr_window"]
+    adx_window: int = _IND["adx_window"]
+    obv_window: int = _IND["obv_window"]
+    vwap_window: int = _IND["vwap_window"]
     levels: bool = True
     fibonacci: bool = True
     swing_k: int = 5
