@@ -203,6 +203,46 @@ def _exits(S: np.ndarray, i: int, bar: int, M: np.ndarray, P: np.ndarray, sigma:
 
 
 @numba.njit(cache=True)
+def _participation_cap(i: int, dq: float, next_volume: float, S: np.ndarray, P: np.ndarray) -> float:
+    """Rule 3's cap: ``dq`` clipped (toward zero, in lots) to ``max_participation`` x the fill bar's volume;
+    the clipped part goes to ``S_CLIPPED_QTY``."""
+    cap = P[P_MAX_PART] * next_volume
+    if abs(dq) <= cap:
+        return dq
+    clipped = round_qty_toward_zero(math.copysign(cap, dq), P[P_LOT])
+    S[S_CLIPPED_QTY, i] = abs(dq) - abs(clipped)
+    return clipped
+
+
+@numba.njit(cache=True)
+def _reward_step(i: int, log_ret: float, turnover: float, dd: float, S: np.ndarray, P: np.ndarray) -> None:
+    """Rule 9: the shaped reward of env i's step and the update of its running moments (EMAs)."""
+    a_prev = S[S_EMA_A, i]
+    b_prev = S[S_EMA_B, i]
+    dd2_prev = S[S_EMA_DD2, i]
+    S[S_REWARD, i] = shaped_reward(int(P[P_REWARD]), log_ret, a_prev, b_prev, dd2_prev, turnover, dd,
+                                   P[P_TURN_PEN], P[P_DD_PEN])
+    eta = P[P_REWARD_ETA]
+    S[S_EMA_A, i] = a_prev + eta * (log_ret - a_prev)
+    S[S_EMA_B, i] = b_prev + eta * (log_ret * log_ret - b_prev)
+    down = min(log_ret, 0.0)
+    S[S_EMA_DD2, i] = dd2_prev + eta * (down * down - dd2_prev)
+
+
+@numba.njit(cache=True)
+def _episode_stats(i: int, r: float, turnover: float, dd: float, S: np.ndarray) -> None:
+    """Running sums of env i's episode (simple return ``r``, turnover, exposure, max drawdown)."""
+    S[S_SUM_R, i] += r
+    S[S_SUM_R2, i] += r * r
+    S[S_SUM_DOWN2, i] += min(r, 0.0) ** 2
+    S[S_N_R, i] += 1.0
+    S[S_SUM_TURNOVER, i] += turnover
+    S[S_SUM_ABS_EXPOSURE, i] += abs(S[S_EXPOSURE, i])
+    if dd > S[S_MAX_DD, i]:
+        S[S_MAX_DD, i] = dd
+
+
+@numba.njit(cache=True)
 def step_env(i: int, a: float, S: np.ndarray, M: np.ndarray, P: np.ndarray, levels: np.ndarray) -> None:
     """Advance env i by one decision: decision at close t, fills in bar t+1, mark at close t+1."""
     t = int(S[S_T, i])
@@ -228,12 +268,8 @@ def step_env(i: int, a: float, S: np.ndarray, M: np.ndarray, P: np.ndarray, leve
     send = (dq != 0.0 and (forced or abs(e - cur_e) >= P[P_REBALANCE])
             and abs(dq) * c_t * mult >= P[P_MIN_NOTIONAL])
     if send and not math.isnan(P[P_MAX_PART]):
-        cap = P[P_MAX_PART] * M[nxt, M_VOLUME]
-        if abs(dq) > cap:
-            clipped = round_qty_toward_zero(math.copysign(cap, dq), P[P_LOT])
-            S[S_CLIPPED_QTY, i] = abs(dq) - abs(clipped)
-            dq = clipped
-            send = dq != 0.0
+        dq = _participation_cap(i, dq, M[nxt, M_VOLUME], S, P)
+        send = dq != 0.0
     # rule 4-5: fill at the open of t+1
     if send:
         o = M[nxt, M_OPEN]
@@ -262,32 +298,12 @@ def step_env(i: int, a: float, S: np.ndarray, M: np.ndarray, P: np.ndarray, leve
     S[S_STEPS, i] += 1.0
     roll_day(i, nxt, eq_t, S, M)
 
-    # reward
+    # reward and its running state, then the episode statistics (simple returns), no per-step history
     floor = 1e-6 * P[P_INIT_CASH]
-    log_ret = math.log(max(eq, floor) / max(eq_t, floor))
     turnover = notional / eq_t if eq_t > 0.0 else 0.0
     S[S_STEP_NOTIONAL, i] = notional
-    a_prev = S[S_EMA_A, i]
-    b_prev = S[S_EMA_B, i]
-    dd2_prev = S[S_EMA_DD2, i]
-    S[S_REWARD, i] = shaped_reward(int(P[P_REWARD]), log_ret, a_prev, b_prev, dd2_prev, turnover, dd,
-                                   P[P_TURN_PEN], P[P_DD_PEN])
-    eta = P[P_REWARD_ETA]
-    S[S_EMA_A, i] = a_prev + eta * (log_ret - a_prev)
-    S[S_EMA_B, i] = b_prev + eta * (log_ret * log_ret - b_prev)
-    down = min(log_ret, 0.0)
-    S[S_EMA_DD2, i] = dd2_prev + eta * (down * down - dd2_prev)
-
-    # running episode statistics (simple returns), no per-step history
-    r = max(eq, floor) / max(eq_t, floor) - 1.0
-    S[S_SUM_R, i] += r
-    S[S_SUM_R2, i] += r * r
-    S[S_SUM_DOWN2, i] += min(r, 0.0) ** 2
-    S[S_N_R, i] += 1.0
-    S[S_SUM_TURNOVER, i] += turnover
-    S[S_SUM_ABS_EXPOSURE, i] += abs(S[S_EXPOSURE, i])
-    if dd > S[S_MAX_DD, i]:
-        S[S_MAX_DD, i] = dd
+    _reward_step(i, math.log(max(eq, floor) / max(eq_t, floor)), turnover, dd, S, P)
+    _episode_stats(i, max(eq, floor) / max(eq_t, floor) - 1.0, turnover, dd, S)
 
     # episode end
     terminated = eq <= 0.0 or ((not math.isnan(P[P_MAX_DD])) and dd > P[P_MAX_DD])
