@@ -300,7 +300,15 @@ class EnvConfig:
                 _fail(name, value, "must be a finite number")
         self._check_ranges()
 
-    def _check_ranges(self) -> None:  # noqa: C901 - a flat list of independent checks
+    def _check_ranges(self) -> None:
+        self._check_episode()
+        self._check_sizing()
+        self._check_costs()
+        self._check_exits_and_reward()
+        self._check_observation()
+
+    def _check_episode(self) -> None:
+        """Account, episode and action settings."""
         if not isinstance(self.window_size, int) or self.window_size < 1:
             _fail("window_size", self.window_size, "must be an integer >= 1 (bars)")
         if self.initial_cash <= 0:
@@ -315,6 +323,9 @@ class EnvConfig:
             _fail("action_mode", self.action_mode, f"must be one of {ACTION_MODES}")
         if self.max_leverage <= 0:
             _fail("max_leverage", self.max_leverage, "must be > 0 (1.0 = no leverage)")
+
+    def _check_sizing(self) -> None:
+        """Exposure levels, sizing and order rounding."""
         if len(self.exposure_levels) < 2:
             _fail("exposure_levels", self.exposure_levels, "needs at least 2 levels")
         if any(abs(x) > self.max_leverage + 1e-12 for x in self.exposure_levels):
@@ -335,6 +346,9 @@ class EnvConfig:
                      "drawdown_penalty"):
             if getattr(self, name) < 0:
                 _fail(name, getattr(self, name), "must be >= 0")
+
+    def _check_costs(self) -> None:
+        """Slippage, fees, participation, contracts, funding and margin."""
         if not 0 <= self.slippage_bps <= MAX_SLIPPAGE_BPS:
             _fail("slippage_bps", self.slippage_bps, f"must be in [0, {MAX_SLIPPAGE_BPS:g}] basis points (10 = 0.10 %)")
         if not 0 <= self.slippage_coef <= MAX_SLIPPAGE_COEF:
@@ -355,6 +369,9 @@ class EnvConfig:
             _fail("funding_interval_h", self.funding_interval_h, f"must be in [{lo:g}, {hi:g}] hours (8 = Binance perpetuals)")
         if not 0 <= self.maintenance_margin_rate < 1:
             _fail("maintenance_margin_rate", self.maintenance_margin_rate, "must be a fraction in [0, 1)")
+
+    def _check_exits_and_reward(self) -> None:
+        """Stops, take-profit, reward and observation clipping."""
         for name in ("stop_loss", "trailing_stop"):
             value = getattr(self, name)
             if value is not None and not 0 < value < 1:
@@ -367,7 +384,7 @@ class EnvConfig:
             _fail("reward_eta", self.reward_eta, "must be in (0, 1)")
         if self.obs_clip <= 0:
             _fail("obs_clip", self.obs_clip, "must be > 0")
-        self._check_observation()
+
 
     def _check_observation(self) -> None:
         if self.observation not in OBSERVATIONS:
