@@ -8,6 +8,7 @@ import contextlib
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -101,26 +102,14 @@ def _read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(fh, columns=columns)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Replace ``path`` atomically: ``write`` fills a temp file unique to this writer beside it, which is
+    fsynced and renamed into place (readers see the old or the new file, never a partial one; a failure
+    leaves ``path`` untouched and no temp file behind)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        table = pa.Table.from_pandas(df, preserve_index=False)
-        pq.write_table(table, tmp)
+        write(Path(tmp))
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -128,5 +117,14 @@ def _atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def _atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 

@@ -11,22 +11,16 @@ deterministic families (levels/Fibonacci warm-up depends on when the first swing
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from envs.data.resample import parse_timeframe, resample_arrays
+from envs.features.cache import FEATURE_VERSION, FeatureCache, data_hash
 from envs.features.indicators import (
     INDICATOR_COLUMNS,
     IndicatorParams,
@@ -38,17 +32,15 @@ from envs.features.indicators import (
 )
 from envs.features.levels import iter_level_features
 from envs.features.mtf import iter_join_rows
+from envs.market.bars import OHLCV_COLUMNS
 from envs.typed_config import from_mapping as typed_from_mapping
 
 logger = logging.getLogger(__name__)
 
-#: Bump when a feature definition changes, so cached Parquet files are not reused.
-FEATURE_VERSION = "2"  # 2: indicators run by envs.features.kernels; indicator_columns
+__all__ = ["FEATURE_VERSION", "INDICATOR_COLUMNS", "FeatureCache", "FeatureConfig", "build_features", "compute_features",
+           "data_hash", "feature_matrix", "nominal_warmup_bars", "warmup_rows"]
+
 MTF_FAMILIES: tuple[str, ...] = ("returns", "indicators", "levels")
-#: Parquet footer key of the row count, columns and checksum stored with every cache file.
-CACHE_META_KEY = "quantgym.feature_cache"
-#: FeatureConfig fields that select columns after computation (not part of the feature cache key).
-PRUNING_FIELDS: tuple[str, ...] = ("prune_vif", "prune_corr")
 #: The default keeps one MACD line: macd_frac = macd_signal_frac + macd_hist_frac exactly (VIF inf),
 #: and macd_hist_slope is the 1-bar change of macd_hist_frac, already in the observation window.
 DEFAULT_INDICATOR_COLUMNS: tuple[str, ...] = (
@@ -56,7 +48,6 @@ DEFAULT_INDICATOR_COLUMNS: tuple[str, ...] = (
 )
 #: On the hourly bars the default keeps the slow regime indicators: trend strength and momentum.
 DEFAULT_MTF_INDICATOR_COLUMNS: tuple[str, ...] = ("rsi", "adx")
-BAR_COLUMNS: tuple[str, ...] = ("timestamp", "open", "high", "low", "close", "volume")
 
 
 #: `IndicatorParams`' defaults by name (FeatureConfig's indicator windows take theirs from here)
@@ -208,7 +199,7 @@ BarArrays: TypeAlias = Mapping[str, np.ndarray]
 def bar_arrays(df: pd.DataFrame | BarArrays) -> dict[str, np.ndarray]:
     """The bar columns of ``df`` as contiguous arrays (int64 ``timestamp``, float64 OHLCV)."""
     out = {"timestamp": np.ascontiguousarray(np.asarray(df["timestamp"], dtype=np.int64))}
-    for col in BAR_COLUMNS[1:]:
+    for col in OHLCV_COLUMNS[1:]:
         out[col] = np.ascontiguousarray(np.asarray(df[col], dtype=np.float64))
     return out
 
@@ -368,111 +359,6 @@ def nominal_warmup_bars(config: FeatureConfig, base_interval_ms: int = 60_000) -
         ratio = -(-parse_timeframe(tf) // int(base_interval_ms))
         out = max(out, (single(config.htf_config(), set(config.mtf_families)) + 2) * ratio)
     return out
-
-
-def data_hash(df: pd.DataFrame) -> str:
-    """blake2b hex digest of the timestamp/OHLCV (and ``filled``) arrays' bytes."""
-    h = hashlib.blake2b(digest_size=16)
-    for col in (*BAR_COLUMNS, "filled"):
-        if col in df.columns:
-            arr = np.ascontiguousarray(df[col].to_numpy(dtype=np.int64 if col in ("timestamp", "filled") else np.float64))
-            h.update(col.encode())
-            h.update(arr.tobytes())
-    return h.hexdigest()
-
-
-class FeatureCache:
-    """Parquet cache of feature frames keyed by data content + ``FeatureConfig`` + version.
-
-    Attributes:
-        directory: folder holding ``features_<key>.parquet`` files (created on first save).
-        hits: lookups served from disk.
-        misses: lookups that had to compute (no file, or a file that failed verification).
-        rejected: files that failed verification on read (rebuilt, never used).
-    """
-
-    def __init__(self, directory: str | Path) -> None:
-        self.directory = Path(directory)
-        self.hits = 0
-        self.misses = 0
-        self.rejected = 0
-
-    @staticmethod
-    def key(df: pd.DataFrame, config: FeatureConfig) -> str:
-        """Cache key of ``(df, config)``: hash of data bytes, config fields and FEATURE_VERSION."""
-        fields_ = {k: v for k, v in asdict(config).items() if k not in PRUNING_FIELDS}  # pruning is decided later
-        cfg = json.dumps(fields_, sort_keys=True, default=list)
-        h = hashlib.blake2b(digest_size=16)
-        h.update(f"{FEATURE_VERSION}|{data_hash(df)}|{cfg}".encode())
-        return h.hexdigest()
-
-    def path(self, key: str) -> Path:
-        """File of ``key``."""
-        return self.directory / f"features_{key}.parquet"
-
-    def load(self, key: str, n_rows: int | None = None) -> pd.DataFrame | None:
-        """Cached frame of ``key``, or None when there is none or it fails verification.
-
-        Verified on every read: the file parses, and its row count, column names and a checksum of
-        every column's values equal what was stored with it (``CACHE_META_KEY`` in the Parquet
-        footer) and ``n_rows`` (the bars it was built for). A file that fails (truncated, empty,
-        flipped bits, missing rows, written without a checksum) is never used: a warning names the
-        reason and the caller rebuilds it.
-        """
-        p = self.path(key)
-        if not p.exists():
-            return None
-        try:
-            table = pq.read_table(p)
-            raw = (table.schema.metadata or {}).get(CACHE_META_KEY.encode())
-            if raw is None:
-                raise ValueError("no checksum stored with it")
-            meta = json.loads(raw)
-            frame = table.to_pandas()
-            if list(frame.columns) != meta["columns"]:
-                raise ValueError(f"columns {list(frame.columns)[:5]}... differ from the stored {meta['columns'][:5]}...")
-            expected_rows = meta["rows"] if n_rows is None else n_rows
-            if len(frame) != meta["rows"] or len(frame) != expected_rows:
-                raise ValueError(f"{len(frame)} rows, expected {expected_rows}")
-            if frame_checksum(frame) != meta["checksum"]:
-                raise ValueError("checksum mismatch (the file changed after it was written)")
-        except Exception as e:  # noqa: BLE001 - any failure means: do not use it, rebuild
-            logger.warning("features: cache file %s is unusable (%s: %s); rebuilding it", p, type(e).__name__, e)
-            self.rejected += 1
-            return None
-        return frame
-
-    def save(self, key: str, frame: pd.DataFrame) -> Path:
-        """Write ``frame`` with its row count, columns and checksum, atomically; return its path.
-
-        The file goes to a temp file unique to this writer and is renamed into place: concurrent
-        writers of the same key (e.g. parallel tuning trials) each rename their own complete file,
-        the last rename wins and readers never see a partial file.
-        """
-        self.directory.mkdir(parents=True, exist_ok=True)
-        p = self.path(key)
-        fd, tmp_name = tempfile.mkstemp(prefix=p.stem + ".", suffix=".tmp", dir=self.directory)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        meta = {"rows": len(frame), "columns": [str(c) for c in frame.columns], "checksum": frame_checksum(frame)}
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), CACHE_META_KEY: json.dumps(meta)})
-        try:
-            pq.write_table(table, tmp)
-            tmp.replace(p)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return p
-
-
-def frame_checksum(frame: pd.DataFrame) -> str:
-    """blake2b hex digest of a frame's column names, dtypes and values (row order included)."""
-    h = hashlib.blake2b(digest_size=16)
-    for name in frame.columns:
-        values = np.ascontiguousarray(frame[name].to_numpy())
-        h.update(f"{name}|{values.dtype.str}|{len(values)}|".encode())
-        h.update(values.tobytes())
-    return h.hexdigest()
 
 
 def build_features(df: pd.DataFrame, config: FeatureConfig | None = None, cache: FeatureCache | None = None) -> pd.DataFrame:

@@ -40,7 +40,6 @@ from envs.features.indicators import (
 from envs.features.levels import FIB_POS_CLIP, FIB_RATIOS, LEVEL_COLUMNS, levels_run, new_level_state
 from envs.features.mtf import iter_join_rows
 from envs.features.pipeline import (
-    BAR_COLUMNS,
     BarArrays,
     FeatureConfig,
     bar_arrays,
@@ -49,6 +48,7 @@ from envs.features.pipeline import (
     feature_columns,
     mtf_families,
 )
+from envs.market.bars import OHLCV_COLUMNS
 
 
 def memory_bars(config: FeatureConfig, families: set[str] | None = None) -> int:
@@ -156,7 +156,7 @@ class FeatureStream:
         self.families = _families(config, families)
         self.memory = memory_bars(config, self.families)
         self.levels = bool({"levels", "fibonacci"} & self.families)
-        self._bars = Ring(len(BAR_COLUMNS), max(self.memory, 2 * int(config.swing_k) + 1))
+        self._bars = Ring(len(OHLCV_COLUMNS), max(self.memory, 2 * int(config.swing_k) + 1))
         self._htf = [_HigherTimeframe(tf, config) for tf in config.mtf_timeframes] if families is None else []
         base = _stream_columns(config, self.families) if self.families else ()
         self.columns: tuple[str, ...] = base + tuple(f"{h.prefix}{c}" for h in self._htf for c in h.stream.columns)
@@ -250,7 +250,7 @@ class FeatureStream:
         for j, name in enumerate(self.columns):
             matrix[:, j] = values[name]
         for i in range(max(0, n - self._bars.capacity), n):
-            self._bars.append(tuple(float(b[c][i]) for c in BAR_COLUMNS))
+            self._bars.append(tuple(float(b[c][i]) for c in OHLCV_COLUMNS))
         for i in range(max(0, n - self.rows), n):
             self._rows.append(matrix[i])
         self.n_seen, self._last_ts = n, int(b["timestamp"][-1])
@@ -275,6 +275,6 @@ def _stream_columns(config: FeatureConfig, families: set[str]) -> tuple[str, ...
                                indicators="indicators" in families, levels="levels" in families,
                                fibonacci="fibonacci" in families)
     probe: dict[str, np.ndarray] = {"timestamp": np.arange(64, dtype=np.int64) * 60_000}
-    for col in BAR_COLUMNS[1:]:
+    for col in OHLCV_COLUMNS[1:]:
         probe[col] = np.linspace(100.0, 101.0, 64)
     return feature_columns(base, probe)
